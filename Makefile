@@ -1,0 +1,50 @@
+# The README's two commands: `make run` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED ?= $(abspath ../shared)
+export KBROKER_CESQL_TCK ?= $(SHARED)/cesql-tck
+
+.PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/kbroker run --config examples/ --data .run/data
+
+# Real components the tests need: Kafka jars from Maven Central, kube-apiserver/etcd/kn from the
+# Go module proxy. Each script caches under .cache/ and rebuilds only what is missing.
+test-deps: install
+	@if [ -f hack/kafka.py ]; then $(PY) hack/kafka.py fetch; fi
+	@if [ -f hack/kube.sh ]; then bash hack/kube.sh build; fi
+
+kafka: install
+	$(PY) hack/kafka.py fetch
+	$(PY) hack/kafka.py start --foreground
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy core ingress filter controller kbroker test
+
+check: lint typecheck
+
+pytest: install test-deps
+	$(PY) -m pytest -q -ra
+
+test: check pytest
+
+bench: install
+	$(VENV)/bin/kbroker bench --help
+
+clean:
+	rm -rf .run .mypy_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""The Channel Protocol: where a broker's events wait, durably, between ingress and dispatch.
+
+One Protocol, several backends (`core/channels/<name>.py`), chosen per Broker by its class, so
+several backends run side by side in one process. A backend must:
+
+- `append` a batch for a broker at a `Durability` and return only once the batch is safe at that
+  level (group commit / producer batching: never a synchronous flush per event);
+- give each trigger a `Subscription` that reads from the trigger's own committed position onward,
+  starting at the log's end or beginning for a trigger it has never seen;
+- `commit` a trigger's progress per partition, only ever forward;
+- create and delete a broker's storage, and report lag.
+
+Errors (the only exceptions a backend may let out; foreign ones are translated at the adapter):
+
+    ChannelError
+     +-- ChannelUnavailable   the backend cannot take the event now (down, locked, timeout): 503
+     +-- ChannelFull          out of space for this broker: 507
+     +-- EventTooLarge        larger than the backend can store: 413
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from core import contract
+from core.events import CloudEvent
+
+
+class ChannelError(Exception):
+    """Base of every error a channel backend raises."""
+
+
+class ChannelUnavailable(ChannelError):
+    """The backend cannot take or serve events right now; retrying later may work."""
+
+
+class ChannelFull(ChannelError):
+    """The backend has no room for this broker's events (disk full, retention quota)."""
+
+
+class EventTooLarge(ChannelError):
+    """The event is larger than the backend accepts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """An event plus what travels beside it through the channel (not part of the event)."""
+
+    event: CloudEvent
+    arrival: float  # wall-clock time ingress accepted it (epoch seconds), for end-to-end latency
+    traceparent: str | None = None  # W3C trace context of the ingress span
+    tracestate: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored event as a subscription reads it."""
+
+    partition: int
+    offset: int  # strictly increasing within a partition; not necessarily contiguous
+    key: str | None  # the partitionkey extension, if any
+    envelope: Envelope
+
+
+class Subscription(Protocol):
+    """A trigger's reading position in one broker's log."""
+
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]:
+        """Next records after what this subscription already returned; [] after `timeout` s."""
+        ...
+
+    async def commit(self, partition: int, offset: int) -> None:
+        """Everything in `partition` up to and including `offset` has a final outcome."""
+        ...
+
+    async def lag(self) -> int:
+        """Events stored after the committed position (0 when caught up)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Channel(Protocol):
+    """A messaging backend holding any number of brokers' logs."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ensure_broker(self, broker: contract.Broker) -> None:
+        """Create the broker's storage if it does not exist yet (idempotent)."""
+        ...
+
+    async def delete_broker(self, broker: contract.Broker) -> None:
+        """Remove the broker's storage and every position in it (not for external topics)."""
+        ...
+
+    async def append(
+        self,
+        broker: contract.Broker,
+        envelopes: Sequence[Envelope],
+        durability: contract.Durability,
+    ) -> None:
+        """Store the envelopes in order; return once safe at `durability`."""
+        ...
+
+    def subscribe(self, broker: contract.Broker, trigger: contract.Trigger) -> Subscription:
+        """A reader for `trigger`, resuming from its committed position."""
+        ...
+
+    async def healthy(self) -> bool:
+        """Whether the backend can currently take events (used by /readyz)."""
+        ...

@@ -1,0 +1,273 @@
+"""The contract: the one interface between the control plane and the data plane.
+
+The controller (standalone file watcher or Kubernetes reconciler) compiles every Broker and Trigger
+into one `Contract`; ingress and dispatcher read nothing else. It is a plain, versioned value:
+frozen dataclasses with `to_json`/`from_json`, a monotonic `generation`, and changes that are
+additive only (new fields get defaults, so an older data plane reads a newer contract).
+
+What the contract refuses to hold: Kubernetes objects, unresolved references, anything that needs a
+lookup at dispatch time. Every URL in it is already resolved and every default already applied.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, NewType
+
+import orjson
+
+BrokerKey = NewType("BrokerKey", str)
+"""`<namespace>/<name>`: how ingress finds a broker from its request path."""
+
+TriggerUid = NewType("TriggerUid", str)
+"""Stable identity of a trigger's position in a channel (survives edits of the Trigger)."""
+
+
+class BackoffPolicy(enum.Enum):
+    LINEAR = "linear"
+    EXPONENTIAL = "exponential"
+
+
+class Durability(enum.Enum):
+    """How safe an event is when ingress answers 202 (the producer's choice per request).
+
+    `none`: accepted in memory; `leader`: written to the local log or the partition leader;
+    `all`: fsynced, or replicated to every in-sync replica.
+    """
+
+    NONE = "none"
+    LEADER = "leader"
+    ALL = "all"
+
+
+class DeliveryOrder(enum.Enum):
+    UNORDERED = "unordered"
+    ORDERED = "ordered"
+
+
+class StartFrom(enum.Enum):
+    """Where a new Trigger starts reading: the log's end (Knative parity) or its beginning."""
+
+    LATEST = "latest"
+    EARLIEST = "earliest"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySpec:
+    """Knative's DeliverySpec with durations in seconds and the dead-letter sink resolved."""
+
+    retry: int = 0
+    backoff_policy: BackoffPolicy | None = None
+    backoff_delay: float | None = None
+    timeout: float | None = None
+    retry_after_max: float | None = None
+    dead_letter_uri: str | None = None
+    format: str | None = None  # "json" (structured) | "binary"; None means binary
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSpec:
+    """One node of a Trigger filter, in the shape of Knative's API.
+
+    `dialect` is one of: `attributes` (legacy `filter.attributes`), `exact`, `prefix`, `suffix`
+    (use `attributes`), `all`, `any` (use `children`), `not` (one child), `cesql` (`expression`).
+    """
+
+    dialect: str
+    attributes: tuple[tuple[str, str], ...] = ()
+    children: tuple[FilterSpec, ...] = ()
+    expression: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Broker:
+    namespace: str
+    name: str
+    uid: str
+    address: str  # the URL producers POST to; replies are POSTed here too
+    channel: str = "embedded"  # backend module under core/channels
+    channel_config: tuple[tuple[str, str], ...] = ()  # e.g. bootstrap.servers for kafka
+    topic: str = ""  # storage name inside the channel (Kafka topic, embedded log name)
+    external_topic: bool = False  # storage owned by someone else: never created or deleted
+    default_durability: Durability = Durability.ALL
+    generation: int = 0  # metadata.generation of the object this entry came from
+
+    @property
+    def key(self) -> BrokerKey:
+        return BrokerKey(f"{self.namespace}/{self.name}")
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    namespace: str
+    name: str
+    uid: TriggerUid
+    broker: str  # name of the Broker in the same namespace
+    subscriber_uri: str
+    filters: tuple[FilterSpec, ...] = ()  # implicit AND; empty passes everything
+    delivery: DeliverySpec = field(default_factory=DeliverySpec)  # effective (Trigger ?? Broker)
+    order: DeliveryOrder = DeliveryOrder.UNORDERED
+    max_in_flight: int = 100
+    start_from: StartFrom = StartFrom.LATEST
+    consumer_group: str = ""  # Kafka consumer group id
+    generation: int = 0
+
+    @property
+    def broker_key(self) -> BrokerKey:
+        return BrokerKey(f"{self.namespace}/{self.broker}")
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    generation: int = 0
+    brokers: tuple[Broker, ...] = ()
+    triggers: tuple[Trigger, ...] = ()
+
+    def broker(self, key: str) -> Broker | None:
+        for b in self.brokers:
+            if b.key == key:
+                return b
+        return None
+
+    def triggers_of(self, key: str) -> tuple[Trigger, ...]:
+        return tuple(t for t in self.triggers if t.broker_key == key)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(_encode(self), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+    @staticmethod
+    def from_json(raw: bytes | str) -> Contract:
+        return _decode_contract(orjson.loads(raw))
+
+
+# --- JSON mapping -------------------------------------------------------------------------------
+# Written by hand rather than with a generic dataclass walker so the wire names are stable
+# (camelCase, like Knative's contract.proto) and unknown fields from a newer writer are ignored.
+
+
+def _encode(c: Contract) -> dict[str, Any]:
+    return {
+        "generation": c.generation,
+        "brokers": [_enc_broker(b) for b in c.brokers],
+        "triggers": [_enc_trigger(t) for t in c.triggers],
+    }
+
+
+def _enc_broker(b: Broker) -> dict[str, Any]:
+    return {
+        "namespace": b.namespace,
+        "name": b.name,
+        "uid": b.uid,
+        "address": b.address,
+        "channel": b.channel,
+        "channelConfig": dict(b.channel_config),
+        "topic": b.topic,
+        "externalTopic": b.external_topic,
+        "defaultDurability": b.default_durability.value,
+        "generation": b.generation,
+    }
+
+
+def _enc_delivery(d: DeliverySpec) -> dict[str, Any]:
+    return {
+        "retry": d.retry,
+        "backoffPolicy": d.backoff_policy.value if d.backoff_policy else None,
+        "backoffDelay": d.backoff_delay,
+        "timeout": d.timeout,
+        "retryAfterMax": d.retry_after_max,
+        "deadLetterUri": d.dead_letter_uri,
+        "format": d.format,
+    }
+
+
+def _enc_filter(f: FilterSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"dialect": f.dialect}
+    if f.attributes:
+        out["attributes"] = [list(kv) for kv in f.attributes]
+    if f.children:
+        out["children"] = [_enc_filter(c) for c in f.children]
+    if f.expression:
+        out["expression"] = f.expression
+    return out
+
+
+def _enc_trigger(t: Trigger) -> dict[str, Any]:
+    return {
+        "namespace": t.namespace,
+        "name": t.name,
+        "uid": t.uid,
+        "broker": t.broker,
+        "subscriberUri": t.subscriber_uri,
+        "filters": [_enc_filter(f) for f in t.filters],
+        "delivery": _enc_delivery(t.delivery),
+        "order": t.order.value,
+        "maxInFlight": t.max_in_flight,
+        "startFrom": t.start_from.value,
+        "consumerGroup": t.consumer_group,
+        "generation": t.generation,
+    }
+
+
+def _decode_contract(d: dict[str, Any]) -> Contract:
+    return Contract(
+        generation=int(d.get("generation", 0)),
+        brokers=tuple(_dec_broker(b) for b in d.get("brokers", ())),
+        triggers=tuple(_dec_trigger(t) for t in d.get("triggers", ())),
+    )
+
+
+def _dec_broker(d: dict[str, Any]) -> Broker:
+    return Broker(
+        namespace=d["namespace"],
+        name=d["name"],
+        uid=d.get("uid", ""),
+        address=d.get("address", ""),
+        channel=d.get("channel", "embedded"),
+        channel_config=tuple(sorted((str(k), str(v)) for k, v in d.get("channelConfig", {}).items())),
+        topic=d.get("topic", ""),
+        external_topic=bool(d.get("externalTopic", False)),
+        default_durability=Durability(d.get("defaultDurability", "all")),
+        generation=int(d.get("generation", 0)),
+    )
+
+
+def _dec_delivery(d: dict[str, Any] | None) -> DeliverySpec:
+    if not d:
+        return DeliverySpec()
+    policy = d.get("backoffPolicy")
+    return DeliverySpec(
+        retry=int(d.get("retry") or 0),
+        backoff_policy=BackoffPolicy(policy) if policy else None,
+        backoff_delay=d.get("backoffDelay"),
+        timeout=d.get("timeout"),
+        retry_after_max=d.get("retryAfterMax"),
+        dead_letter_uri=d.get("deadLetterUri"),
+        format=d.get("format"),
+    )
+
+
+def _dec_filter(d: dict[str, Any]) -> FilterSpec:
+    return FilterSpec(
+        dialect=d["dialect"],
+        attributes=tuple((str(k), str(v)) for k, v in d.get("attributes", ())),
+        children=tuple(_dec_filter(c) for c in d.get("children", ())),
+        expression=d.get("expression", ""),
+    )
+
+
+def _dec_trigger(d: dict[str, Any]) -> Trigger:
+    return Trigger(
+        namespace=d["namespace"],
+        name=d["name"],
+        uid=TriggerUid(d.get("uid", "")),
+        broker=d["broker"],
+        subscriber_uri=d.get("subscriberUri", ""),
+        filters=tuple(_dec_filter(f) for f in d.get("filters", ())),
+        delivery=_dec_delivery(d.get("delivery")),
+        order=DeliveryOrder(d.get("order", "unordered")),
+        max_in_flight=int(d.get("maxInFlight", 100)),
+        start_from=StartFrom(d.get("startFrom", "latest")),
+        consumer_group=d.get("consumerGroup", ""),
+        generation=int(d.get("generation", 0)),
+    )

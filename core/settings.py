@@ -1,0 +1,58 @@
+"""Settings: frozen dataclasses, each field with its default, read from flags/environment once.
+
+Nothing else in the project reads `os.environ` (OpenTelemetry's own `OTEL_*` variables excepted,
+which its SDK reads by design). Components receive the settings object they need.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.events import DecodeLimits
+
+
+@dataclass(frozen=True, slots=True)
+class IngressSettings:
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    max_ttl: int = 255  # knativebrokerttl given to events that arrive without one
+    append_timeout: float = 5.0  # seconds before a slow channel turns into 503
+    retry_after: int = 1  # seconds advertised in Retry-After on 503
+    add_arrival_time: bool = True  # add the knativearrivaltime extension, as Knative does
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedSettings:
+    data_dir: Path = Path("data")
+    retention_bytes: int = 1024**3  # per broker; oldest fully-consumed events go first
+    retention_seconds: float = 7 * 24 * 3600.0
+    group_commit_max: int = 1000  # events per transaction at most
+    busy_timeout: float = 2.0  # seconds SQLite waits on a lock before the append fails (503)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherSettings:
+    default_max_in_flight: int = 100
+    default_timeout: float = 600.0  # per attempt when the delivery spec sets none (Kafka parity)
+    fetch_batch: int = 500
+    commit_interval: float = 0.2  # seconds between position commits of a busy trigger
+    max_backoff: float = 3600.0  # cap on any single backoff wait (Knative has none: #9278)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    config_dir: Path = Path("examples")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    kafka_bootstrap: str | None = None  # makes Kafka the default channel when set
+    poll_interval: float = 0.5  # seconds between scans of the config folder
+    ingress: IngressSettings = field(default_factory=IngressSettings)
+    embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
+    dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """The one place that reads the environment (KBROKER_* variables)."""
+    return os.environ.get(name, default)
