@@ -112,6 +112,10 @@ class Channel(Protocol):
         """A reader for `trigger`, resuming from its committed position."""
         ...
 
+    async def delete_subscription(self, broker: contract.Broker, trigger: contract.Trigger) -> None:
+        """Forget a removed trigger's position (its consumer group), so a new one starts afresh."""
+        ...
+
     async def healthy(self) -> bool:
         """Whether the backend can currently take events (used by /readyz)."""
         ...
