@@ -1,0 +1,65 @@
+"""build_app: the ingress ASGI application (broker paths on a fast path, the rest on Starlette).
+
+`/<namespace>/<broker>` (one trailing slash allowed) goes straight to `routes.BrokerIngress`;
+everything else (health, readiness, metrics, status, the UI) is an ordinary Starlette app the
+caller composes, so operational endpoints can use a framework without taxing the event path.
+No module globals: everything comes in as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from core.channel import Channel
+from core.contract_source import ContractHolder
+from core.settings import IngressSettings
+from ingress.routes import BrokerIngress, Observer, Receive, Scope, Send, respond
+
+ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+def health_routes(ready: ReadyCheck) -> list[BaseRoute]:
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_: Request) -> Response:
+        ok, why = await ready()
+        return PlainTextResponse(("ok" if ok else why) + "\n", status_code=200 if ok else 503)
+
+    return [Route("/healthz", healthz), Route("/readyz", readyz)]
+
+
+class IngressApp:
+    def __init__(self, ingress: BrokerIngress, admin: Starlette) -> None:
+        self.ingress = ingress
+        self.admin = admin
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            parts = path.strip("/").split("/") if path not in ("", "/") else []
+            if len(parts) == 2 and all(parts) and not path.endswith("//"):
+                await self.ingress.handle(scope, receive, send, parts[0], parts[1])
+                return
+            if not parts and scope["method"] == "POST":
+                await respond(send, 404, "POST to /<namespace>/<broker>")
+                return
+        await self.admin(scope, receive, send)
+
+
+def build_app(
+    settings: IngressSettings,
+    channels: Mapping[str, Channel],
+    holder: ContractHolder,
+    ready: ReadyCheck,
+    extra_routes: Sequence[BaseRoute] = (),
+    observer: Observer | None = None,
+) -> IngressApp:
+    ingress = BrokerIngress(settings, channels, holder, observer)
+    admin = Starlette(routes=[*health_routes(ready), *extra_routes])
+    return IngressApp(ingress, admin)

@@ -1,0 +1,207 @@
+"""POST /{namespace}/{broker}: look up, read, decode, TTL, append, answer.
+
+A plain ASGI handler rather than a Starlette route: this is the hot path, and a framework's
+request object, routing and response classes cost more than the work itself. Every answer follows
+../shared/reference/cloudevents.md §7: 202 once the channel says the events are safe at the chosen
+durability; 400 invalid (naming the problem, and the batch index); 404 unknown broker; 405 other
+methods (OPTIONS answers 200 with `Allow`, like Knative's ingress); 413 too large (checked against
+Content-Length before reading, and while streaming); 415 unsupported format; 503 + Retry-After when
+the channel cannot take the events in time; 507 when the broker's storage is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from core import contract, events
+from core.channel import Channel, ChannelFull, ChannelUnavailable, Envelope, EventTooLarge
+from core.contract_source import ContractHolder
+from core.settings import IngressSettings
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+DURABILITY_HEADER = b"kbroker-durability"
+TTL = "knativebrokerttl"
+ARRIVAL = "knativearrivaltime"
+_DURABILITIES = {d.value: d for d in contract.Durability}
+
+
+class Reject(Exception):
+    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+class Observer:
+    """Metric/trace hooks for ingress; the default does nothing."""
+
+    def accepted(self, broker: contract.Broker, evs: list[events.CloudEvent], nbytes: int,
+                 seconds: float, append_seconds: float) -> None:
+        pass
+
+    def rejected(self, broker_key: str, status: int, seconds: float) -> None:
+        pass
+
+
+class BrokerIngress:
+    def __init__(
+        self,
+        settings: IngressSettings,
+        channels: Mapping[str, Channel],
+        holder: ContractHolder,
+        observer: Observer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.channels = channels
+        self.holder = holder
+        self.observer = observer or Observer()
+        self.retry_after = str(settings.retry_after).encode()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, ns: str, name: str) -> None:
+        started = time.perf_counter()
+        key = f"{ns}/{name}"
+        try:
+            status = await self._handle(scope, receive, send, ns, name, started)
+        except Reject as rej:
+            self.observer.rejected(key, rej.status, time.perf_counter() - started)
+            await respond(send, rej.status, rej.message, rej.headers)
+            return
+        if status is not None:
+            self.observer.rejected(key, status, time.perf_counter() - started)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, ns: str, name: str, started: float
+    ) -> int | None:
+        method = scope["method"]
+        if method == "OPTIONS":
+            await respond(send, 200, "", _OPTIONS_HEADERS)
+            return None
+        if method != "POST":
+            raise Reject(405, f"method {method} not allowed; POST CloudEvents here", _ALLOW)
+        broker = self.holder.current.broker(f"{ns}/{name}")
+        if broker is None:
+            raise Reject(404, f"broker {ns}/{name} not found")
+        channel = self.channels.get(broker.channel)
+        if channel is None:
+            raise Reject(503, f"broker {ns}/{name}: channel {broker.channel!r} is not running here",
+                         ((b"retry-after", self.retry_after),))
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        durability = broker.default_durability
+        limits = self.settings.limits
+        for hname, hvalue in headers:
+            if hname == b"content-length":
+                try:
+                    length = int(hvalue)
+                except ValueError:
+                    raise Reject(400, "invalid Content-Length header") from None
+                if length > limits.max_body_bytes:
+                    raise Reject(413, f"body of {length} bytes is over the {limits.max_body_bytes}-byte limit")
+            elif hname == DURABILITY_HEADER:
+                d = _DURABILITIES.get(hvalue.decode("latin-1").strip().lower())
+                if d is None:
+                    raise Reject(400, "Kbroker-Durability must be one of none, leader, all")
+                durability = d
+        body = await read_body(receive, limits.max_body_bytes)
+        try:
+            evs = events.decode_http(headers, body, limits)
+        except events.UnsupportedMediaType as exc:
+            raise Reject(415, str(exc)) from None
+        except events.PayloadTooLarge as exc:
+            raise Reject(413, str(exc)) from None
+        except events.EventError as exc:
+            raise Reject(400, str(exc)) from None
+        if not evs:
+            await respond(send, 202, "")
+            return None
+        self._stamp(evs)
+        now = time.time()
+        envelopes = [Envelope(ev, now) for ev in evs]
+        t0 = time.perf_counter()
+        try:
+            await asyncio.wait_for(
+                channel.append(broker, envelopes, durability), self.settings.append_timeout
+            )
+        except (ChannelUnavailable, asyncio.TimeoutError) as exc:
+            log.warning("broker %s/%s: append failed: %s", ns, name, exc or "timeout")
+            raise Reject(503, "the broker cannot store events right now; retry later",
+                         ((b"retry-after", self.retry_after),)) from None
+        except ChannelFull:
+            raise Reject(507, f"broker {ns}/{name}: storage full; retry later",
+                         ((b"retry-after", self.retry_after),)) from None
+        except EventTooLarge as exc:
+            raise Reject(413, str(exc)) from None
+        t1 = time.perf_counter()
+        await respond(send, 202, "")
+        self.observer.accepted(broker, evs, len(body), t1 - started, t1 - t0)
+        return None
+
+    def _stamp(self, evs: list[events.CloudEvent]) -> None:
+        """Loop guard and arrival time, on every event of the request (all-or-nothing)."""
+        arrival = None
+        for index, ev in enumerate(evs):
+            raw = ev.attributes.get(TTL)
+            if raw is None:
+                ev.attributes[TTL] = str(self.settings.max_ttl)
+            else:
+                try:
+                    ttl = int(raw) if not isinstance(raw, bool) else -1
+                except ValueError:
+                    ttl = -1
+                if ttl <= 0:
+                    where = f"event {index}: " if len(evs) > 1 else ""
+                    raise Reject(400, f"{where}{TTL} exhausted or invalid ({raw!r}): event loop?")
+            if self.settings.add_arrival_time and ARRIVAL not in ev.attributes:
+                if arrival is None:
+                    arrival = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+                ev.attributes[ARRIVAL] = arrival
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Reject(400, "client disconnected before the body was complete")
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise Reject(413, f"body over the {limit}-byte limit")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_ALLOW = ((b"allow", b"POST, OPTIONS"),)
+_OPTIONS_HEADERS = (
+    (b"allow", b"POST, OPTIONS"),
+    (b"webhook-allowed-origin", b"*"),
+    (b"webhook-allowed-rate", b"*"),
+)
+
+
+async def respond(
+    send: Send, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = (message + "\n").encode() if message else b""
+    raw = [
+        (b"content-length", str(len(body)).encode()),
+        *((( b"content-type", b"text/plain; charset=utf-8"),) if body else ()),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,80 @@
+"""`kbroker get brokers|triggers`: status as `kubectl get` shows it, from a running broker."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import httpx
+import orjson
+import yaml
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("get", help="show Brokers or Triggers and their status")
+    p.add_argument("kind", choices=["brokers", "broker", "triggers", "trigger"])
+    p.add_argument("name", nargs="?", help="only this object")
+    p.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
+    p.add_argument("-n", "--namespace", help="only this namespace")
+    p.add_argument("--server", default="http://127.0.0.1:8080", help="the running kbroker")
+    p.set_defaults(func=main)
+
+
+def _condition(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
+    for cond in obj.get("status", {}).get("conditions", []):
+        if cond.get("type") == ctype:
+            return dict(cond)
+    return {}
+
+
+def rows(kind: str, objects: list[dict[str, Any]]) -> list[list[str]]:
+    if kind == "brokers":
+        out = [["NAMESPACE", "NAME", "URL", "READY", "REASON"]]
+    else:
+        out = [["NAMESPACE", "NAME", "BROKER", "SUBSCRIBER_URI", "READY", "REASON", "LAG"]]
+    for obj in objects:
+        meta, status = obj["metadata"], obj.get("status", {})
+        ready = _condition(obj, "Ready")
+        cells = [meta["namespace"], meta["name"]]
+        if kind == "brokers":
+            cells.append(status.get("address", {}).get("url", ""))
+        else:
+            cells += [obj.get("spec", {}).get("broker", ""), status.get("subscriberUri", "")]
+        cells += [ready.get("status", "Unknown"), ready.get("reason", "")]
+        if kind == "triggers":
+            cells.append(status.get("annotations", {}).get("kbroker.dev/lag", ""))
+        out.append(cells)
+    return out
+
+
+def format_table(table: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table)
+
+
+def main(args: argparse.Namespace) -> int:
+    kind = args.kind if args.kind.endswith("s") else args.kind + "s"
+    try:
+        resp = httpx.get(f"{args.server.rstrip('/')}/status", timeout=10.0)
+        resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"error: cannot read status from {args.server}: {exc}", file=sys.stderr)
+        return 1
+    objects = [
+        o for o in orjson.loads(resp.content)[kind]
+        if (not args.name or o["metadata"]["name"] == args.name)
+        and (not args.namespace or o["metadata"]["namespace"] == args.namespace)
+    ]
+    if args.name and not objects:
+        print(f"error: {args.kind} {args.name!r} not found", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        doc: Any = objects[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": objects}
+        print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    elif args.output == "yaml":
+        doc = objects[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": objects}
+        print(yaml.safe_dump(doc, sort_keys=False).rstrip())
+    else:
+        print(format_table(rows(kind, objects)))
+    return 0

@@ -1,0 +1,158 @@
+"""`kbroker run`: the whole broker in one process (folder controller + ingress + dispatcher).
+
+Wiring only, in the order an event needs things: channels first, then the folder source that
+compiles YAML into a contract (creating each broker's storage before the contract is published, and
+deleting a removed broker's storage only after its workers stopped), then the dispatcher pool and
+the HTTP server. Shutdown runs in reverse and lets in-flight deliveries finish for a moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+
+import uvicorn
+
+from controller import compile as compiler
+from controller import files
+from core.channel import Channel, ChannelError
+from core.channels.embedded import EmbeddedChannel
+from core.contract_source import ContractHolder
+from core.settings import RunSettings
+from filter.dispatch import Dispatcher
+from filter.pool import WorkerPool
+from filter.sender import AiohttpSender
+from ingress.app import build_app
+from kbroker import status_api
+
+log = logging.getLogger(__name__)
+
+
+def open_channels(settings: RunSettings) -> dict[str, Channel]:
+    channels: dict[str, Channel] = {"embedded": EmbeddedChannel(settings.embedded)}
+    try:
+        from core.channels.kafka import KafkaChannel
+    except ImportError:  # pragma: no cover - confluent-kafka is a hard dependency
+        log.warning("Kafka channel unavailable")
+    else:
+        channels["kafka"] = KafkaChannel()
+    return channels
+
+
+def environment(settings: RunSettings, base_url: str) -> compiler.Environment:
+    classes = dict(compiler.Environment.__dataclass_fields__["class_channels"].default_factory())  # type: ignore[misc]
+    kafka_config: tuple[tuple[str, str], ...] = ()
+    if settings.kafka_bootstrap:
+        classes["MTChannelBasedBroker"] = "kafka"
+        kafka_config = (("bootstrap.servers", settings.kafka_bootstrap),)
+    return compiler.Environment(
+        ingress_base_url=base_url, class_channels=classes, default_kafka_config=kafka_config
+    )
+
+
+class Standalone:
+    def __init__(self, settings: RunSettings, sock: socket.socket) -> None:
+        self.settings = settings
+        self.sock = sock
+        host, port = sock.getsockname()[:2]
+        self.base_url = f"http://{settings.host}:{port}"
+        self.channels = open_channels(settings)
+        self.holder = ContractHolder()
+        self.sender = AiohttpSender()
+        self.dispatcher = Dispatcher(self.sender, settings.dispatcher)
+        self.pool = WorkerPool(self.channels, self.dispatcher, settings.dispatcher)
+        self.holder.subscribe(self.pool.apply)
+        self.result: compiler.CompileResult | None = None
+        self.storage_errors: dict[str, str] = {}
+        self.folder = files.FolderSource(
+            settings.config_dir, environment(settings, self.base_url), self.on_update,
+            settings.poll_interval,
+        )
+
+    async def on_update(self, result: compiler.CompileResult) -> None:
+        previous = self.holder.current
+        for b in result.contract.brokers:
+            channel = self.channels.get(b.channel)
+            try:
+                if channel is None:
+                    raise ChannelError(f"channel {b.channel!r} is not available")
+                await channel.ensure_broker(b)
+                self.storage_errors.pop(str(b.key), None)
+            except ChannelError as exc:
+                log.error("broker %s: storage not ready: %s", b.key, exc)
+                self.storage_errors[str(b.key)] = str(exc)
+        for problem in result.problems:
+            log.warning("%s", problem)
+        self.result = result
+        await self.holder.publish(result.contract)
+        kept = {b.key for b in result.contract.brokers}
+        for b in previous.brokers:
+            if b.key not in kept and (channel := self.channels.get(b.channel)) is not None:
+                with contextlib.suppress(ChannelError):
+                    await channel.delete_broker(b)
+
+    async def ready(self) -> tuple[bool, str]:
+        if not self.holder.loaded:
+            return False, "configuration not loaded yet"
+        for b in self.holder.current.brokers:
+            channel = self.channels[b.channel] if b.channel in self.channels else None
+            if channel is None or not await channel.healthy():
+                return False, f"channel {b.channel} of broker {b.key} unavailable"
+        if not self.pool.healthy():
+            return False, "a trigger worker stopped"
+        return True, "ok"
+
+    async def serve(self) -> None:
+        for channel in self.channels.values():
+            await channel.start()
+        app = build_app(
+            self.settings.ingress, self.channels, self.holder, self.ready,
+            extra_routes=status_api.routes(self),
+        )
+        config = uvicorn.Config(
+            app, loop="uvloop", http="httptools", lifespan="off", log_level="warning",
+            access_log=False, timeout_keep_alive=30,
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        folder_task = asyncio.create_task(self.folder.run(), name="folder-source")
+        server_task = asyncio.create_task(server.serve(sockets=[self.sock]), name="http")
+        print(f"kbroker ready on {self.base_url}", flush=True)
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([server_task, folder_task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        folder_task.cancel()
+        await asyncio.gather(folder_task, return_exceptions=True)
+        await asyncio.gather(server_task, return_exceptions=True)
+        await self.pool.close()
+        await self.sender.close()
+        for channel in self.channels.values():
+            with contextlib.suppress(Exception):
+                await channel.close()
+        stopper.cancel()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def run(settings: RunSettings) -> None:
+    import uvloop
+
+    sock = bind(settings.host, settings.port)
+    app = Standalone(settings, sock)
+    uvloop.run(app.serve())
+
