@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core import _jsonformat, _percent, _validate
+
 AttrValue = str | int | bool
 
 
@@ -88,43 +90,216 @@ def attr_string(value: AttrValue) -> str:
     return str(value)
 
 
+_DEFAULTS = DecodeLimits()
+_STRUCTURED = "application/cloudevents+json"
+_BATCH = "application/cloudevents-batch+json"
+_STRUCTURED_CT = _STRUCTURED + "; charset=utf-8"
+_CE_PREFIX = b"application/cloudevents"
+
+
+def _event_size(attrs: dict[str, AttrValue], data: bytes | None) -> int:
+    size = len(data) if data is not None else 0
+    for name, value in attrs.items():
+        size += len(name) + len(attr_string(value))
+    return size
+
+
+def _too_large(what: str, size: int, cap: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"{what} of {size} bytes is over the {cap}-byte limit")
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
 def decode_http(
     headers: Iterable[tuple[bytes, bytes]], body: bytes, limits: DecodeLimits = DecodeLimits()
 ) -> list[CloudEvent]:
     """Decode an HTTP request or response (ASGI-style raw headers) into one event or a batch."""
-    raise NotImplementedError
+    if len(body) > limits.max_body_bytes:
+        raise _too_large("body", len(body), limits.max_body_bytes)
+    # One pass over the headers: the mode depends on Content-Type only (spec 3.1), but the ce-
+    # headers are collected on the way so the common binary case never looks twice.
+    ce: list[tuple[bytes, bytes]] = []
+    ctype: bytes | None = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname.startswith(b"ce-"):
+            ce.append((lname, value))
+        elif lname == b"content-type":
+            ctype = value
+    if ctype is not None and ctype.lstrip()[:23].lower() == _CE_PREFIX:
+        return _decode_formatted(ctype, body, limits)
+    return [_decode_binary(ce, ctype, body, limits)]
+
+
+def _decode_binary(
+    ce: list[tuple[bytes, bytes]], ctype: bytes | None, body: bytes, limits: DecodeLimits
+) -> CloudEvent:
+    if len(ce) > limits.max_headers:
+        raise EventError(f"{len(ce)} ce- headers, over the limit of {limits.max_headers}")
+    attrs: dict[str, AttrValue] = {}
+    size = len(body)
+    lenient = limits.lenient_percent
+    try:
+        for lname, raw in ce:
+            name = lname[3:].decode("latin-1")
+            if not _validate.valid_name(name):
+                raise ValueError(f"invalid attribute name {name!r}")
+            if name == "datacontenttype":
+                raise ValueError("ce-datacontenttype is not allowed; use Content-Type")
+            if name in attrs:
+                raise ValueError(f"header ce-{name} repeated")
+            # Fast path: nothing to unquote or percent-decode in the usual header.
+            if b"%" in raw or b'"' in raw:
+                attrs[name] = _percent.decode(raw, lenient)
+            else:
+                attrs[name] = raw.decode("utf-8")
+            size += len(lname) + len(raw)
+        if ctype is not None:
+            attrs["datacontenttype"] = ctype.decode("utf-8")
+        _validate.check(attrs)
+    except UnicodeDecodeError:
+        raise EventError("header value is not valid UTF-8") from None
+    except ValueError as e:
+        raise EventError(str(e)) from None
+    if size > limits.max_event_bytes:
+        raise _too_large("event", size, limits.max_event_bytes)
+    return CloudEvent(attrs, body or None)
+
+
+def _decode_formatted(ctype: bytes, body: bytes, limits: DecodeLimits) -> list[CloudEvent]:
+    media = _jsonformat.media_type(ctype.decode("latin-1"))
+    if media == _STRUCTURED:
+        if len(body) > limits.max_event_bytes:
+            raise _too_large("event", len(body), limits.max_event_bytes)
+        return [from_json(_loads(body), limits)]
+    if media != _BATCH:
+        raise UnsupportedMediaType(f"unsupported CloudEvents format {media!r}")
+    array = _loads(body)
+    if type(array) is not list:
+        raise EventError("a batch must be a JSON array")
+    if len(array) > limits.max_batch_events:
+        raise PayloadTooLarge(
+            f"batch of {len(array)} events is over the limit of {limits.max_batch_events}"
+        )
+    events: list[CloudEvent] = []
+    for index, obj in enumerate(array):
+        try:
+            event = from_json(obj, limits)
+        except EventError as e:
+            raise type(e)(e.reason, index=index) from None
+        if events and event.attributes["specversion"] != events[0].attributes["specversion"]:
+            raise EventError("specversion differs from the batch's first event", index=index)
+        events.append(event)
+    return events
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return _jsonformat.loads(body)
+    except ValueError as e:
+        raise EventError(str(e)) from None
 
 
 def encode_binary(event: CloudEvent) -> tuple[list[tuple[str, str]], bytes]:
     """Binary content mode: `ce-` headers (percent-encoded) plus Content-Type, body = data."""
-    raise NotImplementedError
+    headers: list[tuple[str, str]] = []
+    ctype: str | None = None
+    for name, value in event.attributes.items():
+        if name == "datacontenttype":
+            ctype = attr_string(value)
+        else:
+            headers.append(("ce-" + name, _percent.encode(attr_string(value))))
+    if ctype is not None:
+        headers.append(("content-type", ctype))
+    return headers, event.data or b""
 
 
 def encode_structured(event: CloudEvent) -> tuple[list[tuple[str, str]], bytes]:
     """Structured content mode, JSON format."""
-    raise NotImplementedError
+    body = _jsonformat.encode(event.attributes, event.data, _DEFAULTS.max_json_depth)
+    return [("content-type", _STRUCTURED_CT)], body
 
 
 def encode_batch(events: Sequence[CloudEvent]) -> bytes:
     """Batch content mode body (`application/cloudevents-batch+json`)."""
-    raise NotImplementedError
+    depth = _DEFAULTS.max_json_depth
+    return b"[" + b",".join(_jsonformat.encode(e.attributes, e.data, depth) for e in events) + b"]"
+
+
+# --- JSON format -----------------------------------------------------------------------------
 
 
 def to_json(event: CloudEvent) -> dict[str, Any]:
     """The JSON-format object of one event."""
-    raise NotImplementedError
+    return _jsonformat.to_dict(event.attributes, event.data, _DEFAULTS.max_json_depth)
 
 
 def from_json(obj: Any, limits: DecodeLimits = DecodeLimits()) -> CloudEvent:
     """Parse and validate one JSON-format event object."""
-    raise NotImplementedError
+    try:
+        attrs, data = _jsonformat.parse_event(obj, limits.max_json_depth)
+    except ValueError as e:
+        raise EventError(str(e)) from None
+    size = _event_size(attrs, data)
+    if size > limits.max_event_bytes:
+        raise _too_large("event", size, limits.max_event_bytes)
+    return CloudEvent(attrs, data)
+
+
+# --- Kafka -----------------------------------------------------------------------------------
 
 
 def to_kafka(event: CloudEvent) -> tuple[bytes | None, list[tuple[str, bytes]], bytes | None]:
     """Kafka binary binding: (key from partitionkey, `ce_` headers + content-type, value)."""
-    raise NotImplementedError
+    headers: list[tuple[str, bytes]] = []
+    for name, value in event.attributes.items():
+        text = attr_string(value).encode("utf-8")
+        headers.append(("content-type" if name == "datacontenttype" else "ce_" + name, text))
+    key = event.attributes.get("partitionkey")
+    return (None if key is None else attr_string(key).encode("utf-8")), headers, event.data
 
 
 def from_kafka(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> CloudEvent:
     """Read a Kafka record in binary or structured mode."""
-    raise NotImplementedError
+    ce: dict[str, bytes] = {}
+    ctype: bytes | None = None
+    for key, raw in headers or ():
+        lkey = key.lower()
+        # confluent-kafka gives None for a header without a value; Kafka keys may repeat and
+        # the last one wins (§2).
+        if lkey.startswith("ce_"):
+            ce[lkey[3:]] = raw or b""
+        elif lkey == "content-type":
+            ctype = raw or b""
+    if ctype is not None and ctype.lstrip()[:23].lower() == _CE_PREFIX:
+        media = _jsonformat.media_type(ctype.decode("latin-1"))
+        if media != _STRUCTURED:
+            raise UnsupportedMediaType(f"unsupported CloudEvents format {media!r}")
+        return _kafka_structured(value)
+    # Structured mode sets content-type only "if present": a record with neither content-type nor
+    # ce_ headers whose value looks like a JSON object is read as structured.
+    if ctype is None and not ce and value is not None and value.lstrip()[:1] == b"{":
+        return _kafka_structured(value)
+    attrs: dict[str, AttrValue] = {}
+    try:
+        for name, raw in ce.items():
+            if not _validate.valid_name(name):
+                raise ValueError(f"invalid attribute name {name!r}")
+            if name == "datacontenttype":
+                raise ValueError("ce_datacontenttype is not allowed; use content-type")
+            attrs[name] = raw.decode("utf-8")
+        if ctype is not None:
+            attrs["datacontenttype"] = ctype.decode("utf-8")
+        _validate.check(attrs)
+    except UnicodeDecodeError:
+        raise EventError("header value is not valid UTF-8") from None
+    except ValueError as e:
+        raise EventError(str(e)) from None
+    return CloudEvent(attrs, value)
+
+
+def _kafka_structured(value: bytes | None) -> CloudEvent:
+    if value is None:
+        raise EventError("a structured record must have a value")
+    return from_json(_loads(value), DecodeLimits(max_event_bytes=len(value) + 1))

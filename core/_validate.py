@@ -1,0 +1,116 @@
+"""Context-attribute validation shared by every CloudEvents binding (spec 1.0 and 0.3).
+
+Why a separate leaf module: the HTTP, JSON-format and Kafka readers all apply the same rules, and
+this module must not import `core.events` (which imports it). It raises plain `ValueError` with a
+short reason; `core.events` turns that into `EventError` (400) at its boundary.
+
+What it checks (../shared/reference/cloudevents.md §1.5): specversion is exactly "1.0" or "0.3";
+id, source and type are present non-empty strings; names are `[a-z0-9]+` and not `data` (long names
+are accepted, as the Knative SDKs do); known attributes have string values; extension values are
+strings, booleans or int32 integers; `time` is RFC 3339; `dataschema` (1.0) is an absolute URI;
+`subject` and `datacontenttype` are non-empty. What it refuses to do: normalise anything. `time`
+is checked but stays the string received, so forwarding and CESQL see the sender's text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+_NAME = re.compile(r"[a-z0-9]+")
+# Digits are spelled [0-9]: \d would also accept non-ASCII digits.
+_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-]([0-9]{2}):([0-9]{2}))"
+)
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S*")
+_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+
+SPECVERSIONS = frozenset({"1.0", "0.3"})
+REQUIRED = ("id", "source", "type")
+# Attributes whose type is String, URI, URI-reference or Timestamp in 1.0 or 0.3: they may never
+# carry a JSON boolean or number.
+STRING_TYPED = frozenset(
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "datacontenttype",
+        "dataschema",
+        "subject",
+        "time",
+        "schemaurl",
+        "datacontentencoding",
+    }
+)
+
+
+def valid_name(name: str) -> bool:
+    """An attribute name per spec 1.0: lower-case ASCII letters and digits, and never `data`."""
+    return name in STRING_TYPED or (_NAME.fullmatch(name) is not None and name != "data")
+
+
+def valid_time(value: str) -> bool:
+    """RFC 3339 date-time (section 5.6): offset or Z required, a fraction of any length."""
+    m = _TIME.fullmatch(value)
+    if m is None:
+        return False
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    if not 1 <= month <= 12 or not 1 <= day <= _DAYS[month - 1]:
+        return False
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if month == 2 and day == 29 and not leap:
+        return False
+    # 60 is a leap second, which RFC 3339 allows.
+    if hour > 23 or minute > 59 or second > 60:
+        return False
+    off_h, off_m = m.group(7), m.group(8)
+    return off_h is None or (int(off_h) <= 23 and int(off_m) <= 59)
+
+
+def check_value(name: str, value: object) -> None:
+    """One attribute value's type as JSON gives it (binary mode only ever has strings)."""
+    kind = type(value)
+    if kind is str:
+        return
+    if name in STRING_TYPED:
+        raise ValueError(f"attribute {name!r} must be a string")
+    if kind is bool:
+        return
+    if isinstance(value, int) and kind is int:
+        if not _INT32_MIN <= value <= _INT32_MAX:
+            raise ValueError(f"attribute {name!r}: integer out of int32 range")
+        return
+    raise ValueError(f"attribute {name!r}: invalid value type {kind.__name__}")
+
+
+def check(attrs: Mapping[str, object]) -> None:
+    """Raise ValueError naming the first rule `attrs` breaks; names and value types are the
+    caller's job (checked while reading, where the raw form is known)."""
+    spec = attrs.get("specversion")
+    if spec is None:
+        raise ValueError("missing required attribute 'specversion'")
+    if spec not in SPECVERSIONS:
+        raise ValueError(f"unsupported specversion {spec!r} (expected '1.0' or '0.3')")
+    for name in REQUIRED:
+        value = attrs.get(name)
+        if value is None:
+            raise ValueError(f"missing required attribute {name!r}")
+        if value == "":
+            raise ValueError(f"attribute {name!r} must not be empty")
+    time = attrs.get("time")
+    if time is not None and not (isinstance(time, str) and valid_time(time)):
+        raise ValueError(f"attribute 'time' is not an RFC 3339 timestamp: {time!r}")
+    if attrs.get("subject") == "":
+        raise ValueError("attribute 'subject' must not be empty")
+    if attrs.get("datacontenttype") == "":
+        raise ValueError("attribute 'datacontenttype' must not be empty")
+    if spec == "1.0":
+        schema = attrs.get("dataschema")
+        if schema is not None and not (isinstance(schema, str) and _ABSOLUTE_URI.fullmatch(schema)):
+            raise ValueError(f"attribute 'dataschema' is not an absolute URI: {schema!r}")
+    elif attrs.get("schemaurl") == "":
+        raise ValueError("attribute 'schemaurl' must not be empty")
