@@ -1,0 +1,214 @@
+"""Standalone source of objects: a folder of Knative YAML, watched by polling.
+
+`kbroker run --config DIR` points here. Every `*.yaml` / `*.yml` file directly in the folder
+(not in subfolders, like `kubectl apply -f DIR`) may hold several documents; each change of a
+file's size or mtime recompiles everything and hands the result to `on_update`. Polling keeps
+us free of a file-notification dependency and works the same on every platform and on network
+or ConfigMap-mounted volumes, where inotify is unreliable.
+
+Standing in for the Kubernetes API server, it also does what the API server and webhook would:
+- an update that changes an immutable field (Trigger `spec.broker`, Broker class, `spec.config`)
+  is refused: the previously accepted version stays in force and a problem is reported;
+- `metadata.generation` starts at 1 and goes up when an object's spec changes, so
+  `observedGeneration` means what it means in Kubernetes;
+- a file that stops parsing keeps its last good objects (a typo mid-edit must not delete a
+  Broker), and the parse error is reported against the file.
+
+What this module refuses: recursion into subfolders, and writing anything back to the folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from controller import compile as compiler
+from core import contract
+
+log = logging.getLogger(__name__)
+
+OnUpdate = Callable[[compiler.CompileResult], Awaitable[None] | None]
+_SUFFIXES = (".yaml", ".yml")
+_CHECKED_KINDS = ("Broker", "Trigger")
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    stamp: tuple[int, int]  # (mtime_ns, size) when read
+    docs: tuple[Any, ...]  # last documents that parsed (kept when the file stops parsing)
+    error: str | None = None
+
+
+class FolderSource:
+    def __init__(
+        self,
+        config_dir: Path,
+        env: compiler.Environment,
+        on_update: OnUpdate,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.config_dir = Path(config_dir)
+        self.env = env
+        self.on_update = on_update
+        self.poll_interval = poll_interval
+        self.latest: compiler.CompileResult | None = None
+        self._files: dict[Path, _File] = {}
+        self._accepted: dict[compiler.Key, Mapping[str, Any]] = {}
+        self._generations: dict[compiler.Key, tuple[bytes, int]] = {}
+        self._stamps: tuple[tuple[str, int, int], ...] | None = None
+
+    async def run(self) -> None:
+        """Load, then poll for changes until cancelled; `on_update` sees every new result."""
+        while True:
+            result = await asyncio.to_thread(self.refresh)
+            if result is not None:
+                outcome = self.on_update(result)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            await asyncio.sleep(self.poll_interval)
+
+    def refresh(self) -> compiler.CompileResult | None:
+        """Rescan the folder; recompile and return the result if anything changed, else None."""
+        stamps = self._scan()
+        if stamps == self._stamps and self.latest is not None:
+            return None
+        self._stamps = stamps
+        result = self._compile({Path(p): (m, s) for p, m, s in stamps})
+        self.latest = result
+        for p in result.problems:
+            (log.warning if p.severity == "warning" else log.error)("%s", p)
+        log.info(
+            "config compiled: generation=%d brokers=%d triggers=%d problems=%d",
+            result.contract.generation,
+            len(result.contract.brokers),
+            len(result.contract.triggers),
+            len(result.problems),
+        )
+        return result
+
+    def _scan(self) -> tuple[tuple[str, int, int], ...]:
+        try:
+            entries = [p for p in self.config_dir.iterdir() if p.suffix in _SUFFIXES]
+        except OSError:
+            return ()
+        out = []
+        for p in sorted(entries):
+            try:
+                st = p.stat()
+            except OSError:  # removed between listing and stat: it is gone
+                continue
+            if p.is_file():
+                out.append((str(p), st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def _read(self, path: Path, stamp: tuple[int, int]) -> _File:
+        before = self._files.get(path)
+        if before is not None and before.stamp == stamp:
+            return before
+        kept = before.docs if before is not None else ()
+        try:
+            docs = tuple(d for d in yaml.safe_load_all(path.read_text("utf-8")) if d is not None)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            suffix = " (keeping its previous objects)" if kept else ""
+            return _File(stamp, kept, f"invalid YAML: {_one_line(exc)}{suffix}")
+        return _File(stamp, docs)
+
+    def _compile(self, stamps: Mapping[Path, tuple[int, int]]) -> compiler.CompileResult:
+        self._files = {p: self._read(p, s) for p, s in stamps.items()}
+        problems: list[compiler.Problem] = []
+        if not self.config_dir.is_dir():
+            problems.append(
+                compiler.Problem(
+                    str(self.config_dir), "", "", "", "", "config folder does not exist"
+                )
+            )
+        objects: list[compiler.SourcedObject] = []
+        seen: set[compiler.Key] = set()
+        for path, f in self._files.items():
+            if f.error:
+                problems.append(compiler.Problem(str(path), "", "", "", "", f.error))
+            for doc in f.docs:
+                obj = self._admit(doc, str(path), problems, seen)
+                objects.append(compiler.SourcedObject(obj, str(path)))
+        # Deleted objects may come back with any spec, as after `kubectl delete`.
+        self._accepted = {k: v for k, v in self._accepted.items() if k in seen}
+        self._generations = {k: v for k, v in self._generations.items() if k in seen}
+        previous = self.latest.contract if self.latest is not None else None
+        result = compiler.compile(objects, self.env, previous)
+        merged = sorted(
+            (*problems, *result.problems),
+            key=lambda p: (p.source, p.kind, p.namespace, p.name, p.field, p.reason),
+        )
+        return replace(result, problems=tuple(merged))
+
+    def _admit(
+        self, doc: Any, source: str, problems: list[compiler.Problem], seen: set[compiler.Key]
+    ) -> Any:
+        """What the API server would store: immutability enforced, generation maintained."""
+        key = _key(doc)
+        if key is None or key in seen:
+            return doc
+        seen.add(key)
+        old = self._accepted.get(key)
+        if old is not None:
+            refused = compiler.validate_update(
+                old, doc, defaults=self.env.defaults, default_class=self.env.default_broker_class
+            )
+            if refused:
+                for message in refused:
+                    problems.append(
+                        compiler.Problem(
+                            source,
+                            key[0],
+                            key[1],
+                            key[2],
+                            "",
+                            f"{message}: keeping the previous version",
+                        )
+                    )
+                return self._with_generation(key, old)
+        self._accepted[key] = doc
+        return self._with_generation(key, doc)
+
+    def _with_generation(self, key: compiler.Key, doc: Mapping[str, Any]) -> Mapping[str, Any]:
+        meta = doc.get("metadata")
+        if not isinstance(meta, Mapping) or meta.get("generation") is not None:
+            return doc
+        spec = orjson.dumps(doc.get("spec"), option=orjson.OPT_SORT_KEYS, default=str)
+        before = self._generations.get(key)
+        generation = 1 if before is None else before[1] + (before[0] != spec)
+        self._generations[key] = (spec, generation)
+        out = copy.copy(dict(doc))
+        out["metadata"] = {**meta, "generation": generation}
+        return out
+
+
+def _key(doc: Any) -> compiler.Key | None:
+    if not isinstance(doc, Mapping) or doc.get("apiVersion") != compiler.EVENTING_API:
+        return None
+    kind, meta = doc.get("kind"), doc.get("metadata")
+    if kind not in _CHECKED_KINDS or not isinstance(meta, Mapping) or not meta.get("name"):
+        return None
+    return (str(kind), str(meta.get("namespace") or "default"), str(meta["name"]))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def load_once(config_dir: Path, env: compiler.Environment) -> compiler.CompileResult:
+    """Compile the folder as it is now (for tests and `kbroker get`)."""
+    source = FolderSource(config_dir, env, lambda _: None)
+    result = source.refresh()
+    if result is None:  # refresh always compiles the first time; keep mypy and readers sure
+        return compiler.compile((), env, contract.Contract())
+    return result
