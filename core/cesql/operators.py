@@ -1,0 +1,272 @@
+"""Builders for atoms, unary, arithmetic, comparison and logical operators (see `compiler`).
+
+Each builder picks, at compile time, the closure variant that does only the casts the operand
+types require, so the common cases (`attr = 'literal'`, integer arithmetic on integers) run
+without calling a cast at all.
+
+Integer semantics: `/` truncates toward zero and `%` takes the dividend's sign (C and Go, not
+Python's floor division); division or modulo by zero is 0 with a math error; `+ - *` and unary
+minus wrap around int32 as Go's int32 does, so -(-2147483648) stays -2147483648.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Final
+
+from core.cesql import ast, casts
+from core.cesql.casts import INT32_MAX, INT32_MIN, Value
+from core.cesql.errors import Abort, CesqlError
+from core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, missing
+
+Cast = Callable[[Value], Value] | None
+Op = Callable[[Value, Value], Value]
+
+
+# -- integer arithmetic -------------------------------------------------------------------------
+def add32(x: int, y: int) -> int:
+    r = x + y
+    return r if INT32_MIN <= r <= INT32_MAX else casts.wrap32(r)
+
+
+def sub32(x: int, y: int) -> int:
+    r = x - y
+    return r if INT32_MIN <= r <= INT32_MAX else casts.wrap32(r)
+
+
+def mul32(x: int, y: int) -> int:
+    r = x * y
+    return r if INT32_MIN <= r <= INT32_MAX else casts.wrap32(r)
+
+
+def div32(x: int, y: int) -> int:
+    if y == 0:
+        raise Abort(CesqlError("math", "division by zero"), 0)
+    q = abs(x) // abs(y)
+    return casts.wrap32(-q if (x < 0) != (y < 0) else q)
+
+
+def mod32(x: int, y: int) -> int:
+    if y == 0:
+        raise Abort(CesqlError("math", "modulo by zero"), 0)
+    r = abs(x) % abs(y)
+    return -r if x < 0 else r
+
+
+def neg32(x: int) -> int:
+    return casts.wrap32(-x)
+
+
+ARITHMETIC: Final[dict[str, Callable[[int, int], int]]] = {
+    "+": add32,
+    "-": sub32,
+    "*": mul32,
+    "/": div32,
+    "%": mod32,
+}
+COMPARISON: Final[dict[str, Op]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<>": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def cast_for(node: Node, target: casts.Type) -> Cast:
+    """The cast `node`'s value needs to become `target`, or None when it already is."""
+    return None if node.type is target else casts.CASTS[target]
+
+
+def binary(lf: Fn, rf: Fn, lc: Cast, rc: Cast, op: Op) -> Fn:
+    """Evaluate left, then right, then cast each as needed, then apply `op`."""
+    if lc is None and rc is None:
+        return lambda a: op(lf(a), rf(a))
+    if lc is None:
+        rcast = rc
+
+        def right_cast(a: Attributes) -> Value:
+            x = lf(a)
+            return op(x, rcast(rf(a)))  # type: ignore[misc]
+
+        return right_cast
+    lcast = lc
+    if rc is None:
+
+        def left_cast(a: Attributes) -> Value:
+            x = lf(a)
+            y = rf(a)
+            return op(lcast(x), y)
+
+        return left_cast
+    rcast2 = rc
+
+    def both_cast(a: Attributes) -> Value:
+        x = lf(a)
+        y = rf(a)
+        return op(lcast(x), rcast2(y))
+
+    return both_cast
+
+
+# -- builders -----------------------------------------------------------------------------------
+def constant(expr: ast.Constant, build: Builder) -> Node:
+    value = expr.value
+    return Node(lambda a: value, value.__class__, const=True)
+
+
+def attribute(expr: ast.Attribute, build: Builder) -> Node:
+    name = expr.name
+
+    def read(a: Attributes) -> Value:
+        value = a.get(name)
+        if value is None:
+            raise missing(name)
+        return value
+
+    return Node(read, None, attribute=name)
+
+
+def exists(expr: ast.Exists, build: Builder) -> Node:
+    name = expr.name
+
+    def present(a: Attributes) -> bool:
+        return a.get(name) is not None
+
+    return Node(present, bool, pred=present)
+
+
+def as_bool(node: Node) -> Fn:
+    if node.type is bool:
+        return node.fn
+    fn, to_bool = node.fn, casts.to_bool
+    return lambda a: to_bool(fn(a))
+
+
+def not_(expr: ast.Not, build: Builder) -> Node:
+    operand = build(expr.operand)
+    fn = as_bool(operand)
+    return Node(lambda a: not fn(a), bool, const=operand.const)
+
+
+def negate(expr: ast.Negate, build: Builder) -> Node:
+    operand = build(expr.operand)
+    fn, to_int = operand.fn, casts.to_int
+    if operand.type is int:
+        return Node(lambda a: neg32(fn(a)), int, const=operand.const)  # type: ignore[arg-type]
+    return Node(lambda a: neg32(to_int(fn(a))), int, const=operand.const)
+
+
+def arithmetic(expr: ast.Arithmetic, build: Builder) -> Node:
+    left, right = build(expr.left), build(expr.right)
+    fn = binary(
+        left.fn,
+        right.fn,
+        cast_for(left, int),
+        cast_for(right, int),
+        ARITHMETIC[expr.op],  # type: ignore[arg-type]
+    )
+    return Node(fn, int, const=left.const and right.const)
+
+
+def comparison(expr: ast.Comparison, build: Builder) -> Node:
+    left, right = build(expr.left), build(expr.right)
+    op = COMPARISON[expr.op]
+    const = left.const and right.const
+    if expr.op not in ("=", "!=", "<>"):
+        fn = binary(left.fn, right.fn, cast_for(left, int), cast_for(right, int), op)
+        return Node(fn, bool, const=const)
+    if right.constant is not None and left.attribute is not None:
+        return _attribute_equals(left.attribute, right.constant[0], op is operator.eq)
+    if right.type is not None:
+        fn = binary(left.fn, right.fn, cast_for(left, right.type), None, op)
+        return Node(fn, bool, const=const)
+    lf, rf, cast = left.fn, right.fn, casts.cast
+
+    def dynamic(a: Attributes) -> Value:
+        x = lf(a)
+        y = rf(a)
+        return op(cast(x, y.__class__), y)
+
+    return Node(dynamic, bool, const=const)
+
+
+def _attribute_equals(name: str, literal: Value, equal: bool) -> Node:
+    """`attr = literal` / `attr != literal`: the most common filter, one closure, no cast call
+    when the attribute already has the literal's type."""
+    kind, cast = literal.__class__, casts.CASTS[literal.__class__]
+
+    def fn(a: Attributes) -> bool:
+        value = a.get(name)
+        if value.__class__ is kind:
+            return (value == literal) is equal
+        if value is None:
+            raise missing(name)
+        return (cast(value) == literal) is equal
+
+    pred: Pred | None = None
+    if kind is str:  # casting to String never fails, so a missing attribute is the only error
+
+        def pred(a: Attributes) -> bool:
+            value = a.get(name)
+            if value.__class__ is str:
+                return (value == literal) is equal
+            return value is not None and (cast(value) == literal) is equal
+
+    return Node(fn, bool, pred=pred)
+
+
+def logical(expr: ast.Logical, build: Builder) -> Node:
+    operands = [build(e) for e in expr.operands]
+    fns = [as_bool(n) for n in operands]
+    const = all(n.const for n in operands)
+    if expr.op == "XOR":
+
+        def xor(a: Attributes) -> bool:
+            result = False
+            for f in fns:
+                result = result is not f(a)
+            return result
+
+        return Node(xor, bool, const=const)
+    preds = [n.pred for n in operands]
+    if expr.op == "AND":
+        pred = _all(preds) if None not in preds else None  # type: ignore[arg-type]
+        return Node(_all(fns), bool, const=const, pred=pred)  # type: ignore[arg-type]
+    return Node(_any(fns), bool, const=const)  # type: ignore[arg-type]
+
+
+def _all(fns: list[Pred]) -> Pred:
+    """Short-circuit AND over operands already cast to Boolean; unrolled for short chains."""
+    if len(fns) == 2:
+        f1, f2 = fns
+        return lambda a: f1(a) and f2(a)
+    if len(fns) == 3:
+        f1, f2, f3 = fns
+        return lambda a: f1(a) and f2(a) and f3(a)
+    return lambda a: all(f(a) for f in fns)
+
+
+def _any(fns: list[Pred]) -> Pred:
+    if len(fns) == 2:
+        f1, f2 = fns
+        return lambda a: f1(a) or f2(a)
+    if len(fns) == 3:
+        f1, f2, f3 = fns
+        return lambda a: f1(a) or f2(a) or f3(a)
+    return lambda a: any(f(a) for f in fns)
+
+
+BUILDERS: Final[dict[type, Callable[..., Node]]] = {
+    ast.Constant: constant,
+    ast.Attribute: attribute,
+    ast.Exists: exists,
+    ast.Not: not_,
+    ast.Negate: negate,
+    ast.Arithmetic: arithmetic,
+    ast.Comparison: comparison,
+    ast.Logical: logical,
+}
