@@ -43,7 +43,7 @@ def open_channels(settings: RunSettings) -> dict[str, Channel]:
 
 
 def environment(settings: RunSettings, base_url: str) -> compiler.Environment:
-    classes = dict(compiler.Environment.__dataclass_fields__["class_channels"].default_factory())  # type: ignore[misc]
+    classes = dict(compiler.Environment(ingress_base_url=base_url).class_channels)
     kafka_config: tuple[tuple[str, str], ...] = ()
     if settings.kafka_bootstrap:
         classes["MTChannelBasedBroker"] = "kafka"
@@ -86,8 +86,9 @@ class Standalone:
                 self.storage_errors[str(b.key)] = str(exc)
         for problem in result.problems:
             log.warning("%s", problem)
-        self.result = result
         await self.holder.publish(result.contract)
+        # Status only after the workers exist: a Trigger reported Ready has its start position.
+        self.result = result
         kept = {b.key for b in result.contract.brokers}
         for b in previous.brokers:
             if b.key not in kept and (channel := self.channels.get(b.channel)) is not None:
