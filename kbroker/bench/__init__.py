@@ -1,0 +1,1 @@
+"""`kbroker bench`: open-loop load generator, receiver, scenarios (docs/benchmarks.md)."""

@@ -1,0 +1,227 @@
+"""Running a scenario: bring up what it needs, run its steps, tear everything down.
+
+Why one module: every scenario is the same three phases (servers up, load steps, teardown) with
+different servers and triggers, and the teardown must happen on every path (a failed step, a
+broker that never gets ready, Ctrl-C), so it is written once with an AsyncExitStack. The servers
+come from `kbroker.bench.servers`, the load and accounting from `kbroker.bench.runner`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from kbroker.bench import brokerconfig, procstat, runner, servers
+from kbroker.bench.results import ScenarioResult, StepResult
+from kbroker.bench.scenarios import Scenario
+
+StepDone = Callable[[str, StepResult], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    load: runner.LoadOptions
+    rates: tuple[float, ...]
+    duration: float
+    staircase: bool = False
+    p99_bound_ms: float | None = None
+    url: str | None = None  # a broker someone else runs
+    broker_config: Path | None = None  # ... and the folder it watches, to add our triggers to
+    processes: int = 1
+    kafka: str | None = None
+    warmup_timeout: float = 30.0
+
+
+async def run(
+    sc: Scenario,
+    opts: BenchOptions,
+    progress: runner.Progress | None = None,
+    step_done: StepDone | None = None,
+) -> ScenarioResult:
+    if sc.kind == "cesql":
+        return await _cesql(sc, opts)
+    async with contextlib.AsyncExitStack() as stack:
+        if sc.kind == "triggers":
+            return await _triggers(sc, opts, stack)
+        return await _load(sc, opts, stack, progress, step_done)
+    raise AssertionError("unreachable")  # pragma: no cover - mypy cannot see the with
+
+
+async def _receiver(stack: contextlib.AsyncExitStack, sc: Scenario) -> runner.Receiver:
+    rec = runner.Receiver()
+    stack.push_async_callback(rec.stop)
+    await rec.start()
+    await rec.configure(sc.trigger_specs())
+    return rec
+
+
+async def _broker(
+    sc: Scenario,
+    opts: BenchOptions,
+    stack: contextlib.AsyncExitStack,
+    rec: runner.Receiver,
+    with_triggers: bool = True,
+) -> tuple[servers.Target, Path]:
+    """A broker with this scenario's config: ours (temp dir) or the one at --url."""
+    specs = sc.trigger_specs() if with_triggers else []
+    if opts.url is not None:
+        if opts.broker_config is not None:
+            folder = opts.broker_config / "kbroker-bench"
+            brokerconfig.write(folder, specs, rec.url, sc.delivery())
+            stack.callback(_remove_tree, folder)
+            await asyncio.sleep(1.0)  # let the broker's folder watch pick the files up
+        else:
+            folder = Path(".")
+        return servers.UrlTarget(opts.url), folder
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kbroker-bench-")))
+    brokerconfig.write(tmp / "config", specs, rec.url, sc.delivery())
+    target = await servers.start_broker(
+        tmp / "config",
+        tmp / "data",
+        processes=opts.processes,
+        kafka=opts.kafka,
+        env=sc.broker_env(rec.url),
+        log=tmp / "broker.log",
+    )
+    stack.push_async_callback(target.stop)
+    return target, tmp / "config"
+
+
+def _remove_tree(folder: Path) -> None:
+    for child in folder.glob("*"):
+        child.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+async def _load(
+    sc: Scenario,
+    opts: BenchOptions,
+    stack: contextlib.AsyncExitStack,
+    progress: runner.Progress | None,
+    step_done: StepDone | None,
+) -> ScenarioResult:
+    facts: dict[str, Any] = {}
+    rec: runner.Receiver | None = None
+    target: servers.Target | None = None
+    if sc.kind == "ceiling":
+        ceiling = await servers.start_ceiling(opts.processes)
+        stack.push_async_callback(ceiling.stop)
+        target, url = ceiling, f"{ceiling.url}/{brokerconfig.NAMESPACE}/{brokerconfig.BROKER}"
+    elif sc.kind == "direct":
+        rec = await _receiver(stack, sc)
+        url = f"{rec.url}/t/direct"
+    else:
+        rec = await _receiver(stack, sc)
+        target, _ = await _broker(sc, opts, stack, rec)
+        url = brokerconfig.ingress_url(target.url)
+        facts["ready_seconds"] = round(getattr(target, "ready_seconds", 0.0), 3)
+    session = runner.Session(
+        url, opts.load, sc.groups, rec, target.pids() if target else [], progress
+    )
+    stack.push_async_callback(session.stop)
+    await session.start()
+    if rec is not None and sc.needs_broker and rec.specs:
+        facts["first_delivery_seconds"] = round(await _warm_up(session, opts), 3)
+    steps: list[StepResult] = []
+    for rate in opts.rates:
+        step = await session.step(rate, opts.duration, opts.p99_bound_ms, label=f"{sc.name}")
+        if target is not None and sc.needs_broker:
+            lag = await _consumer_lag(target.url)
+            if lag is not None:
+                step = dataclasses.replace(step, extra={**step.extra, "consumer_lag": lag})
+        steps.append(step)
+        if step_done is not None:
+            step_done(sc.name, step)
+        if opts.staircase and not step.passed:
+            break  # past the knee: higher steps only queue more
+    return ScenarioResult(sc.name, sc.description, tuple(steps), facts)
+
+
+async def _warm_up(session: runner.Session, opts: BenchOptions) -> float:
+    """Send one event per trigger group until every trigger has one: the broker is then
+    dispatching, and the first step measures the steady state, not the start-up."""
+    t0 = time.monotonic()
+    groups = max(session.groups, 1)
+    rate = min(2000.0, groups * 20.0)
+    while True:
+        step = await session.step(rate, groups / rate)
+        if step.missing == 0 and step.errors == 0:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > opts.warmup_timeout:
+            raise servers.TargetError(
+                f"broker did not deliver to every trigger within {opts.warmup_timeout:.0f} s "
+                f"(missing {step.missing}, errors {step.errors}, statuses {step.statuses})"
+            )
+        await asyncio.sleep(0.2)
+
+
+async def _consumer_lag(base: str) -> float | None:
+    """Sum of the broker's Prometheus series whose name mentions lag, when /metrics has any."""
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError, ValueError):
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as http,
+            http.get(f"{base}/metrics") as resp,
+        ):
+            if resp.status != 200:
+                return None
+            total, seen = 0.0, False
+            for line in (await resp.text()).splitlines():
+                if line and not line.startswith("#") and "lag" in line.split("{")[0].split()[0]:
+                    total += float(line.rsplit(" ", 1)[1])
+                    seen = True
+            return total if seen else None
+    return None
+
+
+async def _triggers(
+    sc: Scenario, opts: BenchOptions, stack: contextlib.AsyncExitStack
+) -> ScenarioResult:
+    """Idle trigger scale: start with none, add N, time until the last one delivers, RSS delta."""
+    rec = await _receiver(stack, sc)
+    target, folder = await _broker(sc, opts, stack, rec, with_triggers=False)
+    pids = target.pids()
+    await asyncio.sleep(1.0)
+    before = procstat.sample(pids[0]) if pids else None
+    facts: dict[str, Any] = {"triggers": sc.triggers, "startup_ready_seconds": None}
+    facts["startup_ready_seconds"] = round(getattr(target, "ready_seconds", 0.0), 3)
+    session = runner.Session(
+        brokerconfig.ingress_url(target.url),
+        dataclasses.replace(opts.load, generators=1, concurrency=4),
+        sc.groups,
+        rec,
+        pids,
+    )
+    stack.push_async_callback(session.stop)
+    await session.start()
+    if sc.triggers:
+        brokerconfig.write_triggers(folder, sc.trigger_specs(), rec.url, sc.delivery())
+        facts["ready_seconds"] = round(await _warm_up(session, opts), 3)
+    await asyncio.sleep(1.0)
+    after = procstat.sample(pids[0]) if pids else None
+    if before is not None and after is not None:
+        facts["rss_kb_before"] = before.rss_kb
+        facts["rss_kb_after"] = after.rss_kb
+        facts["peak_rss_kb"] = after.hwm_kb
+        if sc.triggers:
+            facts["rss_kb_per_trigger"] = round((after.rss_kb - before.rss_kb) / sc.triggers, 2)
+    return ScenarioResult(sc.name, sc.description, (), facts)
+
+
+async def _cesql(sc: Scenario, opts: BenchOptions) -> ScenarioResult:
+    try:
+        module = importlib.import_module("kbroker.bench_cesql")
+    except ImportError as exc:
+        return ScenarioResult(sc.name, sc.description, skipped=f"kbroker.bench_cesql: {exc}")
+    cases = await asyncio.to_thread(module.measure, min(opts.duration, 2.0))
+    return ScenarioResult(sc.name, sc.description, facts={"cases": list(cases)})

@@ -1,0 +1,127 @@
+"""The three outputs of a run: a rich table on the terminal, a JSON file, and (plot.py) a PNG.
+
+Why JSON is the source of truth: docs/benchmarks.md quotes figures from these files, and the
+table and plot can be rebuilt from them (`kbroker bench --report FILE`). Every file carries the
+machine facts and library versions next to the numbers, and the exact command line.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from kbroker.bench.results import ScenarioResult, StepResult
+
+
+def document(
+    results: Sequence[ScenarioResult], machine: dict[str, Any], argv: Sequence[str]
+) -> dict[str, Any]:
+    return {
+        "kind": "kbroker-bench",
+        "version": 1,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["kbroker", "bench", *argv]),
+        "machine": machine,
+        "scenarios": [r.to_json() for r in results],
+    }
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _cpu(usage: Sequence[dict[str, Any]], role: str) -> str:
+    for u in usage:
+        if u["role"] == role:
+            return f"{u['cpu_s_per_1k_events']:.3f}/{u['cores']:.2f}"
+    return "-"
+
+
+def _rss_mb(usage: Sequence[dict[str, Any]], role: str) -> str:
+    for u in usage:
+        if u["role"] == role:
+            return f"{u['peak_rss_kb'] / 1024:.0f}"
+    return "-"
+
+
+def step_row(name: str, step: dict[str, Any]) -> list[str]:
+    """One table row from a step's JSON (so a saved file renders like a live run)."""
+    has_delivery = step["expected"] > 0 or step["delivered"] > 0
+    lat = step["e2e_latency_ms"] if has_delivery else step["ingress_latency_ms"]
+    usage = step["usage"]
+    return [
+        name,
+        f"{step['target_rate']:,.0f}",
+        f"{step['sent']:,}",
+        f"{step['accepted']:,}",
+        f"{step['errors']:,}",
+        f"{step['delivered']:,}" if has_delivery else "-",
+        f"{step['duplicates']:,}" if has_delivery else "-",
+        f"{step['missing']:,}" if has_delivery else "-",
+        f"{step['accepted_per_s']:,.0f}",
+        f"{step['delivered_per_s']:,.0f}" if has_delivery else "-",
+        ("e2e " if has_delivery else "202 ") + _ms(lat.get("p50")),
+        _ms(lat.get("p90")),
+        _ms(lat.get("p99")),
+        _ms(lat.get("p99.9")),
+        _cpu(usage, "generator"),
+        _cpu(usage, "server"),
+        _cpu(usage, "receiver"),
+        _rss_mb(usage, "server"),
+        "[green]yes[/]" if step["passed"] else "[red]no[/]",
+    ]
+
+
+COLUMNS = (
+    "scenario", "rate", "sent", "accepted", "errors", "delivered", "dup", "missing",
+    "acc/s", "deliv/s", "p50 ms", "p90", "p99", "p99.9",
+    "gen cpu", "server cpu", "recv cpu", "server MB", "pass",
+)  # fmt: skip
+
+
+def new_table() -> Table:
+    table = Table(
+        title="kbroker bench (cpu = CPU-seconds per 1,000 events / cores busy)",
+        show_lines=False,
+    )
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)
+    return table
+
+
+def render(doc: dict[str, Any], console: Console) -> None:
+    """The whole run: step rows, knees, non-load facts, and the machine it ran on."""
+    table = new_table()
+    for sc in doc["scenarios"]:
+        for step in sc["steps"]:
+            table.add_row(*step_row(sc["name"], step))
+    if table.row_count:
+        console.print(table)
+    for sc in doc["scenarios"]:
+        if sc["skipped"]:
+            console.print(f"[yellow]{sc['name']}[/]: skipped ({sc['skipped']})")
+        if sc["knee_rate"] is not None and len(sc["steps"]) > 1:
+            console.print(f"[bold]{sc['name']}[/]: knee at {sc['knee_rate']:,.0f} events/s")
+        if sc["facts"]:
+            console.print(f"[bold]{sc['name']}[/]: {orjson.dumps(sc['facts']).decode()}")
+    m = doc["machine"]
+    console.print(
+        f"[dim]{m['cores']} cores, {m['cpu_model']}, load {m.get('load_average')}, "
+        f"python {m['versions']['python']}[/]"
+    )
+
+
+def live_row(name: str, step: StepResult) -> list[str]:
+    return step_row(name, step.to_json())

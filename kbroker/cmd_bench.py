@@ -1,0 +1,242 @@
+"""`kbroker bench`: measure the broker (and this machine's limits) with named scenarios.
+
+Why a CLI of its own rather than a pytest plugin: benchmark runs last minutes, start real
+servers, and produce figures that docs/benchmarks.md quotes with the command that produced
+them. This module only turns flags into `kbroker.bench` calls and shows progress with rich; the
+design notes live in kbroker/bench/*.py (open-loop scheduling in schedule.py, accounting in
+runner.py, scenario names in scenarios.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kbroker.bench import clients, execute, machine, payload, plot, report, runner, scenarios
+from kbroker.bench.results import ScenarioResult, StepResult
+
+EPILOG = """\
+scenarios (configuration in the name):
+  ceiling        bare ASGI 202 app under uvicorn+httptools: the HTTP limit of this machine
+  direct         generator -> receiver, no broker: the delivery baseline
+  ingress        kbroker run, no triggers: events/s and latency to 202
+  e2e            kbroker run, 1 trigger: delivered events/s and end-to-end latency
+  fanout-N-M     N triggers, each event matching M%% of them (fanout = fanout-100-10)
+  triggers-N     N idle triggers: RSS per trigger, time to Ready (triggers = 0, 100, 1000)
+  failing-P      a subscriber failing P%% with 503 next to a healthy one (failing = failing-10)
+  otel-P         e2e with P%% of traces sampled via OTEL_* (otel = otel-0, otel-10, otel-100)
+  cesql          CESQL filter cost from kbroker.bench_cesql, when installed
+
+examples:
+  kbroker bench ceiling direct --rate 4000 --duration 10
+  kbroker bench ingress --staircase 2000:1000:12000 --p99 100 --json out.json --plot out.png
+  kbroker bench ingress --mode batch --batch-size 100 --rate 50000
+  kbroker bench e2e --url http://127.0.0.1:8080 --broker-config examples/
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark the broker: open-loop load, staircase knee, latency, CPU, RSS",
+        description="Open-loop, fixed-rate benchmark of kbroker (no coordinated omission).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=command)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenarios", nargs="*", default=["ingress"], help="scenario names (see below)")
+    load = p.add_argument_group("load")
+    load.add_argument("--rate", type=float, default=1000.0, help="events/s (default 1000)")
+    load.add_argument("--duration", type=float, default=10.0, help="seconds at --rate (10)")
+    load.add_argument(
+        "--staircase",
+        metavar="START:STEP:MAX",
+        help="step the rate up; each step held --hold s; stops at the first failing step",
+    )
+    load.add_argument("--hold", type=float, default=30.0, help="seconds per staircase step (30)")
+    load.add_argument(
+        "--p99", type=float, default=None, metavar="MS",
+        help="p99 bound for a passing step (default 100 with --staircase)",
+    )  # fmt: skip
+    load.add_argument("--concurrency", type=int, default=64, help="in-flight requests/generator")
+    load.add_argument("--generators", type=int, default=1, help="generator processes (1)")
+    load.add_argument(
+        "--client", choices=clients.CLIENTS, default="raw",
+        help="raw keep-alive asyncio client (default, ~3x less CPU) or aiohttp",
+    )  # fmt: skip
+    load.add_argument("--repeat", type=int, default=1, help="run each scenario N times; medians")
+    ev = p.add_argument_group("events")
+    ev.add_argument("--payload", type=int, default=1024, help="data bytes per event (1024)")
+    ev.add_argument("--mode", choices=payload.MODES, default="binary", help="content mode")
+    ev.add_argument("--batch-size", type=int, default=100, help="events per batch request")
+    ev.add_argument("--durability", choices=("none", "leader", "all"), default=None,
+                    help="Kbroker-Durability header (default: the broker's)")  # fmt: skip
+    br = p.add_argument_group("broker")
+    br.add_argument("--channel", choices=("embedded", "kafka"), default="embedded")
+    br.add_argument(
+        "--kafka", metavar="BOOTSTRAP", help="Kafka bootstrap servers (--channel kafka)"
+    )
+    br.add_argument("--processes", type=int, default=1, help="ingress processes (and ceiling's)")
+    br.add_argument("--url", help="benchmark an already running broker at this base URL")
+    br.add_argument(
+        "--broker-config", type=Path, metavar="DIR",
+        help="with --url: the folder that broker watches; bench adds its triggers",
+    )  # fmt: skip
+    out = p.add_argument_group("output")
+    out.add_argument("--json", type=Path, metavar="FILE", help="write results as JSON")
+    out.add_argument("--plot", type=Path, metavar="FILE", help="write the staircase as PNG")
+    out.add_argument("--report", type=Path, metavar="FILE", help="render a saved JSON and exit")
+
+
+def options(args: argparse.Namespace) -> execute.BenchOptions:
+    if args.channel == "kafka" and not args.kafka:
+        raise scenarios.ScenarioError("--channel kafka needs --kafka BOOTSTRAP")
+    if args.staircase:
+        rates = tuple(scenarios.parse_staircase(args.staircase))
+        duration, bound = args.hold, (100.0 if args.p99 is None else args.p99)
+    else:
+        rates, duration, bound = (args.rate,), args.duration, args.p99
+    load = runner.LoadOptions(
+        mode=args.mode,
+        size=args.payload,
+        batch=args.batch_size if args.mode == "batch" else 1,
+        durability=args.durability,
+        concurrency=args.concurrency,
+        generators=args.generators,
+        client=args.client,
+    )
+    return execute.BenchOptions(
+        load=load,
+        rates=rates,
+        duration=duration,
+        staircase=bool(args.staircase),
+        p99_bound_ms=bound,
+        url=args.url,
+        broker_config=args.broker_config,
+        processes=args.processes,
+        kafka=args.kafka if args.channel == "kafka" else None,
+    )
+
+
+def command(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=220)  # a log file should get the whole table
+    if args.report:
+        doc = orjson.loads(args.report.read_bytes())
+        report.render(doc, console)
+        if args.plot:
+            plot.staircase(doc, args.plot)
+        return 0
+    try:
+        selected = scenarios.parse_all(args.scenarios)
+        opts = options(args)
+    except scenarios.ScenarioError as exc:
+        console.print(f"[red]kbroker bench: {exc}[/]")
+        return 2
+    facts = machine.facts()
+    results = asyncio.run(_run_all(selected, opts, max(1, args.repeat), console))
+    argv = sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]
+    doc = report.document(results, facts, argv)
+    if args.repeat > 1:
+        doc["medians"] = medians(results)
+    report.render(doc, console)
+    if args.json:
+        report.write_json(args.json, doc)
+    if args.plot:
+        plot.staircase(doc, args.plot)
+    failed = [r for r in results if r.skipped is None and r.steps and r.knee is None]
+    return 1 if failed and opts.staircase else 0
+
+
+async def _run_all(
+    selected: list[scenarios.Scenario],
+    opts: execute.BenchOptions,
+    repeat: int,
+    console: Console,
+) -> list[ScenarioResult]:
+    results: list[ScenarioResult] = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("starting", total=1.0, detail="")
+
+        def on_progress(label: str, done: float, delivered: int) -> None:
+            progress.update(
+                task, description=label, completed=done, detail=f"{delivered:,} delivered"
+            )
+
+        def on_step(name: str, step: StepResult) -> None:
+            row = report.live_row(name, step)
+            progress.console.print(
+                f"{name} @ {row[1]}/s: accepted {row[3]}, errors {row[4]}, delivered {row[5]}, "
+                f"missing {row[7]}, p99 {row[12]} ms, pass {row[18]}"
+            )
+
+        for sc in selected:
+            for i in range(repeat):
+                name = sc.name if repeat == 1 else f"{sc.name}#{i + 1}"
+                progress.update(task, description=f"{name}: starting", completed=0, detail="")
+                try:
+                    result = await execute.run(sc, opts, on_progress, on_step)
+                except Exception as exc:  # one broken scenario must not lose the others' results
+                    console.print(f"[red]{name}: {type(exc).__name__}: {exc}[/]")
+                    result = ScenarioResult(sc.name, sc.description, skipped=f"failed: {exc}")
+                results.append(_renamed(result, name))
+    return results
+
+
+def _renamed(result: ScenarioResult, name: str) -> ScenarioResult:
+    return ScenarioResult(name, result.description, result.steps, result.facts, result.skipped)
+
+
+def medians(results: list[ScenarioResult]) -> dict[str, dict[str, Any]]:
+    """Per scenario and offered rate: the median of each headline figure over the repeats."""
+    groups: dict[tuple[str, float], list[StepResult]] = {}
+    for r in results:
+        base = r.name.split("#", 1)[0]
+        for s in r.steps:
+            groups.setdefault((base, s.target_rate), []).append(s)
+    out: dict[str, dict[str, Any]] = {}
+    for (base, rate), steps in groups.items():
+        out.setdefault(base, {})[f"{rate:g}"] = {
+            "runs": len(steps),
+            "accepted_per_s": statistics.median(s.accepted_per_s for s in steps),
+            "delivered_per_s": statistics.median(s.delivered_per_s for s in steps),
+            "p50_ms": statistics.median(s.latency_ms.get("p50", 0.0) for s in steps),
+            "p99_ms": statistics.median(s.latency_ms.get("p99", 0.0) for s in steps),
+            "p99.9_ms": statistics.median(s.latency_ms.get("p99.9", 0.0) for s in steps),
+            "passed": sum(s.passed for s in steps),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m kbroker.cmd_bench ...`) until the CLI wires `register`."""
+    parser = argparse.ArgumentParser(prog="kbroker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
