@@ -43,7 +43,7 @@ _CHECKED_KINDS = ("Broker", "Trigger")
 
 @dataclass(frozen=True, slots=True)
 class _File:
-    stamp: tuple[int, int]  # (mtime_ns, size) when read
+    stamp: tuple[int, int, int]  # (mtime_ns, size, inode) when read
     docs: tuple[Any, ...]  # last documents that parsed (kept when the file stops parsing)
     error: str | None = None
 
@@ -64,7 +64,7 @@ class FolderSource:
         self._files: dict[Path, _File] = {}
         self._accepted: dict[compiler.Key, Mapping[str, Any]] = {}
         self._generations: dict[compiler.Key, tuple[bytes, int]] = {}
-        self._stamps: tuple[tuple[str, int, int], ...] | None = None
+        self._stamps: tuple[tuple[str, int, int, int], ...] | None = None
 
     async def run(self) -> None:
         """Load, then poll for changes until cancelled; `on_update` sees every new result."""
@@ -82,7 +82,7 @@ class FolderSource:
         if stamps == self._stamps and self.latest is not None:
             return None
         self._stamps = stamps
-        result = self._compile({Path(p): (m, s) for p, m, s in stamps})
+        result = self._compile({Path(p): (m, s, i) for p, m, s, i in stamps})
         self.latest = result
         for p in result.problems:
             (log.warning if p.severity == "warning" else log.error)("%s", p)
@@ -95,7 +95,7 @@ class FolderSource:
         )
         return result
 
-    def _scan(self) -> tuple[tuple[str, int, int], ...]:
+    def _scan(self) -> tuple[tuple[str, int, int, int], ...]:
         try:
             entries = [p for p in self.config_dir.iterdir() if p.suffix in _SUFFIXES]
         except OSError:
@@ -107,10 +107,11 @@ class FolderSource:
             except OSError:  # removed between listing and stat: it is gone
                 continue
             if p.is_file():
-                out.append((str(p), st.st_mtime_ns, st.st_size))
+                # The inode too: editors that save by rename may keep size and (coarse) mtime.
+                out.append((str(p), st.st_mtime_ns, st.st_size, st.st_ino))
         return tuple(out)
 
-    def _read(self, path: Path, stamp: tuple[int, int]) -> _File:
+    def _read(self, path: Path, stamp: tuple[int, int, int]) -> _File:
         before = self._files.get(path)
         if before is not None and before.stamp == stamp:
             return before
@@ -122,7 +123,7 @@ class FolderSource:
             return _File(stamp, kept, f"invalid YAML: {_one_line(exc)}{suffix}")
         return _File(stamp, docs)
 
-    def _compile(self, stamps: Mapping[Path, tuple[int, int]]) -> compiler.CompileResult:
+    def _compile(self, stamps: Mapping[Path, tuple[int, int, int]]) -> compiler.CompileResult:
         self._files = {p: self._read(p, s) for p, s in stamps.items()}
         problems: list[compiler.Problem] = []
         if not self.config_dir.is_dir():
