@@ -20,6 +20,7 @@ than Brokers goes through the injected `Resolver`.
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,6 @@ from controller import resolve, status, validate
 from core import contract
 
 EVENTING_API = "eventing.knative.dev/v1"
-KAFKA_CLASSES = frozenset({"Kafka", "KafkaNamespaced"})
 
 validate_update = validate.validate_update
 
@@ -191,8 +191,9 @@ class _Compilation:
                     "warning",
                 )
                 continue
-            if not o.name:
-                self.problem(o, so.source, "metadata.name", "is required", "error")
+            bad = _bad_name(o)
+            if bad:
+                self.problem(o, so.source, bad[0], bad[1], "error")
                 continue
             first = table.get((o.namespace, o.name))
             if first is not None:
@@ -249,28 +250,6 @@ class _Compilation:
     def address(self, namespace: str, name: str) -> str:
         return f"{self.env.ingress_base_url.rstrip('/')}/{namespace}/{name}"
 
-    def dead_letter(
-        self, raw: Any, namespace: str, where: str, addresses: Mapping[tuple[str, str], str]
-    ) -> tuple[status.Condition, str | None, validate.Issue | None]:
-        cond = "DeadLetterSinkResolved"
-        if raw is None:
-            return (
-                status.true(
-                    cond, status.REASON_DLS_NOT_CONFIGURED, status.MESSAGE_DLS_NOT_CONFIGURED
-                ),
-                None,
-                None,
-            )
-        try:
-            uri = resolve.resolve_destination(raw, namespace, where, addresses, self.env.resolver)
-        except resolve.DestinationError as exc:
-            return (
-                status.false(cond, status.REASON_DLS_FAILED, str(exc)),
-                None,
-                validate.Issue(exc.field, exc.message, status.REASON_DLS_FAILED),
-            )
-        return status.true(cond), uri, None
-
     def broker(self, o: _Obj, cls: str, addresses: Mapping[tuple[str, str], str]) -> _BrokerOutcome:
         spec = o.spec if isinstance(o.spec, Mapping) else {}
         channel_issues, delivery_issues = validate.Issues(), validate.Issues()
@@ -288,17 +267,26 @@ class _Compilation:
             if raw_delivery is not None
             else (contract.DeliverySpec(), None)
         )
-        dls_cond, dls_uri, dls_issue = self.dead_letter(
-            dls_raw, o.namespace, f"{where}.deadLetterSink", addresses
+        dls_cond, dls_uri, dls_error = resolve.dead_letter(
+            dls_raw, o.namespace, f"{where}.deadLetterSink", addresses, self.env.resolver
         )
-        if dls_issue is not None:
+        dls_issue = None
+        if dls_error is not None:
+            dls_issue = validate.Issue(dls_error.field, dls_error.message, status.REASON_DLS_FAILED)
             delivery_issues.items.append(dls_issue)
 
         config: dict[str, str] = {}
         external = o.annotations.get(validate.EXTERNAL_TOPIC_ANNOTATION)
         if channel == "kafka":
             ref = spec.get("config") or (class_defaults.config if class_defaults else None)
-            config = self.kafka_config(o, cls, ref, channel_issues)
+            config = validate.kafka_channel_config(
+                ref,
+                o.namespace,
+                cls,
+                dict(self.env.default_kafka_config),
+                {k: _data(cm) for k, cm in self.configmaps.items()},
+                channel_issues,
+            )
         elif external:
             channel_issues.warn(
                 f"metadata.annotations[{validate.EXTERNAL_TOPIC_ANNOTATION}]",
@@ -358,58 +346,26 @@ class _Compilation:
         )
         return _BrokerOutcome(o, entry, st, ok_delivery)
 
-    def kafka_config(self, o: _Obj, cls: str, ref: Any, issues: validate.Issues) -> dict[str, str]:
-        """bootstrap.servers & co: the --kafka defaults, overridden by the referenced ConfigMap.
 
-        A missing ConfigMap is an error only for the Kafka classes: for another class mapped to
-        Kafka (MTChannelBasedBroker under `kbroker run --kafka`) spec.config is Knative's channel
-        template, which means nothing to us.
-        """
-        config = dict(self.env.default_kafka_config)
-        strict = cls in KAFKA_CLASSES
-        if ref:
-            if (
-                not isinstance(ref, Mapping)
-                or ref.get("kind") != "ConfigMap"
-                or not ref.get("name")
-            ):
-                if strict:
-                    issues.error(
-                        "spec.config",
-                        "must reference a v1 ConfigMap by name",
-                        validate.REASON_CONFIG,
-                    )
-            else:
-                ns = str(ref.get("namespace") or o.namespace)
-                cm = self.configmaps.get((ns, str(ref["name"])))
-                if cls == "KafkaNamespaced" and ns != o.namespace:
-                    issues.error(
-                        "spec.config.namespace",
-                        "KafkaNamespaced brokers need their ConfigMap in their own namespace",
-                        validate.REASON_CONFIG,
-                    )
-                elif cm is not None:
-                    data = cm.raw.get("data") or {}
-                    config.update(
-                        validate.kafka_config(
-                            data if isinstance(data, Mapping) else {},
-                            f"spec.config (ConfigMap {ns}/{ref['name']})",
-                            issues,
-                        )
-                    )
-                elif strict:
-                    issues.error(
-                        "spec.config",
-                        f"ConfigMap {ns}/{ref['name']} not found",
-                        validate.REASON_CONFIG,
-                    )
-        if not config.get("bootstrap.servers"):
-            issues.error(
-                "spec.config",
-                "no bootstrap.servers: set it in the Broker ConfigMap or run kbroker with --kafka",
-                validate.REASON_CONFIG,
-            )
-        return config
+# Kubernetes object names (DNS-1123 subdomain) and namespaces (DNS-1123 label). The API server
+# enforces them; standalone must too, because names end up in URL paths and Kafka topic names.
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _bad_name(o: _Obj) -> tuple[str, str] | None:
+    if not o.name:
+        return "metadata.name", "is required"
+    if not _NAME.fullmatch(o.name):
+        return "metadata.name", "must be lowercase alphanumerics, '-' or '.' (RFC 1123)"
+    if not _NAMESPACE.fullmatch(o.namespace):
+        return "metadata.namespace", "must be lowercase alphanumerics or '-' (RFC 1123 label)"
+    return None
+
+
+def _data(cm: _Obj) -> Mapping[str, Any]:
+    data = cm.raw.get("data")
+    return data if isinstance(data, Mapping) else {}
 
 
 def _from_issues(
@@ -561,8 +517,12 @@ class _TriggerCompiler:
         raw = spec.get("delivery")
         if raw is not None:
             own, dls_raw = validate.delivery(raw, "spec.delivery", issues)
-            cond, uri, issue = self.c.dead_letter(
-                dls_raw, o.namespace, "spec.delivery.deadLetterSink", self.addresses
+            cond, uri, issue = resolve.dead_letter(
+                dls_raw,
+                o.namespace,
+                "spec.delivery.deadLetterSink",
+                self.addresses,
+                self.c.env.resolver,
             )
             if issue is not None:
                 self.c.problem(o, o.source, issue.field, issue.message, "error")

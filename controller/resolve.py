@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
+from controller import status
+
 BROKER_API_VERSION = "eventing.knative.dev/v1"
 
 
@@ -92,9 +94,10 @@ def _resolve_ref(
     api, kind, name = str(ref["apiVersion"]), str(ref["kind"]), str(ref["name"])
     if api == BROKER_API_VERSION and kind == "Broker":
         address = brokers.get((ns, name))
-        if address is None:
+        if address is not None:
+            return address
+        if resolver is None:  # else it may be another implementation's Broker: ask
             raise DestinationError(field, f'Broker "{ns}/{name}" does not exist')
-        return address
     if resolver is None:
         raise DestinationError(
             field,
@@ -110,3 +113,22 @@ def _resolve_ref(
             field, f"{api}/{kind} {name!r} resolved to a non-absolute URL {url!r}"
         )
     return url
+
+
+def dead_letter(
+    raw: Any,
+    namespace: str,
+    field: str,
+    brokers: Mapping[tuple[str, str], str],
+    resolver: Resolver | None,
+) -> tuple[status.Condition, str | None, DestinationError | None]:
+    """The DeadLetterSinkResolved condition, the sink's URL, and the error if it did not resolve."""
+    cond = "DeadLetterSinkResolved"
+    if raw is None:
+        message = status.MESSAGE_DLS_NOT_CONFIGURED
+        return status.true(cond, status.REASON_DLS_NOT_CONFIGURED, message), None, None
+    try:
+        uri = resolve_destination(raw, namespace, field, brokers, resolver)
+    except DestinationError as exc:
+        return status.false(cond, status.REASON_DLS_FAILED, str(exc)), None, exc
+    return status.true(cond), uri, None

@@ -277,6 +277,52 @@ def kafka_config(data: Mapping[str, Any], where: str, issues: Issues) -> dict[st
     return out
 
 
+KAFKA_CLASSES = frozenset({"Kafka", "KafkaNamespaced"})
+
+
+def kafka_channel_config(
+    ref: Any,
+    namespace: str,
+    broker_class: str,
+    base: dict[str, str],
+    configmaps: Mapping[tuple[str, str], Mapping[str, Any]],
+    issues: Issues,
+) -> dict[str, str]:
+    """bootstrap.servers & co: `base` (from --kafka) overridden by the referenced ConfigMap.
+
+    A missing ConfigMap is an error only for the Kafka classes: for another class mapped to
+    Kafka (MTChannelBasedBroker under `kbroker run --kafka`) spec.config is Knative's channel
+    template, which means nothing to us.
+    """
+    config = dict(base)
+    strict = broker_class in KAFKA_CLASSES
+    if not ref:
+        pass
+    elif not isinstance(ref, Mapping) or ref.get("kind") != "ConfigMap" or not ref.get("name"):
+        if strict:
+            issues.error("spec.config", "must reference a v1 ConfigMap by name", REASON_CONFIG)
+    else:
+        ns, name = str(ref.get("namespace") or namespace), str(ref["name"])
+        data = configmaps.get((ns, name))
+        if broker_class == "KafkaNamespaced" and ns != namespace:
+            issues.error(
+                "spec.config.namespace",
+                "KafkaNamespaced brokers need their ConfigMap in their own namespace",
+                REASON_CONFIG,
+            )
+        elif data is not None:
+            config.update(kafka_config(data, f"spec.config (ConfigMap {ns}/{name})", issues))
+        elif strict:
+            issues.error("spec.config", f"ConfigMap {ns}/{name} not found", REASON_CONFIG)
+    if not config.get("bootstrap.servers"):
+        issues.error(
+            "spec.config",
+            "no bootstrap.servers: set it in the Broker ConfigMap or run kbroker with --kafka",
+            REASON_CONFIG,
+        )
+    return config
+
+
 def order(annotations: Mapping[str, Any], issues: Issues) -> contract.DeliveryOrder:
     raw = annotations.get(ORDER_ANNOTATION)
     if raw is None:

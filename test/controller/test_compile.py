@@ -727,3 +727,27 @@ def test_validate_update_is_exported() -> None:
     old = yaml.safe_load(trigger_yaml())
     new = yaml.safe_load(trigger_yaml(broker="other"))
     assert compiler.validate_update(old, new) == ["Immutable fields changed: spec.broker"]
+
+
+@pytest.mark.parametrize(
+    ("name", "ns", "field"),
+    [
+        ("Upper", "default", "metadata.name"),
+        ("a/b", "default", "metadata.name"),
+        ("-lead", "default", "metadata.name"),
+        ("ok", "bad.ns", "metadata.namespace"),
+        ("ok", "x" * 64, "metadata.namespace"),
+    ],
+)
+def test_object_names_must_be_kubernetes_names(name: str, ns: str, field: str) -> None:
+    r = run(docs(broker_yaml(name, ns), broker_yaml("fine")))
+    (p,) = [p for p in r.problems if p.severity == "error"]
+    assert p.field == field and (p.kind, p.name) == ("Broker", name)
+    assert [b.name for b in r.contract.brokers] == ["fine"]
+
+
+def test_foreign_broker_ref_goes_to_the_resolver() -> None:
+    resolver = DictResolver({"Broker/default/other": "http://other-broker/default/other"})
+    t = trigger_yaml(subscriber={"ref": {**BROKER_REF, "name": "other"}})
+    r = run(docs(broker_yaml(), t), resolver=resolver)
+    assert trigger(r, "t").subscriber_uri == "http://other-broker/default/other"
