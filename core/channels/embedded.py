@@ -161,6 +161,7 @@ class EmbeddedChannel:
         self._connect = connect
         self._retention_interval = retention_interval
         self._logs: dict[Path, sqlite_log.SqliteLog] = {}
+        self._paths: dict[tuple[str, str, str], Path] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pool: ThreadPoolExecutor | None = None
 
@@ -180,8 +181,16 @@ class EmbeddedChannel:
             self._pool.shutdown(wait=True)
             self._pool = None
 
+    def _path(self, broker: contract.Broker) -> Path:
+        # Cached: building a Path costs more than the rest of an append's bookkeeping.
+        ident = (broker.topic, broker.namespace, broker.name)
+        path = self._paths.get(ident)
+        if path is None:
+            path = self._paths[ident] = db_path(self._settings.data_dir, broker)
+        return path
+
     def _log(self, broker: contract.Broker) -> sqlite_log.SqliteLog:
-        path = db_path(self._settings.data_dir, broker)
+        path = self._path(broker)
         log = self._logs.get(path)
         if log is None:
             if self._loop is None:
@@ -205,7 +214,7 @@ class EmbeddedChannel:
     async def delete_broker(self, broker: contract.Broker) -> None:
         if broker.external_topic:
             return
-        path = db_path(self._settings.data_dir, broker)
+        path = self._path(broker)
         log = self._logs.pop(path, None)
         if log is not None:
             await asyncio.to_thread(log.stop)

@@ -1,17 +1,412 @@
-"""EmbeddedChannel: the conformance suite, then what only a durable SQLite log must show."""
+"""EmbeddedChannel: the conformance suite, then what only a durable SQLite log must show.
+
+The crash and fsync tests run a real child process (python -c) on the same data dir:
+
+    test ──spawn──> child: EmbeddedChannel, 16 appenders, prints "try id" / "ack id"
+      │                       │ writes <tmp>/conformance.crash.db (+ -wal)
+      └── kill -9 ──────────> ✝
+      └── reopen the data dir: every "ack" id stored, nothing never "try"-ed, no holes
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from core.channels.embedded import EmbeddedChannel
+from core import contract
+from core.channel import ChannelFull, ChannelUnavailable, EventTooLarge, Record
+from core.channels import _sqlite_log as sqlite_log
+from core.channels.embedded import EmbeddedChannel, db_path
 from core.settings import EmbeddedSettings
 from test.core.channels import channel_conformance as conformance
+from test.core.channels.channel_conformance import EARLIEST, LATEST, envelope, ids
+
+REPO = Path(__file__).resolve().parents[3]
+ALL, LEADER, NONE = contract.Durability.ALL, contract.Durability.LEADER, contract.Durability.NONE
+QUIET = 3600.0  # retention interval for tests that must not see a background retention pass
 
 
 @pytest.mark.parametrize("check", conformance.CHECKS, ids=conformance.check_id)
 async def test_conformance(check: conformance.Check, tmp_path: Path) -> None:
     settings = EmbeddedSettings(data_dir=tmp_path, busy_timeout=1.0)
     await check(lambda: EmbeddedChannel(settings))
+
+
+async def read_all(ch: EmbeddedChannel, b: contract.Broker) -> list[Record]:
+    """Everything stored, through a fresh EARLIEST trigger."""
+    sub = ch.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    out: list[Record] = []
+    while batch := await sub.fetch(1000, 0.2):
+        out.extend(batch)
+    await sub.close()
+    return out
+
+
+def count_rows(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("topic", "namespace", "name", "expected"),
+    [
+        ("", "default", "main", "default.main.db"),
+        ("knative-broker-ns-b", "ns", "b", "knative-broker-ns-b.db"),
+        ("../etc/passwd", "ns", "b", None),
+        ("a/b", "ns", "x", None),
+    ],
+    ids=["namespace-name", "topic", "dot-dot", "slash"],
+)
+def test_db_path_stays_in_data_dir(
+    topic: str, namespace: str, name: str, expected: str | None, tmp_path: Path
+) -> None:
+    b = contract.Broker(namespace=namespace, name=name, uid="u", address="", topic=topic)
+    path = db_path(tmp_path, b)
+    assert path.parent == tmp_path
+    if expected is not None:
+        assert path.name == expected
+    else:  # sanitised names carry a hash, so "a/b" and "a_b" cannot share a file
+        assert "/" not in path.name and not path.name.startswith(".")
+        other = contract.Broker(namespace, name, "u", "", topic=topic.replace("/", "_"))
+        assert db_path(tmp_path, other) != path
+
+
+async def test_leader_and_all_are_committed_when_append_returns(tmp_path: Path) -> None:
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=tmp_path))
+    await ch.start()
+    b = conformance.make_broker()
+    await ch.append(b, [envelope("l1"), envelope("l2")], LEADER)
+    assert count_rows(db_path(tmp_path, b)) == 2  # an independent connection sees them
+    await ch.append(b, [envelope("a1")], ALL)
+    assert count_rows(db_path(tmp_path, b)) == 3
+    await ch.close()
+
+
+async def test_close_flushes_none_appends(tmp_path: Path) -> None:
+    settings = EmbeddedSettings(data_dir=tmp_path)
+    b = conformance.make_broker()
+    ch = EmbeddedChannel(settings)
+    await ch.start()
+    for i in range(200):
+        await ch.append(b, [envelope(f"n{i}")], NONE)
+    await ch.close()
+    ch = EmbeddedChannel(settings)
+    await ch.start()
+    assert ids(await read_all(ch, b)) == [f"n{i}" for i in range(200)]
+    await ch.close()
+
+
+async def test_group_commit_shares_transactions_and_fsyncs(tmp_path: Path) -> None:
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=tmp_path), retention_interval=QUIET)
+    await ch.start()
+    b = conformance.make_broker()
+    await ch.ensure_broker(b)
+    before = ch.stats(b)
+    await asyncio.gather(*(ch.append(b, [envelope(f"c{i}")], ALL) for i in range(64)))
+    grouped = ch.stats(b)
+    assert grouped.events - before.events == 64
+    assert 1 <= grouped.synced_transactions - before.synced_transactions <= 8
+    for i in range(5):  # one at a time: nothing to group with, one synced transaction each
+        await ch.append(b, [envelope(f"s{i}")], ALL)
+    assert ch.stats(b).synced_transactions - grouped.synced_transactions == 5
+    await ch.append(b, [envelope("leader")], LEADER)  # no fsync for leader
+    assert ch.stats(b).synced_transactions - grouped.synced_transactions == 5
+    await ch.close()
+
+
+_FSYNC_CHILD = """
+import asyncio, sys
+from pathlib import Path
+from core import contract
+from core.channel import Envelope
+from core.channels.embedded import EmbeddedChannel
+from core.events import CloudEvent
+from core.settings import EmbeddedSettings
+
+async def main(data: str, concurrent: bool) -> None:
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=Path(data)), retention_interval=3600)
+    await ch.start()
+    b = contract.Broker(namespace="ns", name="fsync", uid="u", address="http://x/")
+    await ch.ensure_broker(b)
+    def env(i: int) -> Envelope:
+        attrs = {"specversion": "1.0", "id": str(i), "source": "/s", "type": "t"}
+        return Envelope(CloudEvent(attrs, b"x" * 1024), arrival=0.0)
+    all_ = contract.Durability.ALL
+    if concurrent:
+        await asyncio.gather(*(ch.append(b, [env(i)], all_) for i in range(64)))
+    else:
+        for i in range(64):
+            await ch.append(b, [env(i)], all_)
+    await ch.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2] == "concurrent"))
+"""
+
+
+def count_fsyncs(tmp_path: Path, mode: str) -> int:
+    """Run the child under strace and count the fsync-family calls it made."""
+    out = tmp_path / f"strace-{mode}.txt"
+    cmd = ["strace", "-f", "-qq", "-c", "-o", str(out), "-e", "trace=fsync,fdatasync"]
+    cmd += [sys.executable, "-c", _FSYNC_CHILD, str(tmp_path / mode), mode]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=60)
+    if proc.returncode != 0:
+        if b"ptrace" in proc.stderr or b"Operation not permitted" in proc.stderr:
+            pytest.skip("strace cannot trace here")
+        raise AssertionError(proc.stderr.decode())
+    total = 0
+    for line in out.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[-1] in ("fsync", "fdatasync"):
+            total += int(parts[3] if len(parts) >= 6 else parts[-2])
+    return total
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to count fsync calls")
+def test_all_fsyncs_once_per_group_not_per_event(tmp_path: Path) -> None:
+    """The kernel's own count: 64 sequential `all` appends fsync at least 64 times (so `all`
+    really syncs), 64 concurrent ones far fewer (so they share groups)."""
+    sequential = count_fsyncs(tmp_path, "sequential")
+    concurrent = count_fsyncs(tmp_path, "concurrent")
+    assert sequential >= 64, sequential
+    assert concurrent <= 24, (concurrent, sequential)
+
+
+_CRASH_CHILD = """
+import asyncio, sys
+from pathlib import Path
+from core import contract
+from core.channel import Envelope
+from core.channels.embedded import EmbeddedChannel
+from core.events import CloudEvent
+from core.settings import EmbeddedSettings
+
+async def main(data: str) -> None:
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=Path(data)))
+    await ch.start()
+    b = contract.Broker(namespace="ns", name="crash", uid="u", address="http://x/")
+    await ch.ensure_broker(b)
+    out = sys.stdout
+
+    async def producer(p: int) -> None:
+        i = 0
+        while True:
+            eid = f"{p}-{i}"
+            attrs = {"specversion": "1.0", "id": eid, "source": "/s", "type": "t"}
+            out.write(f"try {eid}\\n")
+            out.flush()
+            env = Envelope(CloudEvent(attrs, b"x" * 1024), arrival=0.0)
+            await ch.append(b, [env], contract.Durability.ALL)
+            out.write(f"ack {eid}\\n")
+            out.flush()
+            i += 1
+
+    await asyncio.gather(*(producer(p) for p in range(16)))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_all_survives_kill_9(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CRASH_CHILD, str(tmp_path), cwd=REPO, stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    acks = 0
+    deadline = time.monotonic() + 20
+    while acks < 500 and time.monotonic() < deadline:
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert line, "child exited early"
+        lines.append(line.decode())
+        acks += line.startswith(b"ack ")
+    os.kill(proc.pid, signal.SIGKILL)  # mid-stream: appends are in flight right now
+    rest, _ = await proc.communicate()
+    lines.extend(rest.decode().splitlines(keepends=True))
+    assert proc.returncode == -signal.SIGKILL
+    tried = {ln.split()[1] for ln in lines if ln.startswith("try ") and ln.endswith("\n")}
+    acked = {ln.split()[1] for ln in lines if ln.startswith("ack ") and ln.endswith("\n")}
+    assert len(acked) >= 500
+
+    path = db_path(tmp_path, contract.Broker("ns", "crash", "u", ""))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=tmp_path))
+    await ch.start()
+    stored = ids(await read_all(ch, contract.Broker("ns", "crash", "u", "")))
+    await ch.close()
+    assert len(stored) == len(set(stored)), "an event was stored twice"
+    assert acked <= set(stored), f"acknowledged but lost: {sorted(acked - set(stored))[:10]}"
+    assert set(stored) <= tried, f"stored but never sent: {sorted(set(stored) - tried)[:10]}"
+    for p in range(16):  # each producer awaited every append: its stored ids are a prefix
+        mine = [int(x.split("-")[1]) for x in stored if x.startswith(f"{p}-")]
+        assert mine == list(range(len(mine))), (p, mine[:20])
+
+
+async def test_disk_full_is_channel_full_then_recovers(tmp_path: Path) -> None:
+    connections: list[sqlite3.Connection] = []
+
+    def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+        conn = sqlite_log.default_connect(path, busy_timeout)
+        connections.append(conn)
+        return conn
+
+    settings = EmbeddedSettings(data_dir=tmp_path)
+    ch = EmbeddedChannel(settings, connect=connect, retention_interval=QUIET)
+    await ch.start()
+    b = conformance.make_broker()
+    await ch.ensure_broker(b)
+    writer = connections[0]  # opened by ensure_broker on the (now idle) writer thread
+    pages = writer.execute("PRAGMA page_count").fetchone()[0]
+    # A real SQLITE_FULL from SQLite's pager, as on a full disk, without filling the disk.
+    writer.execute(f"PRAGMA max_page_count = {pages + 30}")
+    acked: list[str] = []
+    with pytest.raises(ChannelFull):
+        for i in range(1000):
+            batch = [envelope(f"f{i}-{j}", size=1024) for j in range(5)]
+            await ch.append(b, batch, ALL)
+            acked.extend(e.event.id for e in batch)
+    assert acked, "the database should take some events before it is full"
+    with pytest.raises(ChannelFull):  # still full: still a clean 507, nothing half-written
+        await ch.append(b, [envelope("still-full", size=4096)], LEADER)
+    assert ids(await read_all(ch, b)) == acked
+
+    writer.execute("PRAGMA max_page_count = 1000000")  # space freed
+    await ch.append(b, [envelope("after", size=1024)], ALL)
+    assert ids(await read_all(ch, b)) == [*acked, "after"]
+    await ch.close()
+    with sqlite3.connect(db_path(tmp_path, b)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+async def test_locked_database_is_unavailable_within_busy_timeout(tmp_path: Path) -> None:
+    settings = EmbeddedSettings(data_dir=tmp_path, busy_timeout=0.3)
+    ch = EmbeddedChannel(settings, retention_interval=QUIET)
+    await ch.start()
+    b = conformance.make_broker()
+    await ch.ensure_broker(b)
+    blocker = sqlite3.connect(db_path(tmp_path, b), isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    try:
+        start = time.monotonic()
+        with pytest.raises(ChannelUnavailable):
+            await ch.append(b, [envelope("refused")], LEADER)
+        assert 0.25 <= time.monotonic() - start < 2.0
+        assert not await ch.healthy()
+        start = time.monotonic()
+        await ch.append(b, [envelope("queued")], NONE)  # none: acknowledged from memory
+        assert time.monotonic() - start < 0.1
+        await asyncio.sleep(0.05)
+    finally:
+        blocker.execute("ROLLBACK")  # released within the writer's busy wait
+        blocker.close()
+    await ch.append(b, [envelope("later")], ALL)
+    assert await ch.healthy()
+    assert ids(await read_all(ch, b)) == ["queued", "later"]
+    await ch.close()
+
+
+async def test_retention_deletes_only_what_every_trigger_committed(tmp_path: Path) -> None:
+    settings = EmbeddedSettings(data_dir=tmp_path, retention_seconds=0.0)  # all events "old"
+    ch = EmbeddedChannel(settings, retention_interval=QUIET)
+    await ch.start()
+    b = conformance.make_broker()
+    ta, tb = conformance.make_trigger(b, EARLIEST), conformance.make_trigger(b, EARLIEST)
+    sa, sb = ch.subscribe(b, ta), ch.subscribe(b, tb)
+    await ch.append(b, [envelope(f"e{i}") for i in range(1, 11)], ALL)
+    got = await conformance.drain(sa, 10)
+    await conformance.drain(sb, 10)
+    await sa.commit(0, got[7].offset)  # A done with e1..e8
+    await sb.commit(0, got[4].offset)  # B done with e1..e5
+    assert await ch.run_retention(b) > 0
+    assert ch.stats(b).retained == 5
+    assert await sb.lag() == 5 and await sa.lag() == 2
+    await sb.close()
+    resumed = ch.subscribe(b, tb)  # B restarts: its unconsumed events are all still there
+    assert ids(await conformance.drain(resumed, 5)) == [f"e{i}" for i in range(6, 11)]
+    await resumed.commit(0, got[9].offset)
+    await ch.run_retention(b)
+    assert ch.stats(b).retained == 8  # bounded by A now
+    await ch.delete_subscription(b, ta)
+    await ch.delete_subscription(b, tb)
+    await ch.run_retention(b)  # no trigger left: old events go
+    assert ch.stats(b).retained == 10
+    late = ch.subscribe(b, conformance.make_trigger(b, LATEST))
+    await ch.append(b, [envelope("e11")], ALL)
+    [record] = await conformance.drain(late, 1)
+    assert record.offset > got[9].offset, "offsets are never reused after retention"
+    await ch.close()
+
+
+async def test_size_quota_refuses_unconsumed_then_frees_consumed(tmp_path: Path) -> None:
+    settings = EmbeddedSettings(data_dir=tmp_path, retention_bytes=20_000)
+    ch = EmbeddedChannel(settings, retention_interval=QUIET)
+    await ch.start()
+    b = conformance.make_broker()
+    sub = ch.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    acked = []
+    with pytest.raises(ChannelFull):
+        for i in range(100):
+            await ch.append(b, [envelope(f"q{i}", size=1000)], ALL)
+            acked.append(f"q{i}")
+    assert 10 <= len(acked) < 20
+    with pytest.raises(EventTooLarge):
+        await ch.append(b, [envelope("huge", size=30_000)], ALL)
+    got = await conformance.drain(sub, len(acked))
+    assert ids(got) == acked  # nothing unconsumed was dropped to make room
+    await sub.commit(0, got[-1].offset)
+    await ch.append(b, [envelope("room", size=1000)], ALL)  # consumed events make way
+    assert ids(await conformance.drain(sub, 1)) == ["room"]
+    await ch.close()
+
+
+async def test_appends_from_another_process_are_seen(tmp_path: Path) -> None:
+    """Two channels on one data dir stand for two processes: separate connections, no shared
+    notification, so the reader must find the other writer's events by polling."""
+    settings = EmbeddedSettings(data_dir=tmp_path)
+    reader, other = EmbeddedChannel(settings), EmbeddedChannel(settings)
+    await reader.start()
+    await other.start()
+    b = conformance.make_broker()
+    sub = reader.subscribe(b, conformance.make_trigger(b, LATEST))
+    assert await sub.fetch(10, 0.05) == []
+    waiting = asyncio.ensure_future(sub.fetch(10, 5.0))
+    await asyncio.sleep(0.1)
+    start = time.monotonic()
+    await other.append(b, [envelope("from-other")], ALL)
+    assert ids(await waiting) == ["from-other"]
+    assert time.monotonic() - start < 0.5
+
+    async def produce(ch: EmbeddedChannel, tag: str) -> None:
+        for i in range(30):
+            await ch.append(b, [envelope(f"{tag}{i}")], LEADER)
+
+    await asyncio.gather(produce(reader, "r"), produce(other, "o"))
+    got = await conformance.drain(sub, 60)
+    assert sorted(ids(got)) == sorted([f"r{i}" for i in range(30)] + [f"o{i}" for i in range(30)])
+    assert [r.offset for r in got] == sorted({r.offset for r in got})
+    await reader.close()
+    await other.close()
+
+
+async def test_delete_broker_removes_its_files(tmp_path: Path) -> None:
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=tmp_path))
+    await ch.start()
+    b = conformance.make_broker()
+    external = contract.Broker("ns", "ext", "u", "", topic="shared", external_topic=True)
+    for x in (b, external):
+        await ch.append(x, [envelope("x")], ALL)
+    await ch.delete_broker(b)
+    await ch.delete_broker(external)  # owned by someone else: kept
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert not [n for n in names if n.startswith(db_path(tmp_path, b).name)], names
+    assert db_path(tmp_path, external).exists()
+    await ch.close()
