@@ -20,6 +20,7 @@ than Brokers goes through the injected `Resolver`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -207,6 +208,10 @@ class _Compilation:
                 continue
             table[(o.namespace, o.name)] = o
 
+    @functools.cached_property
+    def configmap_data(self) -> dict[tuple[str, str], Mapping[str, Any]]:
+        return {k: _data(cm) for k, cm in self.configmaps.items()}
+
     def load_defaults(self) -> None:
         found = [
             cm
@@ -284,7 +289,7 @@ class _Compilation:
                 o.namespace,
                 cls,
                 dict(self.env.default_kafka_config),
-                {k: _data(cm) for k, cm in self.configmaps.items()},
+                self.configmap_data,
                 channel_issues,
             )
         elif external:

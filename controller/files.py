@@ -69,11 +69,16 @@ class FolderSource:
     async def run(self) -> None:
         """Load, then poll for changes until cancelled; `on_update` sees every new result."""
         while True:
-            result = await asyncio.to_thread(self.refresh)
-            if result is not None:
-                outcome = self.on_update(result)
-                if inspect.isawaitable(outcome):
-                    await outcome
+            try:
+                result = await asyncio.to_thread(self.refresh)
+                if result is not None:
+                    outcome = self.on_update(result)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+            except Exception:
+                # A watcher that dies leaves the broker serving a stale config with no sign of
+                # it; one that logs and keeps polling recovers on the next edit.
+                log.exception("config reload failed; will retry on the next change")
             await asyncio.sleep(self.poll_interval)
 
     def refresh(self) -> compiler.CompileResult | None:

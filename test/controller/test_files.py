@@ -206,3 +206,33 @@ def test_refresh_only_recompiles_on_change(tmp_path: Path) -> None:
     second = source.refresh()
     assert second is not None and second.contract.brokers[0].namespace == "other"
     assert second.contract.generation == 2
+
+
+async def test_a_failing_callback_does_not_stop_the_watcher(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+
+    async def flaky(r: compiler.CompileResult) -> None:
+        calls.append(r.contract.generation)
+        if len(calls) == 1:
+            raise RuntimeError("data plane refused the contract")
+
+    source = files.FolderSource(tmp_path, compiler.Environment(BASE), flaky, 0.01)
+    task = asyncio.create_task(source.run())
+    try:
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if calls:
+                break
+        (tmp_path / "b.yaml").write_text(BROKER)
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if len(calls) == 2:
+                break
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert calls == [1, 2]
+    assert any("config reload failed" in rec.getMessage() for rec in caplog.records)
