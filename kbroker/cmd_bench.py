@@ -100,6 +100,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--report", type=Path, metavar="FILE", help="render a saved JSON and exit")
 
 
+def canonical_argv(args: argparse.Namespace) -> list[str]:
+    """The command line that reproduces this run: scenarios plus every non-default option."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    out = [str(s) for s in args.scenarios]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("json", "plot", "report"):
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value != action.default:
+            out += [
+                action.option_strings[0],
+                f"{value:g}" if isinstance(value, float) else str(value),
+            ]
+    return out
+
+
 def options(args: argparse.Namespace) -> execute.BenchOptions:
     if args.channel == "kafka" and not args.kafka:
         raise scenarios.ScenarioError("--channel kafka needs --kafka BOOTSTRAP")
@@ -148,8 +165,7 @@ def command(args: argparse.Namespace) -> int:
         return 2
     facts = machine.facts()
     results = asyncio.run(_run_all(selected, opts, max(1, args.repeat), console))
-    argv = sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]
-    doc = report.document(results, facts, argv)
+    doc = report.document(results, facts, canonical_argv(args))
     if args.repeat > 1:
         doc["medians"] = medians(results)
     report.render(doc, console)

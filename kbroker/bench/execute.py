@@ -166,21 +166,59 @@ async def _warm_up(session: runner.Session, opts: BenchOptions) -> float:
         await asyncio.sleep(0.2)
 
 
-async def _consumer_lag(base: str) -> float | None:
-    """Sum of the broker's Prometheus series whose name mentions lag, when /metrics has any."""
+async def _status(base: str) -> dict[str, Any] | None:
+    """The broker's GET /status (Knative-shaped objects), or None when it has none."""
     with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError, ValueError):
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as http,
-            http.get(f"{base}/metrics") as resp,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)) as http,
+            http.get(f"{base}/status") as resp,
         ):
-            if resp.status != 200:
-                return None
-            total, seen = 0.0, False
-            for line in (await resp.text()).splitlines():
-                if line and not line.startswith("#") and "lag" in line.split("{")[0].split()[0]:
-                    total += float(line.rsplit(" ", 1)[1])
-                    seen = True
-            return total if seen else None
+            if resp.status == 200:
+                doc: dict[str, Any] = await resp.json(content_type=None)
+                return doc
+    return None
+
+
+def _bench_triggers(status: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        t
+        for t in status.get("triggers", [])
+        if t.get("metadata", {}).get("namespace") == brokerconfig.NAMESPACE
+    ]
+
+
+async def _consumer_lag(base: str) -> int | None:
+    """Events the bench triggers have not consumed yet (the `kbroker.dev/lag` annotation)."""
+    status = await _status(base)
+    if status is None:
+        return None
+    lags = [
+        int(t["status"]["annotations"]["kbroker.dev/lag"])
+        for t in _bench_triggers(status)
+        if "kbroker.dev/lag" in t.get("status", {}).get("annotations", {})
+    ]
+    return sum(lags) if lags else None
+
+
+async def _ready_triggers(base: str) -> int:
+    status = await _status(base)
+    if status is None:
+        return 0
+    ready = 0
+    for t in _bench_triggers(status):
+        for cond in t.get("status", {}).get("conditions", []):
+            if cond.get("type") == "Ready" and cond.get("status") == "True":
+                ready += 1
+    return ready
+
+
+async def _wait_ready_triggers(base: str, count: int, timeout: float) -> float | None:
+    """Seconds until /status shows `count` bench triggers Ready (None: not within timeout)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if await _ready_triggers(base) >= count:
+            return time.monotonic() - t0
+        await asyncio.sleep(0.05)
     return None
 
 
@@ -205,8 +243,12 @@ async def _triggers(
     stack.push_async_callback(session.stop)
     await session.start()
     if sc.triggers:
+        t0 = time.monotonic()
         brokerconfig.write_triggers(folder, sc.trigger_specs(), rec.url, sc.delivery())
-        facts["ready_seconds"] = round(await _warm_up(session, opts), 3)
+        ready = await _wait_ready_triggers(target.url, sc.triggers, opts.warmup_timeout)
+        facts["ready_seconds"] = None if ready is None else round(ready, 3)
+        await _warm_up(session, opts)
+        facts["all_delivering_seconds"] = round(time.monotonic() - t0, 3)
     await asyncio.sleep(1.0)
     after = procstat.sample(pids[0]) if pids else None
     if before is not None and after is not None:
