@@ -32,14 +32,13 @@ log = logging.getLogger(__name__)
 
 
 def open_channels(settings: RunSettings) -> dict[str, Channel]:
-    channels: dict[str, Channel] = {"embedded": EmbeddedChannel(settings.embedded)}
-    try:
-        from core.channels.kafka import KafkaChannel
-    except ImportError:  # pragma: no cover - confluent-kafka is a hard dependency
-        log.warning("Kafka channel unavailable")
-    else:
-        channels["kafka"] = KafkaChannel()
-    return channels
+    """Every backend this process can serve; which one a broker uses is its class's choice."""
+    from core.channels import kafka
+
+    return {
+        "embedded": EmbeddedChannel(settings.embedded),
+        "kafka": kafka.KafkaChannel(kafka.KafkaSettings(bootstrap=settings.kafka_bootstrap)),
+    }
 
 
 def environment(settings: RunSettings, base_url: str) -> compiler.Environment:
@@ -84,8 +83,6 @@ class Standalone:
             except ChannelError as exc:
                 log.error("broker %s: storage not ready: %s", b.key, exc)
                 self.storage_errors[str(b.key)] = str(exc)
-        for problem in result.problems:
-            log.warning("%s", problem)
         await self.holder.publish(result.contract)
         # Status only after the workers exist: a Trigger reported Ready has its start position.
         self.result = result
