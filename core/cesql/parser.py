@@ -24,7 +24,7 @@ from core.cesql import ast
 from core.cesql.errors import ParseError
 from core.cesql.lexer import Token, tokenize
 
-DEPTH_CEILING: Final = 200  # above this, later recursive passes could near Python's stack limit
+DEPTH_CEILING: Final = 100  # above this, recursive passes could near Python's stack limit
 KEYWORDS: Final = frozenset({"AND", "OR", "XOR", "NOT", "LIKE", "IN", "EXISTS", "TRUE", "FALSE"})
 _LOGIC, _COMPARE, _ADD, _MUL, _IN, _LIKE = 1, 2, 3, 4, 5, 7
 _BINARY_LEVEL: Final = {
@@ -69,7 +69,7 @@ class _Parser:
         self.tokens = tokens
         self.pos = 0
         self.max_depth = max_depth
-        self.nesting = 0  # live recursion depth of parse_expr/parse_unary
+        self.nesting = 0  # open parentheses, argument/IN lists and prefix operators
         self.depths: dict[int, int] = {}  # id(node) -> height of its subtree
         self.bare_nots: set[int] = set()  # ids of NOT nodes written without parentheses
         self.warnings: list[str] = []
@@ -103,6 +103,7 @@ class _Parser:
         return made
 
     def enter(self) -> None:
+        """Count one more level of recursion (each costs a bounded number of Python frames)."""
         self.nesting += 1
         if self.nesting > self.max_depth:
             tok = self.peek()
@@ -122,7 +123,6 @@ class _Parser:
         return expr
 
     def parse_expr(self, min_level: int) -> ast.Expr:
-        self.enter()
         left = self.parse_unary()
         while True:
             tok = self.peek()
@@ -149,7 +149,6 @@ class _Parser:
                 left = self.node(made, (left, right), tok)
             else:
                 break
-        self.nesting -= 1
         return left
 
     def check_bare_not(self, left: ast.Expr) -> None:
@@ -180,8 +179,10 @@ class _Parser:
     def parse_list(self, what: str) -> list[ast.Expr]:
         """Comma-separated expressions up to and including ')'; the '(' is already consumed."""
         items: list[ast.Expr] = []
+        self.enter()
         if self.peek().kind == ")":
             self.advance()
+            self.nesting -= 1
             return items
         while True:
             if self.peek().kind in (")", ",", "end"):
@@ -190,6 +191,7 @@ class _Parser:
             sep = self.peek()
             if sep.kind == ")":
                 self.advance()
+                self.nesting -= 1
                 return items
             if sep.kind != ",":
                 raise self.fail("',' or ')'")
@@ -215,13 +217,14 @@ class _Parser:
         return current
 
     def parse_unary(self) -> ast.Expr:
-        self.enter()
         tok = self.peek()
         kw = self.word(tok)
         result: ast.Expr
         if kw == "NOT":
             self.advance()
+            self.enter()
             operand = self.parse_unary()
+            self.nesting -= 1
             result = self.node(ast.Not(operand), (operand,), tok)
             self.bare_nots.add(id(result))
         elif tok.kind == "op" and tok.text in "+-" and self.glued_int(tok):
@@ -230,11 +233,12 @@ class _Parser:
             result = self.integer(digits, negative=tok.text == "-", start=tok)
         elif tok.kind == "op" and tok.text == "-":
             self.advance()
+            self.enter()
             operand = self.parse_unary()
+            self.nesting -= 1
             result = self.node(ast.Negate(operand), (operand,), tok)
         else:
             result = self.parse_primary()
-        self.nesting -= 1
         return result
 
     def glued_int(self, sign: Token) -> bool:
@@ -260,7 +264,9 @@ class _Parser:
             return ast.Constant(self.advance().text)
         if tok.kind == "(":
             self.advance()
+            self.enter()
             inner = self.parse_expr(_LOGIC)
+            self.nesting -= 1
             self.expect(")", "')'")
             self.bare_nots.discard(id(inner))
             return inner
