@@ -41,6 +41,7 @@ from pathlib import Path
 from core import contract
 from core.channel import ChannelError, ChannelUnavailable, Envelope, EventTooLarge, Record
 from core.channels import _sqlite_log as sqlite_log
+from core.channels import _sqlite_store as store
 from core.settings import EmbeddedSettings
 
 POLL_INTERVAL = 0.05  # seconds: how stale another process's appends may look to a waiting fetch
@@ -95,7 +96,7 @@ class EmbeddedSubscription:
             self._init = None  # retried by the first fetch
 
     def _start(self) -> asyncio.Future[int]:
-        return self._log.call(sqlite_log.INIT, trigger=self._uid, value=int(self._earliest))
+        return self._log.call(store.INIT, trigger=self._uid, value=int(self._earliest))
 
     async def _position(self) -> int:
         if self._cursor is None:
@@ -134,7 +135,7 @@ class EmbeddedSubscription:
         if partition != 0:
             raise ValueError(f"embedded channel has partition 0 only, not {partition}")
         await self._position()
-        await self._log.call(sqlite_log.COMMIT, trigger=self._uid, value=offset)
+        await self._log.call(store.COMMIT, trigger=self._uid, value=offset)
 
     async def lag(self) -> int:
         await self._position()
@@ -154,7 +155,7 @@ class EmbeddedChannel:
         self,
         settings: EmbeddedSettings,
         *,
-        connect: sqlite_log.Connect = sqlite_log.default_connect,
+        connect: store.Connect = store.default_connect,
         retention_interval: float = sqlite_log.RETENTION_INTERVAL,
     ) -> None:
         self._settings = settings
@@ -209,7 +210,7 @@ class EmbeddedChannel:
         return log
 
     async def ensure_broker(self, broker: contract.Broker) -> None:
-        await self._log(broker).call(sqlite_log.PROBE)
+        await self._log(broker).call(store.PROBE)
 
     async def delete_broker(self, broker: contract.Broker) -> None:
         if broker.external_topic:
@@ -228,23 +229,23 @@ class EmbeddedChannel:
     ) -> None:
         if not envelopes:
             return
-        rows, sizes = sqlite_log.encode(envelopes)
+        rows, sizes = store.encode(envelopes)
         limit = self._settings.retention_bytes
         if max(sizes) > limit:
             raise EventTooLarge(f"event of {max(sizes)} bytes exceeds retention_bytes {limit}")
         log = self._log(broker)
         if durability is contract.Durability.NONE:
-            log.submit(sqlite_log.Op(sqlite_log.APPEND, None, rows, sum(sizes)))
+            log.submit(store.Op(store.APPEND, None, rows, sum(sizes)))
             return
         sync = durability is contract.Durability.ALL
-        await log.call(sqlite_log.APPEND, rows=rows, nbytes=sum(sizes), sync=sync)
+        await log.call(store.APPEND, rows=rows, nbytes=sum(sizes), sync=sync)
 
     def subscribe(self, broker: contract.Broker, trigger: contract.Trigger) -> EmbeddedSubscription:
         earliest = trigger.start_from is contract.StartFrom.EARLIEST
         return EmbeddedSubscription(self._log(broker), trigger.uid, earliest, self._pool)
 
     async def delete_subscription(self, broker: contract.Broker, trigger: contract.Trigger) -> None:
-        await self._log(broker).call(sqlite_log.FORGET, trigger=trigger.uid)
+        await self._log(broker).call(store.FORGET, trigger=trigger.uid)
 
     async def healthy(self) -> bool:
         """Every open log takes a write (a probe transaction), or the data dir is writable."""
@@ -252,7 +253,7 @@ class EmbeddedChannel:
             if not self._logs:
                 return await asyncio.to_thread(_writable, self._settings.data_dir)
             timeout = self._settings.busy_timeout + 1.0
-            probes = [log.call(sqlite_log.PROBE) for log in self._logs.values()]
+            probes = [log.call(store.PROBE) for log in self._logs.values()]
             await asyncio.wait_for(asyncio.gather(*probes), timeout)
         except (ChannelError, TimeoutError):
             return False
@@ -260,7 +261,7 @@ class EmbeddedChannel:
 
     async def run_retention(self, broker: contract.Broker) -> int:
         """Run one retention pass now (the writer also runs one every second); bytes freed."""
-        freed: int = await self._log(broker).call(sqlite_log.RETAIN)
+        freed: int = await self._log(broker).call(store.RETAIN)
         return freed
 
     def stats(self, broker: contract.Broker) -> LogStats:

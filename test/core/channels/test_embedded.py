@@ -24,7 +24,7 @@ import pytest
 
 from core import contract
 from core.channel import ChannelFull, ChannelUnavailable, EventTooLarge, Record
-from core.channels import _sqlite_log as sqlite_log
+from core.channels import _sqlite_store
 from core.channels.embedded import EmbeddedChannel, db_path
 from core.settings import EmbeddedSettings
 from test.core.channels import channel_conformance as conformance
@@ -124,7 +124,7 @@ async def test_group_commit_shares_transactions_and_fsyncs(tmp_path: Path) -> No
 
 
 _FSYNC_CHILD = """
-import asyncio, sys
+import asyncio, sys, time
 from pathlib import Path
 from core import contract
 from core.channel import Envelope
@@ -139,7 +139,7 @@ async def main(data: str, concurrent: bool) -> None:
     await ch.ensure_broker(b)
     def env(i: int) -> Envelope:
         attrs = {"specversion": "1.0", "id": str(i), "source": "/s", "type": "t"}
-        return Envelope(CloudEvent(attrs, b"x" * 1024), arrival=0.0)
+        return Envelope(CloudEvent(attrs, b"x" * 1024), arrival=time.time())
     all_ = contract.Durability.ALL
     if concurrent:
         await asyncio.gather(*(ch.append(b, [env(i)], all_) for i in range(64)))
@@ -181,7 +181,7 @@ def test_all_fsyncs_once_per_group_not_per_event(tmp_path: Path) -> None:
 
 
 _CRASH_CHILD = """
-import asyncio, sys
+import asyncio, sys, time
 from pathlib import Path
 from core import contract
 from core.channel import Envelope
@@ -203,7 +203,7 @@ async def main(data: str) -> None:
             attrs = {"specversion": "1.0", "id": eid, "source": "/s", "type": "t"}
             out.write(f"try {eid}\\n")
             out.flush()
-            env = Envelope(CloudEvent(attrs, b"x" * 1024), arrival=0.0)
+            env = Envelope(CloudEvent(attrs, b"x" * 1024), arrival=time.time())
             await ch.append(b, [env], contract.Durability.ALL)
             out.write(f"ack {eid}\\n")
             out.flush()
@@ -255,7 +255,7 @@ async def test_disk_full_is_channel_full_then_recovers(tmp_path: Path) -> None:
     connections: list[sqlite3.Connection] = []
 
     def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
-        conn = sqlite_log.default_connect(path, busy_timeout)
+        conn = _sqlite_store.default_connect(path, busy_timeout)
         connections.append(conn)
         return conn
 
