@@ -110,6 +110,10 @@ class SqliteLog:
         return fut
 
     @property
+    def closed(self) -> bool:
+        return self._stopping
+
+    @property
     def wake(self) -> asyncio.Event:
         """Set (and replaced) after each transaction that appended: take it BEFORE reading."""
         return self._wake
@@ -138,7 +142,7 @@ class SqliteLog:
         self._last_poll = now
         try:
             end = await self._loop.run_in_executor(executor, self._read_end)
-        except ChannelError:
+        except (ChannelError, RuntimeError):  # RuntimeError: the executor was shut down
             return  # a fetch must not fail because a poll did; the next read will tell
         if end > self.end:
             self.end = end
@@ -159,6 +163,8 @@ class SqliteLog:
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
+        if self._stopping:  # and never reconnect: that would recreate a deleted broker's file
+            raise ChannelUnavailable(f"embedded log {self.path.name} is closed")
         if not self._opened.wait(self._busy_timeout + 1.0):
             raise ChannelUnavailable(f"embedded log {self.path.name} is not open")
         with self._readers_lock:
@@ -237,7 +243,7 @@ class SqliteLog:
         return conn
 
     def _apply(self, batch: list[store.Op]) -> None:
-        applied = store.Applied(0, 0)
+        applied = store.Applied(0, 0, 0)
         try:
             conn = self._open()
             sync = any(op.sync for op in batch)
@@ -257,7 +263,7 @@ class SqliteLog:
             failure = store.translate(err)
             for op in batch:
                 op.error = failure
-            applied = store.Applied(0, 0)
+            applied = store.Applied(0, 0, 0)
             self.stats.failed_transactions += 1
             if not isinstance(err, sqlite3.Error):
                 _log.error("embedded log %s: unexpected writer error", self.path, exc_info=err)
@@ -270,8 +276,7 @@ class SqliteLog:
             self.stats.synced_transactions += int(sync)
             self.stats.events += applied.events
             self.stats.retained += applied.retained
-            if applied.events:
-                self.end = max(self.end, store.end(conn))
+            self.end = max(self.end, applied.end)
         appended = applied.events > 0
         waiters = [op for op in batch if op.future is not None]
         if waiters or appended:

@@ -145,6 +145,7 @@ class Applied:
 
     events: int
     retained: int
+    end: int  # the log's end offset after the group (0 when nothing was appended)
 
 
 # --- connection-level helpers ------------------------------------------------------------------
@@ -236,7 +237,7 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
     flush()
     if stored != before:
         conn.execute("UPDATE meta SET v = ? WHERE k = 'bytes'", (stored,))
-    return Applied(events, retained)
+    return Applied(events, retained, end(conn) if events else 0)
 
 
 def retain(conn: sqlite3.Connection, need_bytes: int, retention_seconds: float) -> tuple[int, int]:

@@ -33,10 +33,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from core import contract
 from core.channel import ChannelError, ChannelUnavailable, Envelope, EventTooLarge, Record
@@ -47,6 +48,7 @@ from core.settings import EmbeddedSettings
 POLL_INTERVAL = 0.05  # seconds: how stale another process's appends may look to a waiting fetch
 READ_THREADS = 4
 
+T = TypeVar("T")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -96,7 +98,14 @@ class EmbeddedSubscription:
             self._init = None  # retried by the first fetch
 
     def _start(self) -> asyncio.Future[int]:
-        return self._log.call(store.INIT, trigger=self._uid, value=int(self._earliest))
+        # sync: a LATEST start lost to a power cut would be re-taken later, skipping events.
+        return self._log.call(store.INIT, trigger=self._uid, value=int(self._earliest), sync=True)
+
+    async def _in_pool(self, fn: Callable[..., T], *args: object) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except RuntimeError as err:  # the channel closed its executor under us
+            raise ChannelUnavailable("embedded channel is closed") from err
 
     async def _position(self) -> int:
         if self._cursor is None:
@@ -114,11 +123,13 @@ class EmbeddedSubscription:
         deadline = loop.time() + timeout
         cursor = await self._position()
         while not self._closed:
+            if self._log.closed:
+                raise ChannelUnavailable(
+                    "embedded log is closed (channel closed or broker deleted)"
+                )
             wake = self._log.wake  # taken before reading, so a commit in between is not missed
             if self._log.end > cursor:
-                records = await loop.run_in_executor(
-                    self._pool, self._log.read, cursor, max_records
-                )
+                records = await self._in_pool(self._log.read, cursor, max_records)
                 if records:
                     self._cursor = records[-1].offset
                     return records
@@ -139,8 +150,7 @@ class EmbeddedSubscription:
 
     async def lag(self) -> int:
         await self._position()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._log.lag, self._uid)
+        return await self._in_pool(self._log.lag, self._uid)
 
     async def close(self) -> None:
         self._closed = True
@@ -175,6 +185,7 @@ class EmbeddedChannel:
             raise ChannelUnavailable(f"data dir {self._settings.data_dir}: {err}") from err
 
     async def close(self) -> None:
+        self._loop = None  # no new logs (and writer threads) after close
         logs, self._logs = list(self._logs.values()), {}
         # Stopping flushes each writer's queue; the loop keeps running to receive the results.
         await asyncio.gather(*(asyncio.to_thread(log.stop) for log in logs))

@@ -410,3 +410,18 @@ async def test_delete_broker_removes_its_files(tmp_path: Path) -> None:
     assert not [n for n in names if n.startswith(db_path(tmp_path, b).name)], names
     assert db_path(tmp_path, external).exists()
     await ch.close()
+
+
+async def test_closed_channel_refuses_with_channel_errors(tmp_path: Path) -> None:
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=tmp_path))
+    await ch.start()
+    b = conformance.make_broker()
+    sub = ch.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    await ch.append(b, [envelope("x")], ALL)
+    await ch.close()
+    with pytest.raises(ChannelUnavailable):
+        await sub.fetch(10, 1.0)
+    with pytest.raises(ChannelUnavailable):
+        await ch.append(b, [envelope("y")], ALL)
+    with pytest.raises(ChannelUnavailable):
+        await sub.commit(0, 1)
