@@ -9,6 +9,7 @@ broker routes again), `/fail` always answers 500, anything else answers 200 with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import uuid
@@ -54,10 +55,8 @@ def main() -> int:
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print(f"subscriber listening on http://127.0.0.1:{args.port}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from core import contract, delivery, events
 from core.events import CloudEvent
 from core.settings import DispatcherSettings
-from filter.sender import Response, SendError, Sender
+from filter.sender import Response, Sender, SendError
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,12 @@ class Dispatcher:
                 break
             self.hooks.retry(trigger)
             wait = delivery.next_wait(
-                spec, attempt, failure.status, failure.headers, self.now(), self.settings.max_backoff
+                spec,
+                attempt,
+                failure.status,
+                failure.headers,
+                self.now(),
+                self.settings.max_backoff,
             )
             if wait > 0:
                 await self.sleep(wait)
@@ -118,7 +123,11 @@ class Dispatcher:
         if not spec.dead_letter_uri:
             log.warning(
                 "dropping event %s for trigger %s/%s after %d attempts (last status %s)",
-                event.get("id"), trigger.namespace, trigger.name, attempts_made, failure.status,
+                event.get("id"),
+                trigger.namespace,
+                trigger.name,
+                attempts_made,
+                failure.status,
             )
             result = Result(Outcome.DROPPED, attempts_made, failure.status)
         else:
@@ -164,7 +173,9 @@ class Dispatcher:
         if remaining <= 0:
             log.warning(
                 "trigger %s/%s: reply dropped, %s exhausted (event loop?)",
-                trigger.namespace, trigger.name, TTL,
+                trigger.namespace,
+                trigger.name,
+                TTL,
             )
             return None
         for reply in replies:
@@ -212,7 +223,10 @@ class Dispatcher:
             rounds += 1
             log.error(
                 "dead-letter sink %s of trigger %s/%s failing (last status %s); retrying",
-                spec.dead_letter_uri, trigger.namespace, trigger.name, status,
+                spec.dead_letter_uri,
+                trigger.namespace,
+                trigger.name,
+                status,
             )
             await self.sleep(min(DLS_RETRY_CAP, DLS_RETRY_FLOOR * 2**rounds))
 

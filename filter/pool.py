@@ -70,7 +70,9 @@ class WorkerPool:
                     continue
                 channel = self.channels.get(broker.channel)
                 if channel is None:
-                    log.error("trigger %s: no %r channel in this process", trigger.name, broker.channel)
+                    log.error(
+                        "trigger %s: no %r channel in this process", trigger.name, broker.channel
+                    )
                     continue
                 subscription = channel.subscribe(broker, trigger)
                 worker = TriggerWorker(

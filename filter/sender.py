@@ -7,7 +7,6 @@ requests/s at 64 concurrent requests against ~4,600/s for aiohttp on the same se
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -68,8 +67,10 @@ class AiohttpSender:
                     raw_headers=tuple(resp.raw_headers),
                     body=payload,
                 )
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-            raise SendError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            raise SendError(
+                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            ) from exc
 
     async def close(self) -> None:
         if self._session is not None:

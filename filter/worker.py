@@ -1,4 +1,4 @@
-"""One trigger's loop: read -> filter -> dispatch -> commit, ordered or unordered, bounded in flight.
+"""One trigger's loop: read -> filter -> dispatch -> commit, ordered or unordered, bounded.
 
 Unordered: up to `max_in_flight` dispatches run at once; positions are committed contiguously (the
 committed offset is the highest one below which every record has a final outcome), so a crash
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 
@@ -111,7 +112,7 @@ class TriggerWorker:
             previous = self._chains.get(key)
             task = asyncio.create_task(self._deliver(record, slots, previous))
             self._chains[key] = task
-            task.add_done_callback(lambda t, k=key: self._forget_chain(k, t))
+            task.add_done_callback(functools.partial(self._forget_chain, key))
         else:
             task = asyncio.create_task(self._deliver(record, slots, None))
         self._tasks.add(task)
@@ -138,7 +139,9 @@ class TriggerWorker:
             raise
         except Exception:
             # A bug, not an outcome: keep the position so the event is replayed after a restart.
-            log.exception("trigger %s: dispatch crashed; event will be redelivered", self.trigger.name)
+            log.exception(
+                "trigger %s: dispatch crashed; event will be redelivered", self.trigger.name
+            )
         finally:
             slots.release()
 

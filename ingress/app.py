@@ -14,11 +14,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from core.channel import Channel
 from core.contract_source import ContractHolder
 from core.settings import IngressSettings
-from ingress.routes import BrokerIngress, Observer, Receive, Scope, Send, respond
+from ingress.routes import BrokerIngress, Observer, respond
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
 

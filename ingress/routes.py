@@ -15,8 +15,9 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+
+from starlette.types import Receive, Scope, Send
 
 from core import contract, events
 from core.channel import Channel, ChannelFull, ChannelUnavailable, Envelope, EventTooLarge
@@ -25,10 +26,6 @@ from core.settings import IngressSettings
 
 log = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 DURABILITY_HEADER = b"kbroker-durability"
 TTL = "knativebrokerttl"
@@ -47,8 +44,14 @@ class Reject(Exception):
 class Observer:
     """Metric/trace hooks for ingress; the default does nothing."""
 
-    def accepted(self, broker: contract.Broker, evs: list[events.CloudEvent], nbytes: int,
-                 seconds: float, append_seconds: float) -> None:
+    def accepted(
+        self,
+        broker: contract.Broker,
+        evs: list[events.CloudEvent],
+        nbytes: int,
+        seconds: float,
+        append_seconds: float,
+    ) -> None:
         pass
 
     def rejected(self, broker_key: str, status: int, seconds: float) -> None:
@@ -95,8 +98,11 @@ class BrokerIngress:
             raise Reject(404, f"broker {ns}/{name} not found")
         channel = self.channels.get(broker.channel)
         if channel is None:
-            raise Reject(503, f"broker {ns}/{name}: channel {broker.channel!r} is not running here",
-                         ((b"retry-after", self.retry_after),))
+            raise Reject(
+                503,
+                f"broker {ns}/{name}: channel {broker.channel!r} is not running here",
+                ((b"retry-after", self.retry_after),),
+            )
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         durability = broker.default_durability
         limits = self.settings.limits
@@ -107,7 +113,10 @@ class BrokerIngress:
                 except ValueError:
                     raise Reject(400, "invalid Content-Length header") from None
                 if length > limits.max_body_bytes:
-                    raise Reject(413, f"body of {length} bytes is over the {limits.max_body_bytes}-byte limit")
+                    raise Reject(
+                        413,
+                        f"body of {length} bytes is over the {limits.max_body_bytes}-byte limit",
+                    )
             elif hname == DURABILITY_HEADER:
                 d = _DURABILITIES.get(hvalue.decode("latin-1").strip().lower())
                 if d is None:
@@ -133,13 +142,19 @@ class BrokerIngress:
             await asyncio.wait_for(
                 channel.append(broker, envelopes, durability), self.settings.append_timeout
             )
-        except (ChannelUnavailable, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ChannelUnavailable) as exc:
             log.warning("broker %s/%s: append failed: %s", ns, name, exc or "timeout")
-            raise Reject(503, "the broker cannot store events right now; retry later",
-                         ((b"retry-after", self.retry_after),)) from None
+            raise Reject(
+                503,
+                "the broker cannot store events right now; retry later",
+                ((b"retry-after", self.retry_after),),
+            ) from None
         except ChannelFull:
-            raise Reject(507, f"broker {ns}/{name}: storage full; retry later",
-                         ((b"retry-after", self.retry_after),)) from None
+            raise Reject(
+                507,
+                f"broker {ns}/{name}: storage full; retry later",
+                ((b"retry-after", self.retry_after),),
+            ) from None
         except EventTooLarge as exc:
             raise Reject(413, str(exc)) from None
         t1 = time.perf_counter()
@@ -200,7 +215,7 @@ async def respond(
     body = (message + "\n").encode() if message else b""
     raw = [
         (b"content-length", str(len(body)).encode()),
-        *((( b"content-type", b"text/plain; charset=utf-8"),) if body else ()),
+        *(((b"content-type", b"text/plain; charset=utf-8"),) if body else ()),
         *headers,
     ]
     await send({"type": "http.response.start", "status": status, "headers": raw})

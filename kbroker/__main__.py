@@ -12,7 +12,8 @@ _COMMANDS = ("cmd_run", "cmd_send", "cmd_get", "cmd_cesql", "cmd_bench", "cmd_cl
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kbroker", description="Knative-compatible Broker and Trigger, standalone or on Kubernetes."
+        prog="kbroker",
+        description="Knative-compatible Broker and Trigger, standalone or on Kubernetes.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMANDS:

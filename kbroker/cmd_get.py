@@ -50,7 +50,9 @@ def rows(kind: str, objects: list[dict[str, Any]]) -> list[list[str]]:
 
 def format_table(table: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table)
+    return "\n".join(
+        "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -62,7 +64,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: cannot read status from {args.server}: {exc}", file=sys.stderr)
         return 1
     objects = [
-        o for o in orjson.loads(resp.content)[kind]
+        o
+        for o in orjson.loads(resp.content)[kind]
         if (not args.name or o["metadata"]["name"] == args.name)
         and (not args.namespace or o["metadata"]["namespace"] == args.namespace)
     ]
@@ -70,7 +73,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {args.kind} {args.name!r} not found", file=sys.stderr)
         return 1
     if args.output == "json":
-        doc: Any = objects[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": objects}
+        doc: Any = (
+            objects[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": objects}
+        )
         print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
     elif args.output == "yaml":
         doc = objects[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": objects}

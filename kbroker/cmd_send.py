@@ -1,4 +1,4 @@
-"""`kbroker send`: post one CloudEvent (or a batch of copies) to a broker, for humans and scripts."""
+"""`kbroker send`: post one CloudEvent (or a batch of copies) to a broker, for scripts."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ class Standalone:
     def __init__(self, settings: RunSettings, sock: socket.socket) -> None:
         self.settings = settings
         self.sock = sock
-        host, port = sock.getsockname()[:2]
+        _host, port = sock.getsockname()[:2]
         self.base_url = f"http://{settings.host}:{port}"
         self.channels = open_channels(settings)
         self.holder = ContractHolder()
@@ -67,7 +67,9 @@ class Standalone:
         self.result: compiler.CompileResult | None = None
         self.storage_errors: dict[str, str] = {}
         self.folder = files.FolderSource(
-            settings.config_dir, environment(settings, self.base_url), self.on_update,
+            settings.config_dir,
+            environment(settings, self.base_url),
+            self.on_update,
             settings.poll_interval,
         )
 
@@ -96,7 +98,7 @@ class Standalone:
         if not self.holder.loaded:
             return False, "configuration not loaded yet"
         for b in self.holder.current.brokers:
-            channel = self.channels[b.channel] if b.channel in self.channels else None
+            channel = self.channels.get(b.channel, None)
             if channel is None or not await channel.healthy():
                 return False, f"channel {b.channel} of broker {b.key} unavailable"
         if not self.pool.healthy():
@@ -107,15 +109,22 @@ class Standalone:
         for channel in self.channels.values():
             await channel.start()
         app = build_app(
-            self.settings.ingress, self.channels, self.holder, self.ready,
+            self.settings.ingress,
+            self.channels,
+            self.holder,
+            self.ready,
             extra_routes=status_api.routes(self),
         )
         config = uvicorn.Config(
-            app, loop="uvloop", http="httptools", lifespan="off", log_level="warning",
-            access_log=False, timeout_keep_alive=30,
+            app,
+            loop="uvloop",
+            http="httptools",
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=30,
         )
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -153,4 +162,3 @@ def run(settings: RunSettings) -> None:
     sock = bind(settings.host, settings.port)
     app = Standalone(settings, sock)
     uvloop.run(app.serve())
-

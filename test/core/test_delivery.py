@@ -12,8 +12,21 @@ from core.contract import BackoffPolicy, DeliverySpec
 
 @pytest.mark.parametrize(
     ("status", "retry"),
-    [(None, True), (500, True), (503, True), (404, True), (408, True), (409, True), (429, True),
-     (400, False), (401, False), (403, False), (422, False), (302, False), (200, False)],
+    [
+        (None, True),
+        (500, True),
+        (503, True),
+        (404, True),
+        (408, True),
+        (409, True),
+        (429, True),
+        (400, False),
+        (401, False),
+        (403, False),
+        (422, False),
+        (302, False),
+        (200, False),
+    ],
 )
 def test_retryable(status: int | None, retry: bool) -> None:
     assert delivery.is_retryable(status) is retry
@@ -47,8 +60,9 @@ def test_attempts() -> None:
 def test_retry_after_only_when_opted_in() -> None:
     spec = DeliverySpec(retry=2, backoff_policy=BackoffPolicy.LINEAR, backoff_delay=0.1)
     assert delivery.next_wait(spec, 0, 503, {"retry-after": "7"}, 0.0) == 0.0
-    opted = DeliverySpec(retry=2, backoff_policy=BackoffPolicy.LINEAR, backoff_delay=0.1,
-                         retry_after_max=5.0)
+    opted = DeliverySpec(
+        retry=2, backoff_policy=BackoffPolicy.LINEAR, backoff_delay=0.1, retry_after_max=5.0
+    )
     assert delivery.next_wait(opted, 0, 503, {"retry-after": "7"}, 0.0) == 5.0
     assert delivery.next_wait(opted, 0, 429, {"retry-after": "2"}, 0.0) == 2.0
     assert delivery.next_wait(opted, 0, 500, {"retry-after": "2"}, 0.0) == 0.0

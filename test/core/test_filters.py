@@ -6,8 +6,9 @@ import pytest
 
 from core import filters
 from core.contract import FilterSpec
+from core.events import AttrValue
 
-EVENT = {
+EVENT: dict[str, AttrValue] = {
     "specversion": "1.0",
     "id": "1",
     "source": "/orders/eu",
@@ -61,7 +62,11 @@ CASES: list[tuple[str, list[FilterSpec], bool]] = [
         [FilterSpec("any", children=(f("exact", type="x"), f("exact", myext="abc")))],
         True,
     ),
-    ("any none", [FilterSpec("any", children=(f("exact", type="x"), f("exact", myext="y")))], False),
+    (
+        "any none",
+        [FilterSpec("any", children=(f("exact", type="x"), f("exact", myext="y")))],
+        False,
+    ),
     ("any empty is true", [FilterSpec("any")], True),
     ("not", [FilterSpec("not", children=(f("exact", type="x"),))], True),
     ("not of a match", [FilterSpec("not", children=(f("exact", myext="abc"),))], False),

@@ -7,8 +7,12 @@ from typing import Any
 import yaml
 
 
-def broker(name: str = "default", namespace: str = "default", delivery: dict[str, Any] | None = None,
-           annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def broker(
+    name: str = "default",
+    namespace: str = "default",
+    delivery: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "apiVersion": "eventing.knative.dev/v1",
         "kind": "Broker",
@@ -22,10 +26,16 @@ def broker(name: str = "default", namespace: str = "default", delivery: dict[str
     return obj
 
 
-def trigger(name: str, subscriber: str, broker: str = "default", namespace: str = "default",
-            attributes: dict[str, str] | None = None, filters: list[Any] | None = None,
-            delivery: dict[str, Any] | None = None,
-            annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def trigger(
+    name: str,
+    subscriber: str,
+    broker: str = "default",
+    namespace: str = "default",
+    attributes: dict[str, str] | None = None,
+    filters: list[Any] | None = None,
+    delivery: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"broker": broker, "subscriber": {"uri": subscriber}}
     if attributes is not None:
         spec["filter"] = {"attributes": attributes}

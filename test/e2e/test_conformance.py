@@ -86,7 +86,9 @@ async def test_reply_chain(start_broker: StartBroker, sinks: SinkServer) -> None
 # --- delivery matrix (5 cases) --------------------------------------------------------------
 
 
-async def test_delivery_no_retries_when_none_configured(start_broker: StartBroker, sinks: SinkServer) -> None:
+async def test_delivery_no_retries_when_none_configured(
+    start_broker: StartBroker, sinks: SinkServer
+) -> None:
     s = sinks.sink("s", fail_first=1)
     proc = await setup(start_broker, ky.broker(delivery={}), ky.trigger("t", s.url))
     await proc.send(make_event("a1"))
@@ -96,7 +98,11 @@ async def test_delivery_no_retries_when_none_configured(start_broker: StartBroke
 
 
 async def test_delivery_broker_dls_and_retry(start_broker: StartBroker, sinks: SinkServer) -> None:
-    t1, t2, bdls = sinks.sink("t1", fail_first=3), sinks.sink("t2", fail_first=4), sinks.sink("bdls")
+    t1, t2, bdls = (
+        sinks.sink("t1", fail_first=3),
+        sinks.sink("t2", fail_first=4),
+        sinks.sink("bdls"),
+    )
     proc = await setup(
         start_broker,
         ky.broker(delivery=ky.dls(bdls.url, retry=3, **FAST)),
@@ -112,8 +118,14 @@ async def test_delivery_broker_dls_and_retry(start_broker: StartBroker, sinks: S
     assert bdls.received[0].headers["ce-knativeerrordest"] == t2.url
 
 
-async def test_delivery_trigger_spec_replaces_broker_spec(start_broker: StartBroker, sinks: SinkServer) -> None:
-    t1, t2, t1dls = sinks.sink("t1", fail_first=3), sinks.sink("t2", fail_first=2), sinks.sink("t1dls")
+async def test_delivery_trigger_spec_replaces_broker_spec(
+    start_broker: StartBroker, sinks: SinkServer
+) -> None:
+    t1, t2, t1dls = (
+        sinks.sink("t1", fail_first=3),
+        sinks.sink("t2", fail_first=2),
+        sinks.sink("t1dls"),
+    )
     proc = await setup(
         start_broker,
         ky.broker(delivery={"retry": 0}),
@@ -145,7 +157,9 @@ async def test_delivery_trigger_dls_wins(start_broker: StartBroker, sinks: SinkS
     assert bdls.received[0].headers["ce-knativeerrordest"] == t2.url
 
 
-async def test_delivery_trigger_dls_not_used_on_success(start_broker: StartBroker, sinks: SinkServer) -> None:
+async def test_delivery_trigger_dls_not_used_on_success(
+    start_broker: StartBroker, sinks: SinkServer
+) -> None:
     t1, t1dls, bdls = sinks.sink("t1", fail_first=3), sinks.sink("t1dls"), sinks.sink("bdls")
     proc = await setup(
         start_broker,
@@ -189,8 +203,9 @@ async def test_dead_letter_extensions(start_broker: StartBroker, sinks: SinkServ
 
 @pytest.mark.parametrize("specversion", ["1.0", "0.3"])
 @pytest.mark.parametrize("mode", ["binary", "structured"])
-async def test_ingress_versions_and_modes(start_broker: StartBroker, sinks: SinkServer,
-                                          specversion: str, mode: str) -> None:
+async def test_ingress_versions_and_modes(
+    start_broker: StartBroker, sinks: SinkServer, specversion: str, mode: str
+) -> None:
     s = sinks.sink("s")
     proc = await setup(start_broker, ky.broker(), ky.trigger("t", s.url))
     ev = make_event("v1")
@@ -234,9 +249,12 @@ async def test_long_message_and_long_reply(start_broker: StartBroker, sinks: Sin
 
     s = sinks.sink("s", reply=reply)
     r = sinks.sink("r")
-    proc = await setup(start_broker, ky.broker(),
-                       ky.trigger("t", s.url, attributes={"type": "big"}),
-                       ky.trigger("r", r.url, attributes={"type": "big.reply"}))
+    proc = await setup(
+        start_broker,
+        ky.broker(),
+        ky.trigger("t", s.url, attributes={"type": "big"}),
+        ky.trigger("r", r.url, attributes={"type": "big.reply"}),
+    )
     ev = make_event("big1", type="big", data=None)
     ev.attributes["datacontenttype"] = "application/octet-stream"
     ev.data = big
@@ -247,7 +265,9 @@ async def test_long_message_and_long_reply(start_broker: StartBroker, sinks: Sin
     assert r.received[0].body == reply_data
 
 
-async def test_delivered_events_read_by_cloudevents_sdk(start_broker: StartBroker, sinks: SinkServer) -> None:
+async def test_delivered_events_read_by_cloudevents_sdk(
+    start_broker: StartBroker, sinks: SinkServer
+) -> None:
     from cloudevents.core.bindings import http as ce_http
 
     s = sinks.sink("s")

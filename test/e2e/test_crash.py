@@ -1,4 +1,4 @@
-"""Faults on the embedded channel: kill -9 under load, restart on the same data, hot reload under load.
+"""Faults on the embedded channel: kill -9 under load, restart on the same data, hot reload.
 
     sender (16 in flight, Kbroker-Durability: all) --> kbroker run --> sink
                                                    kill -9 / restart on --data
@@ -28,8 +28,9 @@ class Ledger:
     failed: int = 0
 
 
-async def load(proc: BrokerProcess, ledger: Ledger, stop: asyncio.Event, prefix: str,
-               concurrency: int = 16) -> None:
+async def load(
+    proc: BrokerProcess, ledger: Ledger, stop: asyncio.Event, prefix: str, concurrency: int = 16
+) -> None:
     counter = iter(range(10**9))
     async with httpx.AsyncClient(timeout=5.0) as client:
 
@@ -39,8 +40,11 @@ async def load(proc: BrokerProcess, ledger: Ledger, stop: asyncio.Event, prefix:
                 headers, body = events.encode_binary(make_event(ev_id))
                 ledger.sent.add(ev_id)
                 try:
-                    resp = await client.post(proc.broker_url(), headers=[*headers,
-                                             ("kbroker-durability", "all")], content=body)
+                    resp = await client.post(
+                        proc.broker_url(),
+                        headers=[*headers, ("kbroker-durability", "all")],
+                        content=body,
+                    )
                 except httpx.HTTPError:
                     ledger.failed += 1
                     await asyncio.sleep(0.05)
@@ -86,11 +90,15 @@ async def test_kill_9_under_load_loses_no_acknowledged_event(
     assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:5]}"
     assert delivered <= ledger.sent, "delivered an event that was never sent"
     duplicates = len(sink.ids()) - len(delivered)
-    print(f"sent={len(ledger.sent)} accepted={len(ledger.accepted)} delivered={len(delivered)} "
-          f"duplicates={duplicates} failed_requests={ledger.failed}")
+    print(
+        f"sent={len(ledger.sent)} accepted={len(ledger.accepted)} delivered={len(delivered)} "
+        f"duplicates={duplicates} failed_requests={ledger.failed}"
+    )
 
 
-async def test_hot_reload_under_load_loses_nothing(start_broker: StartBroker, sinks: SinkServer) -> None:
+async def test_hot_reload_under_load_loses_nothing(
+    start_broker: StartBroker, sinks: SinkServer
+) -> None:
     sink, other = sinks.sink("s"), sinks.sink("other")
     proc = await start_broker({"b.yaml": ky.dump(ky.broker(), ky.trigger("t", sink.url))})
     await proc.wait_ready_object("Trigger", "t")
@@ -101,9 +109,20 @@ async def test_hot_reload_under_load_loses_nothing(start_broker: StartBroker, si
         for i in range(5):
             await asyncio.sleep(0.3)
             # Add, change and remove other triggers, and edit this one's filter back and forth.
-            proc.write("extra.yaml", ky.dump(ky.trigger(f"x{i}", other.url, attributes={"type": f"x{i}"})))
-            proc.write("b.yaml", ky.dump(ky.broker(), ky.trigger(
-                "t", sink.url, filters=[{"prefix": {"type": "com.example"}}] if i % 2 else None)))
+            proc.write(
+                "extra.yaml", ky.dump(ky.trigger(f"x{i}", other.url, attributes={"type": f"x{i}"}))
+            )
+            proc.write(
+                "b.yaml",
+                ky.dump(
+                    ky.broker(),
+                    ky.trigger(
+                        "t",
+                        sink.url,
+                        filters=[{"prefix": {"type": "com.example"}}] if i % 2 else None,
+                    ),
+                ),
+            )
     finally:
         stop.set()
         await sender

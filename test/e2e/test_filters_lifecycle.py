@@ -18,31 +18,65 @@ from core import events
 
 
 def sent(i: int, **attrs: str) -> events.CloudEvent:
-    return make_event(f"e{i}", **attrs)
+    ev = make_event(f"e{i}")
+    ev.attributes.update(attrs)
+    return ev
 
 
 async def test_filter_dialects(start_broker: StartBroker, sinks: SinkServer) -> None:
-    names = ["exact", "prefix", "suffix", "all", "any", "not", "missing", "override", "emptyf",
-             "legacyany", "legacyempty", "everything"]
+    names = [
+        "exact",
+        "prefix",
+        "suffix",
+        "all",
+        "any",
+        "not",
+        "missing",
+        "override",
+        "emptyf",
+        "legacyany",
+        "legacyempty",
+        "everything",
+    ]
     s = {n: sinks.sink(n) for n in names}
-    proc = await start_broker({"f.yaml": ky.dump(
-        ky.broker(),
-        ky.trigger("exact", s["exact"].url, filters=[{"exact": {"type": "a.b.c", "source": "/x"}}]),
-        ky.trigger("prefix", s["prefix"].url, filters=[{"prefix": {"type": "a.b"}}]),
-        ky.trigger("suffix", s["suffix"].url, filters=[{"suffix": {"type": ".c"}}]),
-        ky.trigger("all", s["all"].url, filters=[{"all": [{"prefix": {"type": "a."}},
-                                                          {"exact": {"source": "/y"}}]}]),
-        ky.trigger("any", s["any"].url, filters=[{"any": [{"exact": {"type": "zzz"}},
-                                                          {"exact": {"source": "/y"}}]}]),
-        ky.trigger("not", s["not"].url, filters=[{"not": {"prefix": {"type": "a."}}}]),
-        ky.trigger("missing", s["missing"].url, filters=[{"exact": {"myext": "v"}}]),
-        ky.trigger("override", s["override"].url, attributes={"type": "never"},
-                   filters=[{"exact": {"type": "a.b.c"}}]),
-        ky.trigger("emptyf", s["emptyf"].url, attributes={"type": "q.r"}, filters=[]),
-        ky.trigger("legacyany", s["legacyany"].url, attributes={"myext": ""}),
-        ky.trigger("legacyempty", s["legacyempty"].url, attributes={"type": "a.b.c", "source": "/x"}),
-        ky.trigger("everything", s["everything"].url),
-    )})
+    proc = await start_broker(
+        {
+            "f.yaml": ky.dump(
+                ky.broker(),
+                ky.trigger(
+                    "exact", s["exact"].url, filters=[{"exact": {"type": "a.b.c", "source": "/x"}}]
+                ),
+                ky.trigger("prefix", s["prefix"].url, filters=[{"prefix": {"type": "a.b"}}]),
+                ky.trigger("suffix", s["suffix"].url, filters=[{"suffix": {"type": ".c"}}]),
+                ky.trigger(
+                    "all",
+                    s["all"].url,
+                    filters=[{"all": [{"prefix": {"type": "a."}}, {"exact": {"source": "/y"}}]}],
+                ),
+                ky.trigger(
+                    "any",
+                    s["any"].url,
+                    filters=[{"any": [{"exact": {"type": "zzz"}}, {"exact": {"source": "/y"}}]}],
+                ),
+                ky.trigger("not", s["not"].url, filters=[{"not": {"prefix": {"type": "a."}}}]),
+                ky.trigger("missing", s["missing"].url, filters=[{"exact": {"myext": "v"}}]),
+                ky.trigger(
+                    "override",
+                    s["override"].url,
+                    attributes={"type": "never"},
+                    filters=[{"exact": {"type": "a.b.c"}}],
+                ),
+                ky.trigger("emptyf", s["emptyf"].url, attributes={"type": "q.r"}, filters=[]),
+                ky.trigger("legacyany", s["legacyany"].url, attributes={"myext": ""}),
+                ky.trigger(
+                    "legacyempty",
+                    s["legacyempty"].url,
+                    attributes={"type": "a.b.c", "source": "/x"},
+                ),
+                ky.trigger("everything", s["everything"].url),
+            )
+        }
+    )
     for n in names:
         await proc.wait_ready_object("Trigger", n)
     batch = [
@@ -73,13 +107,21 @@ async def test_filter_dialects(start_broker: StartBroker, sinks: SinkServer) -> 
     assert got == expected, proc.log_text()
 
 
-async def test_trigger_before_broker_then_hot_reload(start_broker: StartBroker, sinks: SinkServer) -> None:
+async def test_trigger_before_broker_then_hot_reload(
+    start_broker: StartBroker, sinks: SinkServer
+) -> None:
     first, second = sinks.sink("first"), sinks.sink("second")
-    proc = await start_broker({"t.yaml": ky.dump(ky.trigger("t", first.url, attributes={"type": "x"}))})
+    proc = await start_broker(
+        {"t.yaml": ky.dump(ky.trigger("t", first.url, attributes={"type": "x"}))}
+    )
 
     async def not_ready_reason() -> bool:
         cond = await proc.condition("Trigger", "t", "BrokerReady")
-        return cond is not None and cond["status"] == "False" and cond["reason"] == "BrokerDoesNotExist"
+        return (
+            cond is not None
+            and cond["status"] == "False"
+            and cond["reason"] == "BrokerDoesNotExist"
+        )
 
     await proc.until(not_ready_reason, 10, "Trigger without Broker should say BrokerDoesNotExist")
     proc.write("b.yaml", ky.dump(ky.broker()))
@@ -113,15 +155,24 @@ async def test_trigger_before_broker_then_hot_reload(start_broker: StartBroker, 
     assert second.ids() == ["e3"]
 
 
-async def test_bad_objects_are_reported_and_kept_out(start_broker: StartBroker, sinks: SinkServer) -> None:
+async def test_bad_objects_are_reported_and_kept_out(
+    start_broker: StartBroker, sinks: SinkServer
+) -> None:
     good = sinks.sink("good")
-    proc = await start_broker({
-        "good.yaml": ky.dump(ky.broker(), ky.trigger("good", good.url)),
-        "broken.yaml": "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: [oops\n",
-        "bad.yaml": ky.dump(ky.trigger("bad", good.url, attributes={"Bad-Name": "x"}),
-                            ky.trigger("twodialects", good.url,
-                                       filters=[{"exact": {"type": "a"}, "prefix": {"type": "b"}}])),
-    })
+    proc = await start_broker(
+        {
+            "good.yaml": ky.dump(ky.broker(), ky.trigger("good", good.url)),
+            "broken.yaml": "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: [oops\n",
+            "bad.yaml": ky.dump(
+                ky.trigger("bad", good.url, attributes={"Bad-Name": "x"}),
+                ky.trigger(
+                    "twodialects",
+                    good.url,
+                    filters=[{"exact": {"type": "a"}, "prefix": {"type": "b"}}],
+                ),
+            ),
+        }
+    )
     await proc.wait_ready_object("Trigger", "good")
     status = await proc.status()
     problems = "\n".join(status["problems"])
@@ -136,11 +187,17 @@ async def test_bad_objects_are_reported_and_kept_out(start_broker: StartBroker, 
     assert (await proc.client.get(f"{proc.base}/readyz")).status_code == 200
 
 
-async def test_immutable_broker_field_change_is_refused(start_broker: StartBroker, sinks: SinkServer) -> None:
+async def test_immutable_broker_field_change_is_refused(
+    start_broker: StartBroker, sinks: SinkServer
+) -> None:
     s, other = sinks.sink("s"), sinks.sink("other")
-    proc = await start_broker({"o.yaml": ky.dump(ky.broker(), ky.broker("b2"), ky.trigger("t", s.url))})
+    proc = await start_broker(
+        {"o.yaml": ky.dump(ky.broker(), ky.broker("b2"), ky.trigger("t", s.url))}
+    )
     await proc.wait_ready_object("Trigger", "t")
-    proc.write("o.yaml", ky.dump(ky.broker(), ky.broker("b2"), ky.trigger("t", other.url, broker="b2")))
+    proc.write(
+        "o.yaml", ky.dump(ky.broker(), ky.broker("b2"), ky.trigger("t", other.url, broker="b2"))
+    )
 
     async def reported() -> bool:
         return any("Immutable" in p or "immutable" in p for p in (await proc.status())["problems"])
@@ -156,8 +213,13 @@ async def test_kbroker_get_prints_status(start_broker: StartBroker, sinks: SinkS
     await proc.wait_ready_object("Trigger", "t")
 
     def get(*args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "kbroker", "get", *args, "--server", proc.base],
-                             capture_output=True, text=True, timeout=30, check=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "kbroker", "get", *args, "--server", proc.base],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         return out.stdout
 
     table = await asyncio.to_thread(get, "brokers")

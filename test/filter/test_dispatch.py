@@ -10,6 +10,7 @@ checked exactly without waiting (the subscribers themselves are real aiohttp ser
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 
 import pytest
 from fixtures.subscriber import SinkServer
@@ -18,7 +19,6 @@ from core import events
 from core.contract import BackoffPolicy, Broker, DeliverySpec, Trigger, TriggerUid
 from filter.dispatch import Dispatcher, Outcome
 from filter.sender import AiohttpSender
-
 
 
 class Sleeps:
@@ -31,8 +31,12 @@ class Sleeps:
 
 def event(**extra: str) -> events.CloudEvent:
     attrs: dict[str, events.AttrValue] = {
-        "specversion": "1.0", "id": "e1", "source": "/test", "type": "t.created",
-        "knativebrokerttl": "255", **extra,
+        "specversion": "1.0",
+        "id": "e1",
+        "source": "/test",
+        "type": "t.created",
+        "knativebrokerttl": "255",
+        **extra,
     }
     return events.CloudEvent(attrs, b'{"n": 1}')
 
@@ -42,10 +46,10 @@ def trigger(url: str, delivery: DeliverySpec) -> Trigger:
 
 
 @pytest.fixture
-async def dispatcher() -> tuple[Dispatcher, Sleeps]:
+async def dispatcher() -> AsyncIterator[tuple[Dispatcher, Sleeps]]:
     sleeps = Sleeps()
     d = Dispatcher(AiohttpSender(), sleep=sleeps)
-    yield d, sleeps  # type: ignore[misc]
+    yield d, sleeps
     await d.sender.close()
 
 
@@ -79,8 +83,9 @@ async def test_linear_schedule(sinks: SinkServer, dispatcher) -> None:  # type: 
     d, sleeps = dispatcher
     sink = sinks.sink("s", fail_first=10)
     dls = sinks.sink("dls")
-    spec = DeliverySpec(retry=3, backoff_policy=BackoffPolicy.LINEAR, backoff_delay=1.0,
-                        dead_letter_uri=dls.url)
+    spec = DeliverySpec(
+        retry=3, backoff_policy=BackoffPolicy.LINEAR, backoff_delay=1.0, dead_letter_uri=dls.url
+    )
     broker = Broker("ns", "b", "ub", f"{sinks.base}/broker")
     result = await d.dispatch(event(), trigger(sink.url, spec), broker)
     assert result.outcome is Outcome.DEAD_LETTERED
@@ -120,7 +125,9 @@ async def test_unreachable_subscriber_dead_letters_with_dest(sinks: SinkServer, 
     dls = sinks.sink("dls")
     url = "http://127.0.0.1:9/nowhere"
     broker = Broker("ns", "b", "ub", f"{sinks.base}/broker")
-    result = await d.dispatch(event(), trigger(url, DeliverySpec(retry=1, dead_letter_uri=dls.url)), broker)
+    result = await d.dispatch(
+        event(), trigger(url, DeliverySpec(retry=1, dead_letter_uri=dls.url)), broker
+    )
     assert result.outcome is Outcome.DEAD_LETTERED
     assert dls.received[0].headers["ce-knativeerrordest"] == url
     assert "ce-knativeerrorcode" not in dls.received[0].headers
@@ -146,7 +153,9 @@ async def test_reply_goes_to_broker_with_ttl_minus_one(sinks: SinkServer, dispat
     sink = sinks.sink("s", reply=_confirm)
     ingress = sinks.sink("broker", status=202)
     broker = Broker("ns", "b", "ub", ingress.url)
-    result = await d.dispatch(event(knativebrokerttl="10"), trigger(sink.url, DeliverySpec()), broker)
+    result = await d.dispatch(
+        event(knativebrokerttl="10"), trigger(sink.url, DeliverySpec()), broker
+    )
     assert result.outcome is Outcome.DELIVERED
     reply = ingress.received[0]
     assert reply.headers["ce-type"] == "t.confirmed"
@@ -158,7 +167,9 @@ async def test_reply_dropped_when_ttl_runs_out(sinks: SinkServer, dispatcher) ->
     sink = sinks.sink("s", reply=_confirm)
     ingress = sinks.sink("broker", status=202)
     broker = Broker("ns", "b", "ub", ingress.url)
-    result = await d.dispatch(event(knativebrokerttl="1"), trigger(sink.url, DeliverySpec()), broker)
+    result = await d.dispatch(
+        event(knativebrokerttl="1"), trigger(sink.url, DeliverySpec()), broker
+    )
     assert result.outcome is Outcome.DELIVERED
     assert ingress.received == []
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
+from typing import Any
 
 from core import contract, events
 from core.channel import Envelope
@@ -29,8 +30,9 @@ class SlowSender:
         self.done = asyncio.Event()
         self.expect = 0
 
-    async def send(self, url: str, headers: Sequence[tuple[str, str]], body: bytes,
-                   timeout: float | None) -> Response:
+    async def send(
+        self, url: str, headers: Sequence[tuple[str, str]], body: bytes, timeout: float | None
+    ) -> Response:
         h = dict(headers)
         self.current += 1
         self.peak = max(self.peak, self.current)
@@ -45,17 +47,28 @@ class SlowSender:
         pass
 
 
-def trig(**kw: object) -> contract.Trigger:
-    return contract.Trigger("ns", "t", contract.TriggerUid("t1"), "b", "http://sub/",
-                            start_from=contract.StartFrom.EARLIEST, **kw)  # type: ignore[arg-type]
+def trig(**kw: Any) -> contract.Trigger:
+    return contract.Trigger(
+        "ns",
+        "t",
+        contract.TriggerUid("t1"),
+        "b",
+        "http://sub/",
+        start_from=contract.StartFrom.EARLIEST,
+        **kw,
+    )
 
 
-async def run_pool(trigger: contract.Trigger, evs: list[events.CloudEvent]) -> tuple[SlowSender, MemoryChannel, WorkerPool]:
+async def run_pool(
+    trigger: contract.Trigger, evs: list[events.CloudEvent]
+) -> tuple[SlowSender, MemoryChannel, WorkerPool]:
     channel = MemoryChannel()
     channel.name = "memory"
     sender = SlowSender()
     sender.expect = len(evs)
-    pool = WorkerPool({"memory": channel}, Dispatcher(sender), DispatcherSettings(commit_interval=0.01))
+    pool = WorkerPool(
+        {"memory": channel}, Dispatcher(sender), DispatcherSettings(commit_interval=0.01)
+    )
     await channel.ensure_broker(BROKER)
     await channel.append(BROKER, [Envelope(e, 0.0) for e in evs], contract.Durability.ALL)
     await pool.apply(contract.Contract(1, (BROKER,), (trigger,)))
@@ -64,7 +77,12 @@ async def run_pool(trigger: contract.Trigger, evs: list[events.CloudEvent]) -> t
 
 
 def ev(i: int, key: str | None = None) -> events.CloudEvent:
-    attrs: dict[str, events.AttrValue] = {"specversion": "1.0", "id": str(i), "source": "/s", "type": "t"}
+    attrs: dict[str, events.AttrValue] = {
+        "specversion": "1.0",
+        "id": str(i),
+        "source": "/s",
+        "type": "t",
+    }
     if key is not None:
         attrs["partitionkey"] = key
     return events.CloudEvent(attrs, b"")
@@ -79,7 +97,9 @@ async def test_unordered_respects_max_in_flight() -> None:
 
 async def test_ordered_per_key() -> None:
     evs = [ev(i, key=f"k{i % 3}") for i in range(45)]
-    sender, _, pool = await run_pool(trig(order=contract.DeliveryOrder.ORDERED, max_in_flight=10), evs)
+    sender, _, pool = await run_pool(
+        trig(order=contract.DeliveryOrder.ORDERED, max_in_flight=10), evs
+    )
     await pool.close()
     for key in ("k0", "k1", "k2"):
         ids = [int(i) for k, i in sender.seen if k == key]
@@ -88,7 +108,7 @@ async def test_ordered_per_key() -> None:
 
 
 async def test_commits_everything_once_done() -> None:
-    sender, channel, pool = await run_pool(trig(max_in_flight=8), [ev(i) for i in range(30)])
+    _sender, _channel, pool = await run_pool(trig(max_in_flight=8), [ev(i) for i in range(30)])
     await asyncio.sleep(0.1)
     worker = next(iter(pool.workers.values()))
     await worker.commit()
@@ -103,7 +123,9 @@ async def test_filtered_out_events_are_committed_without_delivery() -> None:
     channel.name = "memory"
     sender = SlowSender()
     sender.expect = 1
-    pool = WorkerPool({"memory": channel}, Dispatcher(sender), DispatcherSettings(commit_interval=0.01))
+    pool = WorkerPool(
+        {"memory": channel}, Dispatcher(sender), DispatcherSettings(commit_interval=0.01)
+    )
     await channel.ensure_broker(BROKER)
     await channel.append(BROKER, [Envelope(e, 0.0) for e in evs], contract.Durability.ALL)
     await pool.apply(contract.Contract(1, (BROKER,), (trig(filters=f),)))
@@ -120,14 +142,21 @@ async def test_trigger_update_keeps_position_and_applies_new_filter() -> None:
     channel.name = "memory"
     sender = SlowSender()
     sender.expect = 2
-    pool = WorkerPool({"memory": channel}, Dispatcher(sender), DispatcherSettings(commit_interval=0.01))
+    pool = WorkerPool(
+        {"memory": channel}, Dispatcher(sender), DispatcherSettings(commit_interval=0.01)
+    )
     await channel.ensure_broker(BROKER)
-    only = lambda i: (contract.FilterSpec("exact", attributes=(("id", str(i)),)),)  # noqa: E731
+
+    def only(i: int) -> tuple[contract.FilterSpec, ...]:
+        return (contract.FilterSpec("exact", attributes=(("id", str(i)),)),)
+
     await pool.apply(contract.Contract(1, (BROKER,), (trig(filters=only(1)),)))
     await channel.append(BROKER, [Envelope(ev(1), 0.0)], contract.Durability.ALL)
     await asyncio.sleep(0.2)
     await pool.apply(contract.Contract(2, (BROKER,), (trig(filters=only(2)),)))
-    await channel.append(BROKER, [Envelope(ev(1), 0.0), Envelope(ev(2), 0.0)], contract.Durability.ALL)
+    await channel.append(
+        BROKER, [Envelope(ev(1), 0.0), Envelope(ev(2), 0.0)], contract.Durability.ALL
+    )
     await asyncio.wait_for(sender.done.wait(), 5)
     await pool.close()
     assert [i for _, i in sender.seen] == ["1", "2"]

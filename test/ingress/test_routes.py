@@ -17,7 +17,10 @@ from ingress.app import build_app
 
 BROKER = contract.Broker("ns", "b", "uid", "http://x/ns/b", channel="memory")
 BINARY = {
-    "ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t",
+    "ce-specversion": "1.0",
+    "ce-id": "1",
+    "ce-source": "/s",
+    "ce-type": "t",
     "content-type": "application/json",
 }
 
@@ -29,8 +32,12 @@ class RecordingChannel(MemoryChannel):
         self.appends: list[tuple[list[Envelope], contract.Durability]] = []
         self.fail: Exception | None = None
 
-    async def append(self, broker: contract.Broker, envelopes: Sequence[Envelope],
-                     durability: contract.Durability) -> None:
+    async def append(
+        self,
+        broker: contract.Broker,
+        envelopes: Sequence[Envelope],
+        durability: contract.Durability,
+    ) -> None:
         if self.fail is not None:
             raise self.fail
         self.appends.append((list(envelopes), durability))
@@ -55,7 +62,7 @@ async def test_binary_accepted(setup) -> None:  # type: ignore[no-untyped-def]
     client, channel = setup
     resp = await client.post("/ns/b", headers=BINARY, content=b'{"a":1}')
     assert resp.status_code == 202
-    (envs, durability), = channel.appends
+    ((envs, durability),) = channel.appends
     ev = envs[0].event
     assert ev.id == "1" and ev.data == b'{"a":1}'
     assert ev.attributes["knativebrokerttl"] == "255"
@@ -71,12 +78,16 @@ async def test_trailing_slash(setup) -> None:  # type: ignore[no-untyped-def]
 async def test_structured_and_batch(setup) -> None:  # type: ignore[no-untyped-def]
     client, channel = setup
     one = {"specversion": "1.0", "id": "s1", "source": "/s", "type": "t", "data": {"x": 1}}
-    resp = await client.post("/ns/b", content=orjson.dumps(one),
-                              headers={"content-type": "application/cloudevents+json"})
+    resp = await client.post(
+        "/ns/b", content=orjson.dumps(one), headers={"content-type": "application/cloudevents+json"}
+    )
     assert resp.status_code == 202
     batch = [dict(one, id=f"b{i}") for i in range(3)]
-    resp = await client.post("/ns/b", content=orjson.dumps(batch),
-                             headers={"content-type": "application/cloudevents-batch+json"})
+    resp = await client.post(
+        "/ns/b",
+        content=orjson.dumps(batch),
+        headers={"content-type": "application/cloudevents-batch+json"},
+    )
     assert resp.status_code == 202
     assert [e.event.id for e in channel.appends[1][0]] == ["b0", "b1", "b2"]
 
@@ -85,8 +96,11 @@ async def test_batch_error_names_index_and_stores_nothing(setup) -> None:  # typ
     client, channel = setup
     good = {"specversion": "1.0", "id": "g", "source": "/s", "type": "t"}
     bad = {"specversion": "1.0", "id": "b", "source": "/s"}
-    resp = await client.post("/ns/b", content=orjson.dumps([good, bad]),
-                             headers={"content-type": "application/cloudevents-batch+json"})
+    resp = await client.post(
+        "/ns/b",
+        content=orjson.dumps([good, bad]),
+        headers={"content-type": "application/cloudevents-batch+json"},
+    )
     assert resp.status_code == 400
     assert "1" in resp.text and "type" in resp.text
     assert channel.appends == []
@@ -148,15 +162,17 @@ async def test_too_large_by_content_length(setup) -> None:  # type: ignore[no-un
 
 async def test_unsupported_format_415(setup) -> None:  # type: ignore[no-untyped-def]
     client, _ = setup
-    resp = await client.post("/ns/b", headers={"content-type": "application/cloudevents+avro"},
-                             content=b"\x00")
+    resp = await client.post(
+        "/ns/b", headers={"content-type": "application/cloudevents+avro"}, content=b"\x00"
+    )
     assert resp.status_code == 415
 
 
 async def test_malformed_json_400(setup) -> None:  # type: ignore[no-untyped-def]
     client, _ = setup
-    resp = await client.post("/ns/b", headers={"content-type": "application/cloudevents+json"},
-                             content=b"{not json")
+    resp = await client.post(
+        "/ns/b", headers={"content-type": "application/cloudevents+json"}, content=b"{not json"
+    )
     assert resp.status_code == 400
 
 
