@@ -61,6 +61,10 @@ _SELECT = (
     " WHERE off > ? ORDER BY off LIMIT ?"
 )
 _END = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+_GROUP_START = (
+    "SELECT (SELECT v FROM meta WHERE k = 'bytes'),"
+    " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+)
 _COMMIT = (
     "INSERT INTO positions VALUES (?, ?) ON CONFLICT (trigger) DO UPDATE"
     " SET committed = max(committed, excluded.committed)"
@@ -189,7 +193,9 @@ def lag(conn: sqlite3.Connection, trigger: str) -> int:
 def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Applied:
     """Apply `batch` inside the caller's open transaction. Ops refused on their own (quota) get
     `error` set; any exception means the caller must roll the whole group back."""
-    stored = before = int(conn.execute("SELECT v FROM meta WHERE k = 'bytes'").fetchone()[0])
+    # One round trip for both (each sqlite3 call gives up the GIL and must win it back).
+    stored, first_end = conn.execute(_GROUP_START).fetchone()
+    before = stored
     rows: list[Row] = []  # consecutive appends go to SQLite in one executemany
     events = retained = 0
 
@@ -237,7 +243,8 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
     flush()
     if stored != before:
         conn.execute("UPDATE meta SET v = ? WHERE k = 'bytes'", (stored,))
-    return Applied(events, retained, end(conn) if events else 0)
+    # Offsets inside one transaction are consecutive (AUTOINCREMENT, no other writer).
+    return Applied(events, retained, first_end + events if events else 0)
 
 
 def retain(conn: sqlite3.Connection, need_bytes: int, retention_seconds: float) -> tuple[int, int]:
