@@ -15,16 +15,26 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
+# Every two-character hex spelling (either case) -> its byte: one dict lookup per escape.
+_HEXBYTE = {
+    f"{hi}{lo}".encode(): int(hi + lo, 16)
+    for hi in "0123456789abcdefABCDEF"
+    for lo in "0123456789abcdefABCDEF"
+}
 # The sender encodes space, '"', '%' and everything outside U+0021..U+007E, nothing else.
-_NEEDS_ENCODING = frozenset(' "%')
 _SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 
 
 def encode(value: str) -> str:
     """The header form of one attribute string (upper-case hex, UTF-8 per code point)."""
     # isprintable() on ASCII means U+0020..U+007E; space, '"' and '%' are then the only exceptions.
-    if value.isascii() and value.isprintable() and not _NEEDS_ENCODING.intersection(value):
+    if (
+        value.isascii()
+        and value.isprintable()
+        and " " not in value
+        and '"' not in value
+        and "%" not in value
+    ):
         return value
     return quote(value, safe=_SAFE, errors="strict")
 
@@ -58,8 +68,9 @@ def decode(raw: bytes, lenient: bool) -> str:
         parts = raw.split(b"%")
         out = bytearray(parts[0])
         for part in parts[1:]:
-            if len(part) >= 2 and part[0] in _HEX and part[1] in _HEX:
-                out.append(int(part[:2], 16))
+            byte = _HEXBYTE.get(part[:2])
+            if byte is not None:
+                out.append(byte)
                 out += part[2:]
             elif lenient:
                 out.append(0x25)

@@ -95,6 +95,11 @@ _STRUCTURED = "application/cloudevents+json"
 _BATCH = "application/cloudevents-batch+json"
 _STRUCTURED_CT = _STRUCTURED + "; charset=utf-8"
 _CE_PREFIX = b"application/cloudevents"
+# Header name -> attribute name for the standard attributes: the hot path skips decoding and
+# validating the names nearly every event uses.
+_KNOWN_HEADERS = {
+    b"ce-" + name.encode(): name for name in _validate.STRING_TYPED if name != "datacontenttype"
+}
 
 
 def _event_size(attrs: dict[str, AttrValue], data: bytes | None) -> int:
@@ -132,6 +137,14 @@ def decode_http(
     return [_decode_binary(ce, ctype, body, limits)]
 
 
+def _extension_name(name: str, prefix: str) -> str:
+    if not _validate.valid_name(name):
+        raise ValueError(f"invalid attribute name {name!r}")
+    if name == "datacontenttype":
+        raise ValueError(f"{prefix}datacontenttype is not allowed; use the content-type header")
+    return name
+
+
 def _decode_binary(
     ce: list[tuple[bytes, bytes]], ctype: bytes | None, body: bytes, limits: DecodeLimits
 ) -> CloudEvent:
@@ -140,13 +153,12 @@ def _decode_binary(
     attrs: dict[str, AttrValue] = {}
     size = len(body)
     lenient = limits.lenient_percent
+    known = _KNOWN_HEADERS
     try:
         for lname, raw in ce:
-            name = lname[3:].decode("latin-1")
-            if not _validate.valid_name(name):
-                raise ValueError(f"invalid attribute name {name!r}")
-            if name == "datacontenttype":
-                raise ValueError("ce-datacontenttype is not allowed; use Content-Type")
+            name = known.get(lname)
+            if name is None:
+                name = _extension_name(lname[3:].decode("latin-1"), "ce-")
             if name in attrs:
                 raise ValueError(f"header ce-{name} repeated")
             # Fast path: nothing to unquote or percent-decode in the usual header.
@@ -284,11 +296,7 @@ def from_kafka(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None)
     attrs: dict[str, AttrValue] = {}
     try:
         for name, raw in ce.items():
-            if not _validate.valid_name(name):
-                raise ValueError(f"invalid attribute name {name!r}")
-            if name == "datacontenttype":
-                raise ValueError("ce_datacontenttype is not allowed; use content-type")
-            attrs[name] = raw.decode("utf-8")
+            attrs[_extension_name(name, "ce_")] = raw.decode("utf-8")
         if ctype is not None:
             attrs["datacontenttype"] = ctype.decode("utf-8")
         _validate.check(attrs)
