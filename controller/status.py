@@ -124,9 +124,16 @@ class ObjectStatus:
             status["subscriberUri"] = self.subscriber_uri
         if self.dead_letter_sink_uri:
             status["deadLetterSinkUri"] = self.dead_letter_sink_uri
-        if self.annotations:
-            status["annotations"] = dict(self.annotations)
+        annotations = dict(self.annotations)
+        if self.warnings:
+            # Knative's status has no place for warnings; an annotation keeps the shape intact.
+            annotations[WARNINGS_ANNOTATION] = "; ".join(self.warnings)
+        if annotations:
+            status["annotations"] = annotations
         return status
+
+
+WARNINGS_ANNOTATION = "kbroker.dev/warnings"
 
 
 def _rfc3339(t: datetime) -> str:
