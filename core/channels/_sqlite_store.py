@@ -160,6 +160,8 @@ def prepare_writer(conn: sqlite3.Connection, busy_timeout: float) -> int:
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
+    # Truncate the WAL back to this size after a checkpoint, so a burst does not keep its disk.
+    conn.execute("PRAGMA journal_size_limit = 67108864")
     conn.executescript(SCHEMA)
     return end(conn)
 

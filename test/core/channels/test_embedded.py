@@ -425,3 +425,57 @@ async def test_closed_channel_refuses_with_channel_errors(tmp_path: Path) -> Non
         await ch.append(b, [envelope("y")], ALL)
     with pytest.raises(ChannelUnavailable):
         await sub.commit(0, 1)
+
+
+_WRITER_CHILD = """
+import asyncio, sys, time
+from pathlib import Path
+from core import contract
+from core.channel import Envelope
+from core.channels.embedded import EmbeddedChannel
+from core.events import CloudEvent
+from core.settings import EmbeddedSettings
+
+async def main(data: str, tag: str) -> None:
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=Path(data), busy_timeout=5.0))
+    await ch.start()
+    b = contract.Broker(namespace="ns", name="shared", uid="u", address="http://x/")
+    levels = [contract.Durability.ALL, contract.Durability.LEADER]
+
+    async def producer(p: int) -> None:
+        for i in range(50):
+            attrs = {"specversion": "1.0", "id": f"{tag}{p}-{i}", "source": "/s", "type": "t"}
+            env = Envelope(CloudEvent(attrs, b"x" * 512), arrival=time.time())
+            await ch.append(b, [env], levels[i % 2])
+
+    await asyncio.gather(*(producer(p) for p in range(4)))
+    await ch.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_several_processes_append_to_one_log(tmp_path: Path) -> None:
+    """Real processes (real file locks between them) writing one broker's log while this one
+    reads it: every event once, each producer in order, offsets strictly increasing."""
+    b = contract.Broker("ns", "shared", "u", "")
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=tmp_path))
+    await ch.start()
+    sub = ch.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    await ch.ensure_broker(b)
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WRITER_CHILD, str(tmp_path), tag, cwd=REPO
+        )
+        for tag in ("a", "b", "c")
+    ]
+    got = await conformance.drain(sub, 3 * 4 * 50, timeout=20.0)
+    assert [await c.wait() for c in children] == [0, 0, 0]
+    offsets = [r.offset for r in got]
+    assert offsets == sorted(set(offsets))
+    names = ids(got)
+    assert len(set(names)) == 600
+    for prefix in [f"{tag}{p}-" for tag in "abc" for p in range(4)]:
+        mine = [x for x in names if x.startswith(prefix)]
+        assert mine == [f"{prefix}{i}" for i in range(50)]
+    await ch.close()
