@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import statistics
 import sys
 from pathlib import Path
@@ -20,7 +21,17 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kbroker.bench import clients, execute, machine, payload, plot, report, runner, scenarios
+from kbroker.bench import (
+    clients,
+    execute,
+    machine,
+    payload,
+    plot,
+    report,
+    runner,
+    scenarios,
+    targets,
+)
 from kbroker.bench.results import ScenarioResult, StepResult
 
 EPILOG = """\
@@ -34,6 +45,7 @@ scenarios (configuration in the name):
   failing-P      a subscriber failing P%% with 503 next to a healthy one (failing = failing-10)
   otel-P         e2e with P%% of traces sampled via OTEL_* (otel = otel-0, otel-10, otel-100)
   cesql          CESQL filter cost from kbroker.bench_cesql, when installed
+  targets        every row of the target table in docs/benchmarks.md, met / not met with the gap
 
 examples:
   kbroker bench ceiling direct --rate 4000 --duration 10
@@ -120,8 +132,8 @@ def canonical_argv(args: argparse.Namespace) -> list[str]:
 def options(args: argparse.Namespace) -> execute.BenchOptions:
     if args.channel == "kafka" and not args.kafka:
         raise scenarios.ScenarioError("--channel kafka needs --kafka BOOTSTRAP")
-    if args.staircase:
-        rates = tuple(scenarios.parse_staircase(args.staircase))
+    if args.staircase or args.scenarios == ["targets"]:
+        rates = tuple(scenarios.parse_staircase(args.staircase or f"{args.rate:g}:1:{args.rate:g}"))
         duration, bound = args.hold, (100.0 if args.p99 is None else args.p99)
     else:
         rates, duration, bound = (args.rate,), args.duration, args.p99
@@ -158,16 +170,24 @@ def command(args: argparse.Namespace) -> int:
             plot.staircase(doc, args.plot)
         return 0
     try:
-        selected = scenarios.parse_all(args.scenarios)
+        selected = [] if args.scenarios == ["targets"] else scenarios.parse_all(args.scenarios)
         opts = options(args)
     except scenarios.ScenarioError as exc:
         console.print(f"[red]kbroker bench: {exc}[/]")
         return 2
     facts = machine.facts()
-    results = asyncio.run(_run_all(selected, opts, max(1, args.repeat), console))
+    verdicts: list[targets.Verdict] | None = None
+    if args.scenarios == ["targets"]:
+        per_row = asyncio.run(_run_targets(opts, max(1, args.repeat), args.kafka, console))
+        results = [r for runs in per_row.values() for r in runs]
+        verdicts = targets.evaluate(per_row)
+    else:
+        results = asyncio.run(_run_all(selected, opts, max(1, args.repeat), console))
     doc = report.document(results, facts, canonical_argv(args))
     if args.repeat > 1:
         doc["medians"] = medians(results)
+    if verdicts is not None:
+        doc["targets"] = [v.to_json() for v in verdicts]
     report.render(doc, console)
     if args.json:
         report.write_json(args.json, doc)
@@ -177,6 +197,55 @@ def command(args: argparse.Namespace) -> int:
     return 1 if failed and opts.staircase else 0
 
 
+class _Live:
+    """The rich progress bar and per-step lines shared by plain runs and the target suite."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("starting", total=1.0, detail="")
+
+    def on_progress(self, label: str, done: float, delivered: int) -> None:
+        self.progress.update(
+            self.task, description=label, completed=done, detail=f"{delivered:,} delivered"
+        )
+
+    def on_step(self, name: str, step: StepResult) -> None:
+        row = report.live_row(name, step)
+        self.progress.console.print(
+            f"{name} @ {row[1]}/s: accepted {row[3]}, errors {row[4]}, delivered {row[5]}, "
+            f"missing {row[7]}, p99 {row[12]} ms, others {row[18]} cores, pass {row[19]}"
+        )
+
+    def on_result(self, name: str, result: ScenarioResult) -> None:
+        if result.skipped:
+            self.progress.console.print(f"[yellow]{name}: {result.skipped}[/]")
+        elif result.facts:
+            self.progress.console.print(f"{name}: {orjson.dumps(result.facts).decode()}")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+async def _run_targets(
+    opts: execute.BenchOptions, repeat: int, kafka: str | None, console: Console
+) -> dict[str, list[ScenarioResult]]:
+    if opts.p99_bound_ms is None:
+        opts = dataclasses.replace(opts, p99_bound_ms=100.0)
+    with _progress(console) as progress:
+        live = _Live(progress)
+        return await targets.run_suite(
+            opts, repeat, kafka, live.on_result, live.on_progress, live.on_step
+        )
+
+
 async def _run_all(
     selected: list[scenarios.Scenario],
     opts: execute.BenchOptions,
@@ -184,37 +253,19 @@ async def _run_all(
     console: Console,
 ) -> list[ScenarioResult]:
     results: list[ScenarioResult] = []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("starting", total=1.0, detail="")
-
-        def on_progress(label: str, done: float, delivered: int) -> None:
-            progress.update(
-                task, description=label, completed=done, detail=f"{delivered:,} delivered"
-            )
-
-        def on_step(name: str, step: StepResult) -> None:
-            row = report.live_row(name, step)
-            progress.console.print(
-                f"{name} @ {row[1]}/s: accepted {row[3]}, errors {row[4]}, delivered {row[5]}, "
-                f"missing {row[7]}, p99 {row[12]} ms, pass {row[18]}"
-            )
-
+    with _progress(console) as progress:
+        live = _Live(progress)
+        task = live.task
         for sc in selected:
             for i in range(repeat):
                 name = sc.name if repeat == 1 else f"{sc.name}#{i + 1}"
                 progress.update(task, description=f"{name}: starting", completed=0, detail="")
                 try:
-                    result = await execute.run(sc, opts, on_progress, on_step)
+                    result = await execute.run(sc, opts, live.on_progress, live.on_step)
                 except Exception as exc:  # one broken scenario must not lose the others' results
                     console.print(f"[red]{name}: {type(exc).__name__}: {exc}[/]")
                     result = ScenarioResult(sc.name, sc.description, skipped=f"failed: {exc}")
+                live.on_result(name, result)
                 results.append(_renamed(result, name))
     return results
 

@@ -98,3 +98,26 @@ def sample(pid: int, tree: bool = True) -> Sample | None:
     if alive == 0:
         return None
     return Sample(cpu_seconds=cpu, rss_kb=rss, hwm_kb=hwm, pids=alive)
+
+
+def machine_jiffies() -> tuple[int, int] | None:
+    """(busy, total) CPU jiffies of the whole machine, from the first line of /proc/stat.
+
+    The difference over a step, minus what our own processes used, is the CPU other processes
+    took meanwhile: on a shared machine that number says whether a result can be trusted.
+    """
+    try:
+        with (_PROC / "stat").open() as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user/nice
+    return total - idle, total
+
+
+def busy_cores(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Average cores busy machine-wide between two `machine_jiffies` readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)

@@ -80,6 +80,7 @@ def step_row(name: str, step: dict[str, Any]) -> list[str]:
         _cpu(usage, "server"),
         _cpu(usage, "receiver"),
         _rss_mb(usage, "server"),
+        f"{step.get('extra', {}).get('other_busy_cores', '-')}",
         "[green]yes[/]" if step["passed"] else "[red]no[/]",
     ]
 
@@ -87,13 +88,14 @@ def step_row(name: str, step: dict[str, Any]) -> list[str]:
 COLUMNS = (
     "scenario", "rate", "sent", "accepted", "errors", "delivered", "dup", "missing",
     "acc/s", "deliv/s", "p50 ms", "p90", "p99", "p99.9",
-    "gen cpu", "server cpu", "recv cpu", "server MB", "pass",
+    "gen cpu", "server cpu", "recv cpu", "server MB", "others", "pass",
 )  # fmt: skip
 
 
 def new_table() -> Table:
     table = Table(
-        title="kbroker bench (cpu = CPU-seconds per 1,000 events / cores busy)",
+        title="kbroker bench (cpu = CPU-seconds per 1,000 events / cores busy; "
+        "others = cores other processes on this machine used meanwhile)",
         show_lines=False,
     )
     for col in COLUMNS:
@@ -116,11 +118,42 @@ def render(doc: dict[str, Any], console: Console) -> None:
             console.print(f"[bold]{sc['name']}[/]: knee at {sc['knee_rate']:,.0f} events/s")
         if sc["facts"]:
             console.print(f"[bold]{sc['name']}[/]: {orjson.dumps(sc['facts']).decode()}")
+    if doc.get("targets"):
+        console.print(targets_table(doc["targets"]))
     m = doc["machine"]
     console.print(
         f"[dim]{m['cores']} cores, {m['cpu_model']}, load {m.get('load_average')}, "
         f"python {m['versions']['python']}[/]"
     )
+
+
+def _figure(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f} {unit}" if abs(value) >= 100 else f"{value:,.2f} {unit}"
+
+
+def targets_table(verdicts: Sequence[dict[str, Any]]) -> Table:
+    """The target table: median measured, bound, met, and the gap when not met."""
+    table = Table(title="targets (medians over the repeats)")
+    for col in ("row", "check", "measured", "bound", "met", "gap"):
+        table.add_column(col, justify="left" if col in ("row", "check", "gap") else "right")
+    for v in verdicts:
+        if v["bound"] is None and v["measured"] is not None:
+            met = "[dim]baseline[/]"
+        elif v["measured"] is None:
+            met = "[yellow]not measured[/]"
+        else:
+            met = "[green]met[/]" if v["met"] else "[red]not met[/]"
+        table.add_row(
+            v["row"],
+            v["check"],
+            _figure(v["measured"], v["unit"]),
+            _figure(v["bound"], v["unit"]),
+            met,
+            v["gap"] if v["bound"] is not None else "",
+        )
+    return table
 
 
 def live_row(name: str, step: StepResult) -> list[str]:

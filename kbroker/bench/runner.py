@@ -129,6 +129,7 @@ class Session:
             await rec.proc.call("expect", lo=lo, hi=hi)
         roles = self._roles()
         before = {role: _sample(pids) for role, pids in roles.items()}
+        machine_before = procstat.machine_jiffies()
         parts = schedule.split_range(lo, count, len(self.generators))
         per_request = load.batch if load.mode == "batch" else 1
         start_wall = time.time() + 0.2
@@ -157,6 +158,7 @@ class Session:
         if rec is not None and expected:
             deliver_seconds = await self._drain(rec, expected, t0)
         after = {role: _sample(pids) for role, pids in roles.items()}
+        machine_busy = procstat.busy_cores(machine_before, procstat.machine_jiffies())
         window = max(send_seconds, deliver_seconds)
         usage = tuple(
             _usage(role, before[role], sample, accepted, window)
@@ -169,9 +171,14 @@ class Session:
             ingress.merge(Histogram.from_dict(a["latency"]))
             for k, v in a["statuses"].items():
                 statuses[k] = statuses.get(k, 0) + v
-        result: dict[str, Any] = {}
+        result: dict[str, Any] = {"extra": {}}
         if rec is not None:
             result = _delivery_totals(await rec.proc.call("collect", rejected=rejected))
+        if machine_busy is not None:
+            # CPU that processes outside this benchmark took during the step.
+            ours = sum(u.cores for u in usage)
+            result["extra"]["machine_busy_cores"] = round(machine_busy, 2)
+            result["extra"]["other_busy_cores"] = round(max(0.0, machine_busy - ours), 2)
         return StepResult(
             target_rate=rate,
             duration=duration,

@@ -87,6 +87,7 @@ class Scenario:
             "OTEL_LOGS_EXPORTER": "none",
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{otlp_endpoint}/v1/traces",
+            "OTEL_BSP_SCHEDULE_DELAY": "500",  # export within a short step, not after it
         }
         if self.percent <= 0:
             env["OTEL_TRACES_SAMPLER"] = "always_off"
