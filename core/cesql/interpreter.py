@@ -104,25 +104,24 @@ def _logical(expr: ast.Logical, attrs: Mapping[str, Value]) -> Result:
 
 def _binary(expr: ast.Arithmetic | ast.Comparison, attrs: Mapping[str, Value]) -> Result:
     zero = casts.zero(static_type(expr))
-    left, error = _eval(expr.left, attrs)
-    if error is not None:
-        return zero, error
-    right, error = _eval(expr.right, attrs)
-    if error is not None:
-        return zero, error
     if expr.op in ("=", "!=", "<>"):
-        target: Type = right.__class__
-        targets = (target, target)
-    else:
-        targets = (int, int)
-    left, error = _cast(left, targets[0])
+        # Both sides first: the left is cast to the type the right turns out to have.
+        left, error = _eval(expr.left, attrs)
+        if error is None:
+            right, error = _eval(expr.right, attrs)
+        if error is None:
+            left, error = _cast(left, right.__class__)
+        if error is not None:
+            return zero, error
+        return operators.COMPARISON[expr.op](left, right), None
+    left, error = _eval_as(expr.left, int, attrs)
     if error is None:
-        right, error = _cast(right, targets[1])
+        right, error = _eval_as(expr.right, int, attrs)
     if error is not None:
         return zero, error
-    if isinstance(expr, ast.Comparison):
-        return operators.COMPARISON[expr.op](left, right), None
     x, y = int(left), int(right)
+    if isinstance(expr, ast.Comparison):
+        return operators.COMPARISON[expr.op](x, y), None
     if expr.op in ("/", "%") and y == 0:
         return 0, CesqlError("math", "division by zero")
     if expr.op == "+":
@@ -135,6 +134,14 @@ def _binary(expr: ast.Arithmetic | ast.Comparison, attrs: Mapping[str, Value]) -
     if expr.op == "/":
         return casts.wrap32(quotient), None
     return x - y * quotient, None
+
+
+def _eval_as(expr: ast.Expr, target: Type, attrs: Mapping[str, Value]) -> Result:
+    """Evaluate an operand and cast it at once (every operator but `=`, `!=`, `<>` does)."""
+    value, error = _eval(expr, attrs)
+    if error is not None:
+        return value, error
+    return _cast(value, target)
 
 
 def _in(expr: ast.In, attrs: Mapping[str, Value]) -> Result:
@@ -157,18 +164,12 @@ def _call(expr: ast.Call, attrs: Mapping[str, Value]) -> Result:
     if function is None:
         return False, CesqlError("missingFunction", expr.name)
     zero = casts.zero(function.returns)
-    values = []
-    for arg in expr.args:
-        value, error = _eval(arg, attrs)
-        if error is not None:
-            return zero, error
-        values.append(value)
     cast_values = []
-    for value, target in zip(values, functions.param_types(function, len(values)), strict=True):
-        cast_value, error = _cast(value, target)
+    for arg, target in zip(expr.args, functions.param_types(function, len(expr.args)), strict=True):
+        value, error = _eval_as(arg, target, attrs)
         if error is not None:
             return zero, error
-        cast_values.append(cast_value)
+        cast_values.append(value)
     try:
         return function.impl(*cast_values), None
     except Abort as abort:

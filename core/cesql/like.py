@@ -43,24 +43,35 @@ def split(pattern: str) -> list[Piece]:
     return pieces
 
 
-def compile_like(pattern: str) -> Matcher:
+def shape(pattern: str) -> tuple[str, str] | None:
+    """("equals" | "prefix" | "suffix" | "contains", text) when the pattern is one of those."""
     pieces = split(pattern)
-    literal = [None not in piece for piece in pieces]
-    texts = ["".join(c for c in piece if c is not None) for piece in pieces]
-    if len(pieces) == 1 and literal[0]:
-        return texts[0].__eq__
-    if len(pieces) == 2 and all(literal):
-        head, tail = texts
-        if not tail:
-            return lambda value: value.startswith(head)
-        if not head:
-            return lambda value: value.endswith(tail)
-        size = len(head) + len(tail)
-        return lambda value: len(value) >= size and value.startswith(head) and value.endswith(tail)
-    if len(pieces) == 3 and all(literal) and not texts[0] and not texts[2]:
-        middle = texts[1]
-        return lambda value: middle in value
-    return _general(pieces)
+    if any(None in piece for piece in pieces):
+        return None
+    texts = ["".join(piece) for piece in pieces]  # type: ignore[arg-type]
+    if len(texts) == 1:
+        return "equals", texts[0]
+    if len(texts) == 2 and not texts[1]:
+        return "prefix", texts[0]
+    if len(texts) == 2 and not texts[0]:
+        return "suffix", texts[1]
+    if len(texts) == 3 and not texts[0] and not texts[2]:
+        return "contains", texts[1]
+    return None
+
+
+def compile_like(pattern: str) -> Matcher:
+    known = shape(pattern)
+    if known is not None:
+        kind, text = known
+        if kind == "equals":
+            return lambda value: value == text
+        if kind == "prefix":
+            return lambda value: value.startswith(text)
+        if kind == "suffix":
+            return lambda value: value.endswith(text)
+        return lambda value: text in value
+    return _general(split(pattern))
 
 
 def _regex(piece: Piece) -> re.Pattern[str]:
@@ -68,24 +79,47 @@ def _regex(piece: Piece) -> re.Pattern[str]:
     return re.compile("".join("." if c is None else re.escape(c) for c in piece), re.DOTALL)
 
 
+def _at(piece: Piece) -> Callable[[str, int], bool]:
+    """Does `piece` match `value` at `pos`? (str.startswith for pieces without `_`)."""
+    if None not in piece:
+        text = "".join(piece)  # type: ignore[arg-type]
+        return lambda value, pos: value.startswith(text, pos)
+    regex = _regex(piece)
+    return lambda value, pos: regex.match(value, pos) is not None
+
+
+def _find(piece: Piece) -> Callable[[str, int, int], int]:
+    """Leftmost start of `piece` within value[pos:end], or -1 (str.find without `_`)."""
+    if None not in piece:
+        text = "".join(piece)  # type: ignore[arg-type]
+        return lambda value, pos, end: value.find(text, pos, end)
+    regex = _regex(piece)
+
+    def search(value: str, pos: int, end: int) -> int:
+        found = regex.search(value, pos, end)
+        return -1 if found is None else found.start()
+
+    return search
+
+
 def _general(pieces: list[Piece]) -> Matcher:
     if len(pieces) == 1:
-        whole = _regex(pieces[0])
-        return lambda value: whole.fullmatch(value) is not None
-    head, tail = _regex(pieces[0]), _regex(pieces[-1])
+        whole, width = _at(pieces[0]), len(pieces[0])
+        return lambda value: len(value) == width and whole(value, 0)
+    head, tail = _at(pieces[0]), _at(pieces[-1])
     head_len, tail_len = len(pieces[0]), len(pieces[-1])
-    middles = [(_regex(p), len(p)) for p in pieces[1:-1] if p]
+    middles = [(_find(p), len(p)) for p in pieces[1:-1] if p]
 
     def match(value: str) -> bool:
         end = len(value) - tail_len
-        if end < head_len or head.match(value) is None or tail.match(value, end) is None:
+        if end < head_len or not head(value, 0) or not tail(value, end):
             return False
         pos = head_len
-        for regex, width in middles:
-            found = regex.search(value, pos, end)
-            if found is None:
+        for find, width in middles:
+            start = find(value, pos, end)
+            if start < 0:
                 return False
-            pos = found.start() + width
+            pos = start + width
         return True
 
     return match

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from core.cesql import ast
+from core.cesql import ast, casts
 from core.cesql.casts import Type, Value
 from core.cesql.errors import Abort, CesqlError
 
@@ -35,3 +35,51 @@ Builder = Callable[[ast.Expr], Node]
 
 def missing(name: str) -> Abort:
     return Abort(CesqlError("missingAttribute", f"attribute {name!r} is not in the event"))
+
+
+def coerce(node: Node, target: Type) -> Fn:
+    """One closure computing `node`'s value cast to `target` (None: uncast).
+
+    Fused for the common operands, so evaluation pays no separate call for the cast: constants
+    are cast now, attributes are read and cast in one step, typed values skip the cast.
+    """
+    if target is None or node.type is target:
+        return node.fn
+    cast = casts.CASTS[target]
+    if node.constant is not None:
+        try:
+            value = cast(node.constant[0])
+        except Abort as abort:
+            error, zero = abort.error, abort.value
+
+            def fail(a: Attributes) -> Value:
+                raise Abort(error, zero)
+
+            return fail
+        return lambda a: value
+    name = node.attribute
+    if name is None:
+        fn = node.fn
+        return lambda a: cast(fn(a))
+
+    def read_cast(a: Attributes) -> Value:
+        value = a.get(name)
+        if value.__class__ is target:
+            return value
+        if value is None:
+            raise missing(name)
+        return cast(value)
+
+    return read_cast
+
+
+def safe(fn: Fn) -> Pred:
+    """A predicate from a value closure: Boolean true and no error."""
+
+    def pred(a: Attributes) -> bool:
+        try:
+            return fn(a) is True
+        except Abort:
+            return False
+
+    return pred

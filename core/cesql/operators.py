@@ -18,9 +18,8 @@ from typing import Final
 from core.cesql import ast, casts
 from core.cesql.casts import INT32_MAX, INT32_MIN, Value
 from core.cesql.errors import Abort, CesqlError
-from core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, missing
+from core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, coerce, missing, safe
 
-Cast = Callable[[Value], Value] | None
 Op = Callable[[Value, Value], Value]
 
 
@@ -76,40 +75,14 @@ COMPARISON: Final[dict[str, Op]] = {
 }
 
 
-def cast_for(node: Node, target: casts.Type) -> Cast:
-    """The cast `node`'s value needs to become `target`, or None when it already is."""
-    return None if node.type is target else casts.CASTS[target]
-
-
-def binary(lf: Fn, rf: Fn, lc: Cast, rc: Cast, op: Op) -> Fn:
-    """Evaluate left, then right, then cast each as needed, then apply `op`."""
-    if lc is None and rc is None:
-        return lambda a: op(lf(a), rf(a))
-    if lc is None:
-        rcast = rc
-
-        def right_cast(a: Attributes) -> Value:
-            x = lf(a)
-            return op(x, rcast(rf(a)))  # type: ignore[misc]
-
-        return right_cast
-    lcast = lc
-    if rc is None:
-
-        def left_cast(a: Attributes) -> Value:
-            x = lf(a)
-            y = rf(a)
-            return op(lcast(x), y)
-
-        return left_cast
-    rcast2 = rc
-
-    def both_cast(a: Attributes) -> Value:
-        x = lf(a)
-        y = rf(a)
-        return op(lcast(x), rcast2(y))
-
-    return both_cast
+def binary(left: Node, right: Node, target: casts.Type, op: Op) -> Fn:
+    """Evaluate and cast the left operand, then the right one, then apply `op`."""
+    lf = coerce(left, target)
+    if right.constant is not None and right.type is target:
+        rv = right.constant[0]
+        return lambda a: op(lf(a), rv)
+    rf = coerce(right, target)
+    return lambda a: op(lf(a), rf(a))
 
 
 # -- builders -----------------------------------------------------------------------------------
@@ -139,36 +112,21 @@ def exists(expr: ast.Exists, build: Builder) -> Node:
     return Node(present, bool, pred=present)
 
 
-def as_bool(node: Node) -> Fn:
-    if node.type is bool:
-        return node.fn
-    fn, to_bool = node.fn, casts.to_bool
-    return lambda a: to_bool(fn(a))
-
-
 def not_(expr: ast.Not, build: Builder) -> Node:
     operand = build(expr.operand)
-    fn = as_bool(operand)
+    fn = coerce(operand, bool)
     return Node(lambda a: not fn(a), bool, const=operand.const)
 
 
 def negate(expr: ast.Negate, build: Builder) -> Node:
     operand = build(expr.operand)
-    fn, to_int = operand.fn, casts.to_int
-    if operand.type is int:
-        return Node(lambda a: neg32(fn(a)), int, const=operand.const)  # type: ignore[arg-type]
-    return Node(lambda a: neg32(to_int(fn(a))), int, const=operand.const)
+    fn = coerce(operand, int)
+    return Node(lambda a: neg32(fn(a)), int, const=operand.const)  # type: ignore[arg-type]
 
 
 def arithmetic(expr: ast.Arithmetic, build: Builder) -> Node:
     left, right = build(expr.left), build(expr.right)
-    fn = binary(
-        left.fn,
-        right.fn,
-        cast_for(left, int),
-        cast_for(right, int),
-        ARITHMETIC[expr.op],  # type: ignore[arg-type]
-    )
+    fn = binary(left, right, int, ARITHMETIC[expr.op])  # type: ignore[arg-type]
     return Node(fn, int, const=left.const and right.const)
 
 
@@ -177,21 +135,23 @@ def comparison(expr: ast.Comparison, build: Builder) -> Node:
     op = COMPARISON[expr.op]
     const = left.const and right.const
     if expr.op not in ("=", "!=", "<>"):
-        fn = binary(left.fn, right.fn, cast_for(left, int), cast_for(right, int), op)
-        return Node(fn, bool, const=const)
-    if right.constant is not None and left.attribute is not None:
-        return _attribute_equals(left.attribute, right.constant[0], op is operator.eq)
-    if right.type is not None:
-        fn = binary(left.fn, right.fn, cast_for(left, right.type), None, op)
-        return Node(fn, bool, const=const)
+        return Node(binary(left, right, int, op), bool, const=const)
+    if right.constant is not None:
+        if left.attribute is not None:
+            return _attribute_equals(left.attribute, right.constant[0], op is operator.eq)
+        # The right side cannot fail, so casting the left first reports the same error.
+        return Node(binary(left, right, right.type, op), bool, const=const)
+    # `=` casts the left operand to the right one's type: both are evaluated before that cast.
     lf, rf, cast = left.fn, right.fn, casts.cast
+    if right.type is not None and left.type is right.type:
+        return Node(lambda a: op(lf(a), rf(a)), bool, const=const)
 
-    def dynamic(a: Attributes) -> Value:
+    def evaluate_then_cast(a: Attributes) -> Value:
         x = lf(a)
         y = rf(a)
         return op(cast(x, y.__class__), y)
 
-    return Node(dynamic, bool, const=const)
+    return Node(evaluate_then_cast, bool, const=const)
 
 
 def _attribute_equals(name: str, literal: Value, equal: bool) -> Node:
@@ -207,21 +167,28 @@ def _attribute_equals(name: str, literal: Value, equal: bool) -> Node:
             raise missing(name)
         return (cast(value) == literal) is equal
 
-    pred: Pred | None = None
-    if kind is str:  # casting to String never fails, so a missing attribute is the only error
+    if kind is not str:
+        return Node(fn, bool)
+    # Casting to String never fails, so a missing attribute is the only possible error.
 
-        def pred(a: Attributes) -> bool:
-            value = a.get(name)
-            if value.__class__ is str:
-                return (value == literal) is equal
-            return value is not None and (cast(value) == literal) is equal
+    def pred_equal(a: Attributes) -> bool:
+        value = a.get(name)
+        if value.__class__ is str:
+            return value == literal
+        return value is not None and cast(value) == literal
 
-    return Node(fn, bool, pred=pred)
+    def pred_not_equal(a: Attributes) -> bool:
+        value = a.get(name)
+        if value.__class__ is str:
+            return value != literal
+        return value is not None and cast(value) != literal
+
+    return Node(fn, bool, pred=pred_equal if equal else pred_not_equal)
 
 
 def logical(expr: ast.Logical, build: Builder) -> Node:
     operands = [build(e) for e in expr.operands]
-    fns = [as_bool(n) for n in operands]
+    fns = [coerce(n, bool) for n in operands]
     const = all(n.const for n in operands)
     if expr.op == "XOR":
 
@@ -232,11 +199,11 @@ def logical(expr: ast.Logical, build: Builder) -> Node:
             return result
 
         return Node(xor, bool, const=const)
-    preds = [n.pred for n in operands]
-    if expr.op == "AND":
-        pred = _all(preds) if None not in preds else None  # type: ignore[arg-type]
-        return Node(_all(fns), bool, const=const, pred=pred)  # type: ignore[arg-type]
-    return Node(_any(fns), bool, const=const)  # type: ignore[arg-type]
+    if expr.op == "OR":
+        return Node(_any(fns), bool, const=const)  # type: ignore[arg-type]
+    # AND is true without error only if every operand is, in order: a chain of predicates.
+    preds = [n.pred or safe(f) for n, f in zip(operands, fns, strict=True)]
+    return Node(_all(fns), bool, const=const, pred=_all(preds))  # type: ignore[arg-type]
 
 
 def _all(fns: list[Pred]) -> Pred:

@@ -14,8 +14,8 @@ from core.cesql import ast, casts, functions
 from core.cesql.casts import Value
 from core.cesql.errors import Abort, CesqlError
 from core.cesql.like import compile_like
-from core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, missing
-from core.cesql.operators import cast_for
+from core.cesql.like import shape as like_shape
+from core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, coerce, missing
 
 # Per left type: (the cast items before the first failing cast, that cast's Abort or None).
 Table = dict[type, tuple[frozenset[Value], Abort | None]]
@@ -36,18 +36,36 @@ def like(expr: ast.Like, build: Builder) -> Node:
                 raise missing(name)
             return matcher(to_str(value)) is not negated
 
-        def pred(a: Attributes) -> bool:
+        def pred_like(a: Attributes) -> bool:
             value = a.get(name)
             if value.__class__ is str:
-                return matcher(value) is not negated
-            return value is not None and matcher(to_str(value)) is not negated
+                return matcher(value)
+            return value is not None and matcher(to_str(value))
 
-        return Node(attribute_like, bool, pred=pred)
-    fn = operand.fn
-    if operand.type is not str:
-        inner, to_str = fn, casts.to_str
-        fn = lambda a: to_str(inner(a))  # noqa: E731
+        def pred_not_like(a: Attributes) -> bool:
+            value = a.get(name)
+            if value.__class__ is str:
+                return not matcher(value)
+            return value is not None and not matcher(to_str(value))
+
+        known = None if negated else like_shape(expr.pattern)
+        pred = _prefix_pred(name, known[1]) if known and known[0] == "prefix" else None
+        return Node(attribute_like, bool, pred=pred or (pred_not_like if negated else pred_like))
+    fn = coerce(operand, str)
     return Node(lambda a: matcher(fn(a)) is not negated, bool, const=operand.const)  # type: ignore[arg-type]
+
+
+def _prefix_pred(name: str, prefix: str) -> Pred:
+    """`attr LIKE 'prefix%'`, the dialect `prefix` filter in CESQL: inlined, no matcher call."""
+    to_str = casts.to_str
+
+    def pred(a: Attributes) -> bool:
+        value = a.get(name)
+        if value.__class__ is str:
+            return value.startswith(prefix)
+        return value is not None and to_str(value).startswith(prefix)
+
+    return pred
 
 
 def in_(expr: ast.In, build: Builder) -> Node:
@@ -126,31 +144,24 @@ def call(expr: ast.Call, build: Builder) -> Node:
 
         return Node(unknown, None, const=True)
     args = [build(e) for e in expr.args]
-    fns = [n.fn for n in args]
-    cs = [
-        None if t is None else cast_for(n, t)
-        for n, t in zip(args, functions.param_types(function, len(args)), strict=True)
-    ]
+    types = functions.param_types(function, len(args))
+    fns = [coerce(n, t) for n, t in zip(args, types, strict=True)]
     impl = _own_errors(function.impl, expr) if function.may_fail else function.impl
-    return Node(_invoke(impl, fns, cs), function.returns, const=all(n.const for n in args))
+    return Node(_invoke(impl, fns), function.returns, const=all(n.const for n in args))
 
 
-def _invoke(
-    impl: Callable[..., Value], fns: list[Fn], cs: list[Callable[[Value], Value] | None]
-) -> Fn:
-    """Evaluate every argument left to right, then cast each, then call."""
+def _invoke(impl: Callable[..., Value], fns: list[Fn]) -> Fn:
+    """Evaluate (and cast) each argument left to right, then call; unrolled for short lists."""
     if len(fns) == 1:
-        (f1,), (c1,) = fns, cs
-        if c1 is None:
-            return lambda a: impl(f1(a))
-        return lambda a: impl(c1(f1(a)))
-    pairs = list(zip(fns, cs, strict=True))
-
-    def invoke(a: Attributes) -> Value:
-        values = [f(a) for f in fns]
-        return impl(*[v if c is None else c(v) for v, (_, c) in zip(values, pairs, strict=True)])
-
-    return invoke
+        (f1,) = fns
+        return lambda a: impl(f1(a))
+    if len(fns) == 2:
+        f1, f2 = fns
+        return lambda a: impl(f1(a), f2(a))
+    if len(fns) == 3:
+        f1, f2, f3 = fns
+        return lambda a: impl(f1(a), f2(a), f3(a))
+    return lambda a: impl(*[f(a) for f in fns])
 
 
 def _own_errors(impl: Callable[..., Value], origin: ast.Call) -> Callable[..., Value]:
