@@ -217,10 +217,8 @@ class _Live:
         )
 
     def on_result(self, name: str, result: ScenarioResult) -> None:
-        if result.skipped:
+        if result.skipped:  # facts and knees come in the final report
             self.progress.console.print(f"[yellow]{name}: {result.skipped}[/]")
-        elif result.facts:
-            self.progress.console.print(f"{name}: {orjson.dumps(result.facts).decode()}")
 
 
 def _progress(console: Console) -> Progress:

@@ -181,7 +181,7 @@ class Receiver:
         return _NOT_FOUND
 
 
-def _events_from_body(content_type: bytes, body: bytes) -> list[tuple[int, int]]:
+def _events_from_body(body: bytes) -> list[tuple[int, int]]:
     """benchseq/benchts of structured or batch bodies (direct mode; brokers deliver binary)."""
     try:
         doc = orjson.loads(body)
@@ -223,15 +223,14 @@ class _Connection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 11:
-            low = name.lower()
-            if low == b"ce-benchseq":
-                self._seq = int(value)
-            elif low == b"ce-benchts":
-                self._ts = int(value)
-        elif len(name) == 10 and name.lower() == b"ce-benchts":
+        # Lower-casing every header name costs more than the rest of the request: filter on
+        # length first (ce-benchseq 11, ce-benchts 10, content-type 12).
+        size = len(name)
+        if size == 11 and name.lower() == b"ce-benchseq":
+            self._seq = int(value)
+        elif size == 10 and name.lower() == b"ce-benchts":
             self._ts = int(value)
-        elif len(name) == 12 and name.lower() == b"content-type":
+        elif size == 12 and name.lower() == b"content-type":
             self._ctype = value
 
     def on_body(self, body: bytes) -> None:
@@ -242,7 +241,7 @@ class _Connection(asyncio.Protocol):
         if self._seq is not None:
             seqs = [(self._seq, self._ts)]
         elif self._ctype.startswith(b"application/cloudevents"):
-            seqs = _events_from_body(self._ctype, body)
+            seqs = _events_from_body(body)
         else:
             seqs = []
         answer = self._receiver.handle(self._url.split(b"?", 1)[0], seqs, len(body))

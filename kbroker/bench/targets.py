@@ -88,7 +88,7 @@ _ING = Check("ingress", _knee("accepted_per_s"), 8000)
 ROWS: tuple[Row, ...] = (
     Row("ceiling", "ceiling: bare ASGI 202, 1 process", "ceiling", (2000, 2000, 30000),
         (Check("ceiling", _knee("accepted_per_s"), 0),)),
-    Row("direct", "direct: generator -> receiver", "direct", (1000, 1000, 20000),
+    Row("direct", "direct: generator -> receiver", "direct", (2000, 2000, 30000),
         (Check("direct", _knee("delivered_per_s"), 0),)),
     Row("ingress", "ingress, embedded, all, 1 KB binary, 1 process", "ingress",
         (1000, 1000, 16000),
