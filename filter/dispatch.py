@@ -27,8 +27,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from core import contract, delivery, events
+from opentelemetry.trace import Span
+
+from core import contract, delivery, events, telemetry
 from core.events import CloudEvent
 from core.settings import DispatcherSettings
 from filter.sender import Response, Sender, SendError
@@ -62,8 +65,20 @@ class Failure:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class Hooks:
-    """Observation points for metrics and traces; the default does nothing."""
+class Hooks(Protocol):
+    """Observation points for metrics (core/metrics.py implements them); spans are `tracing`'s."""
+
+    def attempt(self, trigger: contract.Trigger, status: int | None, seconds: float) -> None: ...
+
+    def retry(self, trigger: contract.Trigger) -> None: ...
+
+    def finished(
+        self, trigger: contract.Trigger, result: Result, envelope_arrival: float
+    ) -> None: ...
+
+
+class NoHooks:
+    """The default Hooks: observe nothing."""
 
     def attempt(self, trigger: contract.Trigger, status: int | None, seconds: float) -> None:
         pass
@@ -75,13 +90,17 @@ class Hooks:
         pass
 
 
+_TRACE_HEADERS = ("traceparent", "tracestate")
+
+
 @dataclass(slots=True)
 class Dispatcher:
     sender: Sender
     settings: DispatcherSettings = field(default_factory=DispatcherSettings)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     now: Callable[[], float] = time.time
-    hooks: Hooks = field(default_factory=Hooks)
+    hooks: Hooks = field(default_factory=NoHooks)
+    tracing: telemetry.Tracing = field(default_factory=telemetry.disabled)
 
     async def dispatch(
         self,
@@ -95,15 +114,27 @@ class Dispatcher:
         ttl = _ttl_of(event)
         outgoing = CloudEvent({k: v for k, v in event.attributes.items() if k != TTL}, event.data)
         headers, body = _encode(outgoing, spec)
+        span: Span | None = None
+        if self.tracing.enabled:
+            # The envelope's context is our parent; each attempt sends its own span's context.
+            trace = dict(h for h in extra_headers if h[0] in _TRACE_HEADERS)
+            extra_headers = tuple(h for h in extra_headers if h[0] not in _TRACE_HEADERS)
+            span = self.tracing.trigger(
+                trigger, broker, event, trace.get("traceparent"), trace.get("tracestate")
+            )
         headers += [("prefer", "reply"), ("kn-namespace", trigger.namespace), *extra_headers]
         timeout = spec.timeout or self.settings.default_timeout
         total = delivery.attempts(spec)
         failure: Failure | None = None
         for attempt in range(total):
-            failure = await self._attempt(trigger, broker, headers, body, timeout, ttl)
+            failure = await self._attempt(
+                trigger, broker, headers, body, timeout, ttl, span, attempt
+            )
             if failure is None:
                 result = Result(Outcome.DELIVERED, attempt + 1, 200)
                 self.hooks.finished(trigger, result, arrival)
+                if span is not None:
+                    telemetry.end_trigger(span, result.outcome.value, False)
                 return result
             if attempt + 1 >= total or not delivery.is_retryable(failure.status):
                 break
@@ -131,9 +162,11 @@ class Dispatcher:
             )
             result = Result(Outcome.DROPPED, attempts_made, failure.status)
         else:
-            await self._dead_letter(event, trigger, spec, failure)
+            await self._dead_letter(event, trigger, spec, failure, span)
             result = Result(Outcome.DEAD_LETTERED, attempts_made, failure.status)
         self.hooks.finished(trigger, result, arrival)
+        if span is not None:
+            telemetry.end_trigger(span, result.outcome.value, True)
         return result
 
     async def _attempt(
@@ -144,21 +177,36 @@ class Dispatcher:
         body: bytes,
         timeout: float,
         ttl: int | None,
+        parent: Span | None = None,
+        attempt: int = 0,
     ) -> Failure | None:
+        send_span = None
+        if parent is not None:
+            send_span = self.tracing.send(parent, trigger.subscriber_uri, attempt + 1)
+            headers = _with_context(headers, send_span)
         started = time.perf_counter()
         try:
             resp = await self.sender.send(trigger.subscriber_uri, headers, body, timeout)
         except SendError as exc:
             self.hooks.attempt(trigger, None, time.perf_counter() - started)
+            if send_span is not None:
+                telemetry.end(send_span, None)
             log.debug("delivery to %s failed: %s", trigger.subscriber_uri, exc)
             return Failure(None, trigger.subscriber_uri)
         self.hooks.attempt(trigger, resp.status, time.perf_counter() - started)
+        if send_span is not None:
+            telemetry.end(send_span, resp.status, not delivery.is_success(resp.status))
         if not delivery.is_success(resp.status):
             return Failure(resp.status, trigger.subscriber_uri, resp.body, resp.headers)
-        return await self._reply(resp, trigger, broker, ttl)
+        return await self._reply(resp, trigger, broker, ttl, send_span)
 
     async def _reply(
-        self, resp: Response, trigger: contract.Trigger, broker: contract.Broker, ttl: int | None
+        self,
+        resp: Response,
+        trigger: contract.Trigger,
+        broker: contract.Broker,
+        ttl: int | None,
+        parent: Span | None = None,
     ) -> Failure | None:
         if not resp.body and "ce-specversion" not in resp.headers:
             return None
@@ -181,10 +229,19 @@ class Dispatcher:
         for reply in replies:
             reply.attributes[TTL] = str(remaining)
             headers, body = events.encode_binary(reply)
+            span = None
+            if parent is not None:
+                # The reply continues this trace: the next ingress span is the reply span's child.
+                span = self.tracing.reply(parent, broker.address)
+                headers = _with_context(headers, span)
             try:
                 stored = await self.sender.send(broker.address, headers, body, 30.0)
             except SendError:
+                if span is not None:
+                    telemetry.end(span, None)
                 return Failure(None, broker.address)
+            if span is not None:
+                telemetry.end(span, stored.status, not delivery.is_success(stored.status))
             if not delivery.is_success(stored.status):
                 return Failure(stored.status, broker.address, stored.body, stored.headers)
         return None
@@ -195,7 +252,30 @@ class Dispatcher:
         trigger: contract.Trigger,
         spec: contract.DeliverySpec,
         failure: Failure,
+        parent: Span | None = None,
     ) -> None:
+        assert spec.dead_letter_uri is not None
+        if parent is None:
+            await self._dead_letter_rounds(event, trigger, spec, failure, [])
+            return
+        span = self.tracing.dead_letter(parent, spec.dead_letter_uri)
+        status: int | None = None
+        try:
+            status = await self._dead_letter_rounds(
+                event, trigger, spec, failure, _with_context([], span)
+            )
+        finally:
+            telemetry.end(span, status, status is None)
+
+    async def _dead_letter_rounds(
+        self,
+        event: CloudEvent,
+        trigger: contract.Trigger,
+        spec: contract.DeliverySpec,
+        failure: Failure,
+        trace_headers: list[tuple[str, str]],
+    ) -> int:
+        """Until the sink takes the event; its final status."""
         assert spec.dead_letter_uri is not None
         attrs = dict(event.attributes)
         attrs["knativeerrordest"] = failure.destination
@@ -205,6 +285,7 @@ class Dispatcher:
             attrs["knativeerrordata"] = base64.b64encode(failure.body).decode()[:ERROR_DATA_MAX]
         headers, body = _encode(CloudEvent(attrs, event.data), spec)
         headers.append(("kn-namespace", trigger.namespace))
+        headers += trace_headers
         timeout = spec.timeout or self.settings.default_timeout
         rounds = 0
         while True:
@@ -212,7 +293,7 @@ class Dispatcher:
                 try:
                     resp = await self.sender.send(spec.dead_letter_uri, headers, body, timeout)
                     if delivery.is_success(resp.status):
-                        return
+                        return resp.status
                     status: int | None = resp.status
                 except SendError:
                     status = None
@@ -235,6 +316,17 @@ def _encode(event: CloudEvent, spec: contract.DeliverySpec) -> tuple[list[tuple[
     if spec.format == "json":
         return events.encode_structured(event)
     return events.encode_binary(event)
+
+
+def _with_context(headers: list[tuple[str, str]], span: Span) -> list[tuple[str, str]]:
+    traceparent, tracestate = telemetry.context_of(span)
+    if traceparent is None:
+        return headers
+    out = [h for h in headers if h[0] not in _TRACE_HEADERS]
+    out.append(("traceparent", traceparent))
+    if tracestate:
+        out.append(("tracestate", tracestate))
+    return out
 
 
 def _claims_event(resp: Response) -> bool:

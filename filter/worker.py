@@ -132,6 +132,8 @@ class TriggerWorker:
             extra: tuple[tuple[str, str], ...] = ()
             if env.traceparent:
                 extra = (("traceparent", env.traceparent),)
+                if env.tracestate:
+                    extra += (("tracestate", env.tracestate),)
             await self.dispatcher.dispatch(env.event, self.trigger, self.broker, extra, env.arrival)
             self.delivered += 1
             self.tracker.done(record)
@@ -144,6 +146,10 @@ class TriggerWorker:
             )
         finally:
             slots.release()
+
+    def in_flight(self) -> int:
+        """Dispatches running now (for the in-flight gauge)."""
+        return len(self._tasks)
 
     async def commit(self) -> None:
         for partition, offset in self.tracker.committable():

@@ -16,6 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from core import telemetry
 from core.channel import Channel
 from core.contract_source import ContractHolder
 from core.settings import IngressSettings
@@ -60,7 +61,8 @@ def build_app(
     ready: ReadyCheck,
     extra_routes: Sequence[BaseRoute] = (),
     observer: Observer | None = None,
+    tracing: telemetry.Tracing | None = None,
 ) -> IngressApp:
-    ingress = BrokerIngress(settings, channels, holder, observer)
+    ingress = BrokerIngress(settings, channels, holder, observer, tracing)
     admin = Starlette(routes=[*health_routes(ready), *extra_routes])
     return IngressApp(ingress, admin)

@@ -16,10 +16,12 @@ import datetime
 import logging
 import time
 from collections.abc import Mapping
+from typing import Protocol
 
+from opentelemetry.trace import Span
 from starlette.types import Receive, Scope, Send
 
-from core import contract, events
+from core import contract, events, telemetry
 from core.channel import Channel, ChannelFull, ChannelUnavailable, Envelope, EventTooLarge
 from core.contract_source import ContractHolder
 from core.settings import IngressSettings
@@ -41,8 +43,23 @@ class Reject(Exception):
         self.headers = headers
 
 
-class Observer:
-    """Metric/trace hooks for ingress; the default does nothing."""
+class Observer(Protocol):
+    """Metric hooks for ingress (core/metrics.py implements them); spans are `tracing`'s."""
+
+    def accepted(
+        self,
+        broker: contract.Broker,
+        evs: list[events.CloudEvent],
+        nbytes: int,
+        seconds: float,
+        append_seconds: float,
+    ) -> None: ...
+
+    def rejected(self, broker_key: str, status: int, seconds: float) -> None: ...
+
+
+class NoObserver:
+    """The default Observer: observe nothing."""
 
     def accepted(
         self,
@@ -65,11 +82,13 @@ class BrokerIngress:
         channels: Mapping[str, Channel],
         holder: ContractHolder,
         observer: Observer | None = None,
+        tracing: telemetry.Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.channels = channels
         self.holder = holder
-        self.observer = observer or Observer()
+        self.observer = observer or NoObserver()
+        self.tracing = tracing or telemetry.disabled()
         self.retry_after = str(settings.retry_after).encode()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, ns: str, name: str) -> None:
@@ -136,8 +155,35 @@ class BrokerIngress:
             return None
         self._stamp(evs)
         now = time.time()
-        envelopes = [Envelope(ev, now) for ev in evs]
+        span: Span | None = None
+        if self.tracing.enabled:
+            span = self.tracing.ingress(broker, evs, headers, started)
+            traceparent, tracestate = telemetry.context_of(span)
+            envelopes = [Envelope(ev, now, traceparent, tracestate) for ev in evs]
+        else:
+            envelopes = [Envelope(ev, now) for ev in evs]
         t0 = time.perf_counter()
+        try:
+            await self._append(channel, broker, envelopes, durability)
+        except Reject as rej:
+            if span is not None:
+                telemetry.end(span, rej.status)
+            raise
+        t1 = time.perf_counter()
+        await respond(send, 202, "")
+        if span is not None:
+            telemetry.end(span, 202)
+        self.observer.accepted(broker, evs, len(body), t1 - started, t1 - t0)
+        return None
+
+    async def _append(
+        self,
+        channel: Channel,
+        broker: contract.Broker,
+        envelopes: list[Envelope],
+        durability: contract.Durability,
+    ) -> None:
+        ns, name = broker.namespace, broker.name
         try:
             await asyncio.wait_for(
                 channel.append(broker, envelopes, durability), self.settings.append_timeout
@@ -157,10 +203,6 @@ class BrokerIngress:
             ) from None
         except EventTooLarge as exc:
             raise Reject(413, str(exc)) from None
-        t1 = time.perf_counter()
-        await respond(send, 202, "")
-        self.observer.accepted(broker, evs, len(body), t1 - started, t1 - t0)
-        return None
 
     def _stamp(self, evs: list[events.CloudEvent]) -> None:
         """Loop guard and arrival time, on every event of the request (all-or-nothing)."""

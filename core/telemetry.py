@@ -1,0 +1,371 @@
+"""OpenTelemetry tracing for every hop, and the one place span and metric names are defined.
+
+Why a module of its own: ingress, the dispatcher and the CLI must agree on span names, attribute
+keys and metric names (dashboards and the docs depend on them), and none of them should know how
+the SDK is configured. `Tracing` is built from an injected `TracerProvider` (tests pass one with an
+in-memory exporter; `kbroker run` builds one from the standard `OTEL_*` variables), never from the
+global provider, so two brokers in one test process trace independently.
+
+The span tree of one event (docs/observability.md draws it):
+
+    producer -> broker:<name>.<ns>   (SERVER; joins the producer's traceparent)
+                  == channel (Envelope.traceparent/tracestate) ==
+                trigger:<name>.<ns>  (CONSUMER; child of the ingress span, per trigger)
+                  send <url>         (CLIENT; one per attempt; its context goes to the subscriber)
+                    reply <url>      (CLIENT; POSTs the reply, so the next ingress span is a child)
+                  dead-letter <url>  (CLIENT)
+
+Cost: `Tracing.enabled` is a plain cached boolean; callers test it before building anything, so a
+broker with tracing off pays one attribute read per hop. Trace context is parsed and formatted by
+hand (W3C `traceparent` is fixed-width) rather than through the propagator's regex and getters.
+
+Deviation from the OTel default, on purpose: tracing is off unless `OTEL_TRACES_EXPORTER` names an
+exporter (`otlp`, `console`), because the standard default (`otlp` to localhost:4318) would make a
+laptop broker log export failures forever. Only OTLP over HTTP/protobuf is offered; a `grpc`
+protocol is refused at startup rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import sampling as sdk_sampling
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Span, SpanKind, StatusCode
+from opentelemetry.trace.span import TraceFlags, TraceState
+
+from core import contract, settings
+from core.events import CloudEvent
+
+log = logging.getLogger(__name__)
+
+# -- span names (formatted with the object's name and namespace, or the target URL) -------------
+SPAN_INGRESS = "broker:{name}.{namespace}"
+SPAN_TRIGGER = "trigger:{name}.{namespace}"
+SPAN_SEND = "send {url}"
+SPAN_REPLY = "reply {url}"
+SPAN_DEAD_LETTER = "dead-letter {url}"
+
+# -- span attributes (OTel messaging / HTTP / CloudEvents semantic conventions, plus ours) -------
+MESSAGING_SYSTEM_VALUE = "knative"  # what Knative's own spans say; dashboards filter on it
+A_MESSAGING_SYSTEM = "messaging.system"
+A_MESSAGE_ID = "messaging.message.id"
+A_DESTINATION = "messaging.destination.name"
+A_OPERATION_NAME = "messaging.operation.name"
+A_OPERATION_TYPE = "messaging.operation.type"
+A_BATCH_COUNT = "messaging.batch.message_count"
+A_CONSUMER_GROUP = "messaging.consumer.group.name"
+A_CE_ID = "cloudevents.event_id"
+A_CE_TYPE = "cloudevents.event_type"
+A_CE_SOURCE = "cloudevents.event_source"
+A_CE_SPECVERSION = "cloudevents.event_spec_version"
+A_HTTP_METHOD = "http.request.method"
+A_HTTP_STATUS = "http.response.status_code"
+A_URL = "url.full"
+A_BROKER = "kbroker.broker"  # "<namespace>/<name>"
+A_TRIGGER = "kbroker.trigger"  # "<namespace>/<name>"
+A_ATTEMPT = "kbroker.delivery.attempt"  # 1-based
+A_OUTCOME = "kbroker.delivery.outcome"  # delivered | dead_lettered | dropped
+
+# -- metric names (Prometheus; core/metrics.py builds them; Knative's names where one exists) ---
+M_INGRESS_EVENTS = "kbroker_broker_ingress_event_count"  # Knative: mt_broker_ingress_event_count
+M_INGRESS_REQUESTS = "kbroker_broker_ingress_request_count"
+M_INGRESS_LATENCY = "kbroker_broker_ingress_event_dispatch_latencies_seconds"
+M_INGRESS_BATCH = "kbroker_broker_ingress_batch_size"
+M_INGRESS_BYTES = "kbroker_broker_ingress_bytes"
+M_CHANNEL_APPEND = "kbroker_channel_append_latencies_seconds"
+M_CHANNEL_TRANSACTIONS = "kbroker_channel_transactions"
+M_CHANNEL_EVENTS = "kbroker_channel_stored_events"
+M_CHANNEL_BYTES = "kbroker_channel_storage_bytes"
+M_TRIGGER_LAG = "kbroker_trigger_lag_events"
+M_TRIGGER_EVENTS = "kbroker_trigger_event_count"  # Knative: mt_broker_filter_event_count
+M_TRIGGER_LATENCY = "kbroker_trigger_event_dispatch_latencies_seconds"
+M_TRIGGER_E2E = "kbroker_trigger_event_e2e_latencies_seconds"
+M_TRIGGER_RETRIES = "kbroker_trigger_retries"
+M_TRIGGER_OUTCOMES = "kbroker_trigger_outcomes"
+M_TRIGGER_IN_FLIGHT = "kbroker_trigger_in_flight"
+M_RECONCILES = "kbroker_controller_reconcile_count"
+M_RECONCILE_LATENCY = "kbroker_controller_reconcile_latencies_seconds"
+M_OBJECTS = "kbroker_controller_objects"
+
+_DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"
+_DEFAULT_SAMPLER = "parentbased_always_on"
+_DEFAULT_SERVICE = "kbroker"
+
+_SAMPLERS: dict[str, Callable[[float], sdk_sampling.Sampler]] = {
+    "always_on": lambda _r: sdk_sampling.ALWAYS_ON,
+    "always_off": lambda _r: sdk_sampling.ALWAYS_OFF,
+    "traceidratio": sdk_sampling.TraceIdRatioBased,
+    "parentbased_always_on": lambda _r: sdk_sampling.ParentBased(sdk_sampling.ALWAYS_ON),
+    "parentbased_always_off": lambda _r: sdk_sampling.ParentBased(sdk_sampling.ALWAYS_OFF),
+    "parentbased_traceidratio": lambda r: sdk_sampling.ParentBased(
+        sdk_sampling.TraceIdRatioBased(r)
+    ),
+}
+
+
+class TelemetryConfigError(ValueError):
+    """An OTEL_* variable has a value kbroker cannot honour (named in the message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSettings:
+    """The standard OTel variables kbroker honours (defaults: the OTel spec's, except exporters)."""
+
+    exporters: tuple[str, ...] = ()  # OTEL_TRACES_EXPORTER: otlp, console, none (default none)
+    endpoint: str = _DEFAULT_ENDPOINT  # OTLP traces URL (full path)
+    sampler: str = _DEFAULT_SAMPLER  # OTEL_TRACES_SAMPLER
+    ratio: float = 1.0  # OTEL_TRACES_SAMPLER_ARG, for the *traceidratio samplers
+    service_name: str = _DEFAULT_SERVICE  # OTEL_SERVICE_NAME
+
+
+def trace_settings() -> TraceSettings:
+    """TraceSettings from the standard OTEL_* variables (read through core.settings.env)."""
+    env = settings.env
+    if (env("OTEL_SDK_DISABLED") or "").strip().lower() == "true":
+        return TraceSettings()
+    names = (env("OTEL_TRACES_EXPORTER") or "none").lower()
+    exporters = tuple(n.strip() for n in names.split(",") if n.strip() not in ("", "none"))
+    for name in exporters:
+        if name not in ("otlp", "console"):
+            raise TelemetryConfigError(f"OTEL_TRACES_EXPORTER={name!r}: use otlp, console or none")
+    protocol = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if "otlp" in exporters and protocol not in (None, "", "http/protobuf"):
+        raise TelemetryConfigError(f"OTLP protocol {protocol!r}: only http/protobuf is supported")
+    endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if not endpoint:
+        base = env("OTEL_EXPORTER_OTLP_ENDPOINT")
+        endpoint = base.rstrip("/") + "/v1/traces" if base else _DEFAULT_ENDPOINT
+    sampler = (env("OTEL_TRACES_SAMPLER") or _DEFAULT_SAMPLER).strip().lower()
+    if sampler not in _SAMPLERS:
+        raise TelemetryConfigError(f"OTEL_TRACES_SAMPLER={sampler!r}: one of {sorted(_SAMPLERS)}")
+    raw = env("OTEL_TRACES_SAMPLER_ARG")
+    try:
+        ratio = float(raw) if raw else 1.0
+    except ValueError:
+        raise TelemetryConfigError(f"OTEL_TRACES_SAMPLER_ARG={raw!r} is not a number") from None
+    return TraceSettings(
+        exporters=exporters,
+        endpoint=endpoint,
+        sampler=sampler,
+        ratio=min(1.0, max(0.0, ratio)),
+        service_name=env("OTEL_SERVICE_NAME") or _DEFAULT_SERVICE,
+    )
+
+
+def build_provider(ts: TraceSettings) -> TracerProvider | None:
+    """A provider exporting in batches as configured; None when tracing is off."""
+    if not ts.exporters or ts.sampler == "always_off":
+        return None
+    provider = TracerProvider(
+        sampler=_SAMPLERS[ts.sampler](ts.ratio),
+        resource=Resource.create({"service.name": ts.service_name}),
+    )
+    for name in ts.exporters:
+        exporter: SpanExporter
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter(endpoint=ts.endpoint)
+        else:
+            exporter = ConsoleSpanExporter()
+        # BatchSpanProcessor reads OTEL_BSP_* itself: export never runs on the event path.
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+# -- W3C trace context, by hand: "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>" ------------
+
+
+def parse_traceparent(value: str | None, tracestate: str | None = None) -> trace.SpanContext | None:
+    """The remote parent named by a traceparent header; None when absent or malformed."""
+    if not value or len(value) < 55:
+        return None
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff" or len(parts[1]) != 32:
+        return None
+    if len(parts[2]) != 16 or len(parts[3]) != 2 or (parts[0] == "00" and len(parts) != 4):
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id:
+        return None
+    state = TraceState.from_header([tracestate]) if tracestate else None
+    return trace.SpanContext(trace_id, span_id, True, TraceFlags(flags), state)
+
+
+def format_traceparent(ctx: trace.SpanContext) -> str:
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+
+
+def context_of(span: Span) -> tuple[str | None, str | None]:
+    """(traceparent, tracestate) to carry beside an event or put on a request."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None, None
+    state = ctx.trace_state.to_header() if ctx.trace_state else None
+    return format_traceparent(ctx), state or None
+
+
+def _parent(ctx: trace.SpanContext | None) -> Context | None:
+    return trace.set_span_in_context(trace.NonRecordingSpan(ctx)) if ctx is not None else None
+
+
+def _event_attributes(event: CloudEvent) -> dict[str, str]:
+    attrs = event.attributes
+    out = {
+        A_MESSAGE_ID: str(attrs.get("id", "")),
+        A_CE_ID: str(attrs.get("id", "")),
+        A_CE_TYPE: str(attrs.get("type", "")),
+        A_CE_SOURCE: str(attrs.get("source", "")),
+    }
+    spec = attrs.get("specversion")
+    if spec is not None:
+        out[A_CE_SPECVERSION] = str(spec)
+    return out
+
+
+class Tracing:
+    """Span factories for each hop; a disabled instance (provider None) is never called on."""
+
+    def __init__(self, provider: trace.TracerProvider | None = None) -> None:
+        self.provider = provider
+        self.enabled = provider is not None
+        self._tracer = provider.get_tracer("kbroker") if provider is not None else None
+
+    def _start(
+        self,
+        name: str,
+        parent: trace.SpanContext | None,
+        kind: SpanKind,
+        attributes: dict[str, str | int],
+        start_ns: int | None = None,
+    ) -> Span:
+        assert self._tracer is not None, "callers check Tracing.enabled first"
+        return self._tracer.start_span(name, _parent(parent), kind, attributes, start_time=start_ns)
+
+    def ingress(
+        self,
+        broker: contract.Broker,
+        evs: Sequence[CloudEvent],
+        headers: Sequence[tuple[bytes, bytes]],
+        started: float | None = None,
+    ) -> Span:
+        """The broker's receive span, joining the producer's trace; `started` (perf_counter) dates
+        it back to the request's arrival, so the span covers reading and decoding too.
+
+        The HTTP `traceparent` header (the hop that reached us) wins over the CloudEvents
+        distributed-tracing extension (the event's origin), which is used when no header came.
+        """
+        parent_tp = parent_ts = None
+        for hname, hvalue in headers:
+            if hname == b"traceparent":
+                parent_tp = hvalue.decode("latin-1")
+            elif hname == b"tracestate":
+                parent_ts = hvalue.decode("latin-1")
+        if parent_tp is None and evs:
+            ext = evs[0].attributes.get("traceparent")
+            if isinstance(ext, str):
+                parent_tp = ext
+                state = evs[0].attributes.get("tracestate")
+                parent_ts = state if isinstance(state, str) else None
+        attrs: dict[str, str | int] = {
+            A_MESSAGING_SYSTEM: MESSAGING_SYSTEM_VALUE,
+            A_DESTINATION: str(broker.key),
+            A_OPERATION_NAME: "send",
+            A_OPERATION_TYPE: "send",
+            A_BROKER: str(broker.key),
+            A_HTTP_METHOD: "POST",
+        }
+        if len(evs) == 1:
+            attrs.update(_event_attributes(evs[0]))
+        else:
+            attrs[A_BATCH_COUNT] = len(evs)
+        name = SPAN_INGRESS.format(name=broker.name, namespace=broker.namespace)
+        start_ns = None
+        if started is not None:
+            start_ns = time.time_ns() - int((time.perf_counter() - started) * 1e9)
+        return self._start(
+            name, parse_traceparent(parent_tp, parent_ts), SpanKind.SERVER, attrs, start_ns
+        )
+
+    def trigger(
+        self,
+        trigger: contract.Trigger,
+        broker: contract.Broker,
+        event: CloudEvent,
+        traceparent: str | None,
+        tracestate: str | None,
+    ) -> Span:
+        """One event's processing for one trigger: a child of the ingress span in the envelope."""
+        attrs: dict[str, str | int] = {
+            A_MESSAGING_SYSTEM: MESSAGING_SYSTEM_VALUE,
+            A_DESTINATION: str(broker.key),
+            A_OPERATION_NAME: "process",
+            A_OPERATION_TYPE: "process",
+            A_CONSUMER_GROUP: f"{trigger.namespace}/{trigger.name}",
+            A_BROKER: str(broker.key),
+            A_TRIGGER: f"{trigger.namespace}/{trigger.name}",
+            **_event_attributes(event),
+        }
+        name = SPAN_TRIGGER.format(name=trigger.name, namespace=trigger.namespace)
+        parent = parse_traceparent(traceparent, tracestate)
+        return self._start(name, parent, SpanKind.CONSUMER, attrs)
+
+    def send(self, parent: Span, url: str, attempt: int) -> Span:
+        """One delivery attempt to the subscriber (HTTP client span)."""
+        attrs: dict[str, str | int] = {A_HTTP_METHOD: "POST", A_URL: url, A_ATTEMPT: attempt}
+        return self._start(
+            SPAN_SEND.format(url=url), parent.get_span_context(), SpanKind.CLIENT, attrs
+        )
+
+    def reply(self, parent: Span, url: str) -> Span:
+        """Storing a subscriber's reply through the broker's ingress."""
+        attrs: dict[str, str | int] = {A_HTTP_METHOD: "POST", A_URL: url}
+        return self._start(
+            SPAN_REPLY.format(url=url), parent.get_span_context(), SpanKind.CLIENT, attrs
+        )
+
+    def dead_letter(self, parent: Span, url: str) -> Span:
+        """Delivering a failed event to the dead-letter sink (all its rounds)."""
+        attrs: dict[str, str | int] = {A_HTTP_METHOD: "POST", A_URL: url}
+        return self._start(
+            SPAN_DEAD_LETTER.format(url=url), parent.get_span_context(), SpanKind.CLIENT, attrs
+        )
+
+    def shutdown(self) -> None:
+        """Flush and stop the exporters (end of process)."""
+        shutdown = getattr(self.provider, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+
+
+def end(span: Span, status: int | None, error: bool | None = None) -> None:
+    """Close a span with its HTTP status; by default 5xx (or no response) marks an error, as
+    the HTTP server conventions say; client spans pass `error` (any non-2xx) themselves."""
+    if status is not None:
+        span.set_attribute(A_HTTP_STATUS, status)
+    failed = (status is None or status >= 500) if error is None else error
+    if failed:
+        span.set_status(StatusCode.ERROR)
+    span.end()
+
+
+def end_trigger(span: Span, outcome: str, failed: bool) -> None:
+    span.set_attribute(A_OUTCOME, outcome)
+    if failed:
+        span.set_status(StatusCode.ERROR)
+    span.end()
+
+
+def disabled() -> Tracing:
+    return Tracing(None)
