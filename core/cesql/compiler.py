@@ -16,9 +16,9 @@ Shapes that dominate real Trigger filters (`attr = 'literal'`, `attr LIKE 'prefi
 `attr IN ('a', 'b')`, `EXISTS attr` and AND-chains of them) also get a *predicate*: a closure that
 answers "Boolean true with no error" directly, used by `compile_filter` without any try block.
 
-Semantics beyond the spec, decided in ../../docs/cesql.md: operands are evaluated left to right,
-then cast; logical operators cast each operand right after evaluating it (AND/OR must, to
-short-circuit); `+ - *` and unary minus wrap around int32.
+Semantics beyond the spec, decided in docs/cesql.md: operands are evaluated left to right and
+each is cast as soon as it is evaluated, except that `=`, `!=` and `<>` evaluate both sides
+before casting the left one to the right one's type; `+ - *` and unary minus wrap around int32.
 """
 
 from __future__ import annotations
