@@ -111,7 +111,10 @@ def _constant_in(operand: Node, table: Table, negated: bool, const: bool) -> Nod
 
     def member(a: Attributes) -> bool:
         x = lf(a)
-        found, failure = table[x.__class__]
+        entry = table.get(x.__class__)
+        if entry is None:  # not a CESQL type (the codec never produces one): no item equals it
+            return negated
+        found, failure = entry
         if x in found:
             return not negated
         if failure is not None:
@@ -127,7 +130,8 @@ def _constant_in(operand: Node, table: Table, negated: bool, const: bool) -> Nod
                 return value in strings
             if value is None:
                 return False
-            return value in table[value.__class__][0]
+            entry = table.get(value.__class__)
+            return entry is not None and value in entry[0]
 
     return Node(member, bool, const=const, pred=pred)
 

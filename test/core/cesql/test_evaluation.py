@@ -219,3 +219,29 @@ def test_filter(expression: str, x: Value | None, matches: bool) -> None:
     assert compile_filter(expression)(event) is matches
     value, errors = evaluate(parse(expression), event)
     assert (value is True and not errors) is matches
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "x = 'a'",
+        "x = 1",
+        "x = TRUE",
+        "x < 2",
+        "x LIKE 'a%'",
+        "x IN ('a', 1)",
+        "x NOT IN ('a')",
+        "x IN (type)",
+        "LENGTH(x) = 1",
+        "NOT x",
+        "-x = 1",
+        "x",
+    ],
+)
+def test_foreign_attribute_types_never_raise(expression: str) -> None:
+    """The codec only produces str/int/bool; anything else must still not crash a dispatcher."""
+    for odd in (1.5, b"bytes", ["list"]):
+        event = {**EVENT, "x": odd}
+        assert compile_filter(expression)(event) in (True, False)  # type: ignore[arg-type]
+        value, _ = compile(expression)(event)  # type: ignore[arg-type]
+        assert value is not None
