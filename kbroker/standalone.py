@@ -13,11 +13,13 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 
 import uvicorn
 
 from controller import compile as compiler
 from controller import files
+from core import metrics, telemetry
 from core.channel import Channel, ChannelError
 from core.channels.embedded import EmbeddedChannel
 from core.contract_source import ContractHolder
@@ -53,7 +55,12 @@ def environment(settings: RunSettings, base_url: str) -> compiler.Environment:
 
 
 class Standalone:
-    def __init__(self, settings: RunSettings, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        settings: RunSettings,
+        sock: socket.socket,
+        tracing: telemetry.Tracing | None = None,
+    ) -> None:
         self.settings = settings
         self.sock = sock
         _host, port = sock.getsockname()[:2]
@@ -61,10 +68,20 @@ class Standalone:
         self.channels = open_channels(settings)
         self.holder = ContractHolder()
         self.sender = AiohttpSender()
-        self.dispatcher = Dispatcher(self.sender, settings.dispatcher)
+        self.tracing = tracing or telemetry.disabled()
+        self.metrics = metrics.Metrics()
+        self.metrics.watch_channels(
+            self.channels,
+            lambda: self.holder.current.brokers,
+            metrics.storage_bytes_for(settings.embedded.data_dir),
+        )
+        self.dispatcher = Dispatcher(
+            self.sender, settings.dispatcher, hooks=self.metrics, tracing=self.tracing
+        )
         self.pool = WorkerPool(self.channels, self.dispatcher, settings.dispatcher)
         self.holder.subscribe(self.pool.apply)
         self.result: compiler.CompileResult | None = None
+        self.stopping = asyncio.Event()  # set by SIGINT/SIGTERM, or by a test running us in-process
         self.storage_errors: dict[str, str] = {}
         self.folder = files.FolderSource(
             settings.config_dir,
@@ -74,6 +91,7 @@ class Standalone:
         )
 
     async def on_update(self, result: compiler.CompileResult) -> None:
+        started = time.perf_counter()
         previous = self.holder.current
         for b in result.contract.brokers:
             channel = self.channels.get(b.channel)
@@ -93,6 +111,13 @@ class Standalone:
             if b.key not in kept and (channel := self.channels.get(b.channel)) is not None:
                 with contextlib.suppress(ChannelError):
                     await channel.delete_broker(b)
+        self.metrics.reconciled(
+            (
+                (kind, st.ready and f"{ns}/{name}" not in self.storage_errors)
+                for (kind, ns, name), st in result.statuses.items()
+            ),
+            time.perf_counter() - started,
+        )
 
     async def ready(self) -> tuple[bool, str]:
         if not self.holder.loaded:
@@ -114,6 +139,8 @@ class Standalone:
             self.holder,
             self.ready,
             extra_routes=status_api.routes(self),
+            observer=self.metrics,
+            tracing=self.tracing,
         )
         config = uvicorn.Config(
             app,
@@ -125,7 +152,7 @@ class Standalone:
             timeout_keep_alive=30,
         )
         server = uvicorn.Server(config)
-        stop = asyncio.Event()
+        stop = self.stopping
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -134,6 +161,8 @@ class Standalone:
         print(f"kbroker ready on {self.base_url}", flush=True)
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([server_task, folder_task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         server.should_exit = True
         folder_task.cancel()
         await asyncio.gather(folder_task, return_exceptions=True)
@@ -143,6 +172,7 @@ class Standalone:
         for channel in self.channels.values():
             with contextlib.suppress(Exception):
                 await channel.close()
+        self.tracing.shutdown()  # flush the last spans
         stopper.cancel()
 
 
@@ -159,6 +189,7 @@ def bind(host: str, port: int) -> socket.socket:
 def run(settings: RunSettings) -> None:
     import uvloop
 
+    tracing = telemetry.Tracing(telemetry.build_provider(telemetry.trace_settings()))
     sock = bind(settings.host, settings.port)
-    app = Standalone(settings, sock)
+    app = Standalone(settings, sock, tracing)
     uvloop.run(app.serve())

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from controller import compile as compiler
+from core import metrics
 from core.contract_source import ContractHolder
 from filter.pool import WorkerPool
 
@@ -25,6 +26,7 @@ class StatusSource(Protocol):
     storage_errors: dict[str, str]
     holder: ContractHolder
     pool: WorkerPool
+    metrics: metrics.Metrics
 
 
 async def snapshot(src: StatusSource) -> dict[str, Any]:
@@ -78,4 +80,18 @@ def routes(src: StatusSource) -> list[BaseRoute]:
         body = orjson.dumps(await snapshot(src), option=orjson.OPT_INDENT_2)
         return Response(body, media_type="application/json")
 
-    return [Route("/status", status)]
+    async def prometheus(_: Request) -> Response:
+        states = []
+        for worker in src.pool.workers.values():
+            t = worker.trigger
+            try:
+                lag: int | None = await worker.subscription.lag()
+            except Exception:  # best effort, as in /status
+                lag = None
+            states.append(
+                metrics.TriggerState(t.namespace, t.name, t.broker, lag, worker.in_flight())
+            )
+        src.metrics.refresh(states)
+        return Response(src.metrics.render(), media_type=metrics.CONTENT_TYPE)
+
+    return [Route("/status", status), Route("/metrics", prometheus)]
