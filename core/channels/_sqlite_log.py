@@ -35,7 +35,10 @@ from core.channels import _sqlite_store as store
 _log = logging.getLogger(__name__)
 
 RETENTION_INTERVAL = 1.0  # seconds between background retention passes
-MAX_BACKLOG = 100_000  # queued events before append pushes back with ChannelUnavailable
+# Queued work before append pushes back with ChannelUnavailable (503): bounds memory when
+# producers outrun the disk, mostly at durability `none`, which does not wait for the writer.
+MAX_BACKLOG_EVENTS = 100_000
+MAX_BACKLOG_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -63,6 +66,7 @@ class SqliteLog:
         retention_bytes: int,
         retention_seconds: float,
         retention_interval: float = RETENTION_INTERVAL,
+        max_backlog_bytes: int = MAX_BACKLOG_BYTES,
     ) -> None:
         self.path = path
         self.stats = Stats()
@@ -75,7 +79,9 @@ class SqliteLog:
         self._retention_interval = retention_interval
         self._cond = threading.Condition()
         self._pending: deque[store.Op] = deque()
-        self._backlog = 0
+        self._backlog = 0  # events queued
+        self._backlog_bytes = 0
+        self._max_backlog_bytes = max_backlog_bytes
         self._stopping = False
         self._conn: sqlite3.Connection | None = None
         self._synchronous_full: bool | None = None
@@ -97,10 +103,14 @@ class SqliteLog:
         with self._cond:
             if self._stopping:
                 raise ChannelUnavailable("embedded log is closing")
-            if self._backlog + len(op.rows) > MAX_BACKLOG and op.rows:
+            if op.rows and (
+                self._backlog + len(op.rows) > MAX_BACKLOG_EVENTS
+                or self._backlog_bytes + op.nbytes > self._max_backlog_bytes
+            ):
                 raise ChannelUnavailable("embedded log writer is behind")
             self._pending.append(op)
             self._backlog += len(op.rows)
+            self._backlog_bytes += op.nbytes
             self._cond.notify()
 
     def call(self, kind: int, **kw: Any) -> asyncio.Future[Any]:
@@ -223,8 +233,10 @@ class SqliteLog:
                 n = len(self._pending[0].rows)
                 if batch and events + n > self._group_max:
                     break
-                batch.append(self._pending.popleft())
+                op = self._pending.popleft()
+                batch.append(op)
                 events += n
+                self._backlog_bytes -= op.nbytes
             self._backlog -= events
             return batch
 

@@ -167,8 +167,10 @@ class EmbeddedChannel:
         *,
         connect: store.Connect = store.default_connect,
         retention_interval: float = sqlite_log.RETENTION_INTERVAL,
+        max_backlog_bytes: int = sqlite_log.MAX_BACKLOG_BYTES,
     ) -> None:
         self._settings = settings
+        self._max_backlog_bytes = max_backlog_bytes
         self._connect = connect
         self._retention_interval = retention_interval
         self._logs: dict[Path, sqlite_log.SqliteLog] = {}
@@ -216,6 +218,7 @@ class EmbeddedChannel:
                 retention_bytes=self._settings.retention_bytes,
                 retention_seconds=self._settings.retention_seconds,
                 retention_interval=self._retention_interval,
+                max_backlog_bytes=self._max_backlog_bytes,
             )
             self._logs[path] = log
         return log

@@ -479,3 +479,24 @@ async def test_several_processes_append_to_one_log(tmp_path: Path) -> None:
         mine = [x for x in names if x.startswith(prefix)]
         assert mine == [f"{prefix}{i}" for i in range(50)]
     await ch.close()
+
+
+async def test_backlog_pushes_back_instead_of_growing(tmp_path: Path) -> None:
+    """A writer that cannot keep up (here: locked out) makes appends fail fast with 503 once its
+    queue is full, rather than queueing without bound at durability `none`."""
+    settings = EmbeddedSettings(data_dir=tmp_path, busy_timeout=0.5)
+    ch = EmbeddedChannel(settings, retention_interval=QUIET, max_backlog_bytes=4 * 1024 * 1024)
+    await ch.start()
+    b = conformance.make_broker()
+    await ch.ensure_broker(b)
+    blocker = sqlite3.connect(db_path(tmp_path, b), isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    big = [envelope(f"big{i}", size=64 * 1024) for i in range(8)]
+    try:
+        with pytest.raises(ChannelUnavailable, match="behind"):
+            for _ in range(100):  # 50 MiB offered, at most 4 MiB queued
+                await ch.append(b, big, NONE)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await ch.close()
