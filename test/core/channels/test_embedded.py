@@ -11,6 +11,7 @@ The crash and fsync tests run a real child process (python -c) on the same data 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -500,3 +501,79 @@ async def test_backlog_pushes_back_instead_of_growing(tmp_path: Path) -> None:
         blocker.execute("ROLLBACK")
         blocker.close()
     await ch.close()
+
+
+_ENOSPC_CHILD = """
+import asyncio, json, sys, time, os
+from pathlib import Path
+from core import contract
+from core.channel import ChannelFull, ChannelError, Envelope
+from core.channels.embedded import EmbeddedChannel
+from core.events import CloudEvent
+from core.settings import EmbeddedSettings
+
+EARLIEST = contract.StartFrom.EARLIEST
+
+async def main(data: str) -> None:
+    d = Path(data)
+    filler = d / "filler"
+    filler.write_bytes(b"\\0" * (1024 * 1024))  # someone else's file taking half the disk
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=d / "log"), retention_interval=3600)
+    await ch.start()
+    b = contract.Broker(namespace="ns", name="full", uid="u", address="http://x/")
+    await ch.ensure_broker(b)
+    def env(i):
+        attrs = {"specversion": "1.0", "id": f"e{i}", "source": "/s", "type": "t"}
+        return Envelope(CloudEvent(attrs, os.urandom(4096)), arrival=time.time())
+    acked, errors = [], []
+    for i in range(2000):
+        try:
+            await ch.append(b, [env(i)], contract.Durability.ALL)
+            acked.append(f"e{i}")
+        except ChannelError as err:
+            errors.append(type(err).__name__)
+            if len(errors) >= 3:
+                break
+    filler.unlink()  # space freed
+    await ch.append(b, [env("after")], contract.Durability.ALL)
+    t = contract.Trigger("ns", "t", contract.TriggerUid("t"), "full", "", start_from=EARLIEST)
+    sub = ch.subscribe(b, t)
+    stored = []
+    while batch := await sub.fetch(1000, 0.2):
+        stored += [r.envelope.event.id for r in batch]
+    await ch.close()
+    print(json.dumps({"acked": acked, "errors": errors, "stored": stored}))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def _can_mount_tmpfs() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /tmp"],
+        capture_output=True,
+        timeout=10,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare -rm to mount a tiny tmpfs")
+def test_real_enospc_is_channel_full_then_recovers(tmp_path: Path) -> None:
+    """A genuinely full filesystem (a 2 MiB tmpfs in a private mount namespace): appends fail
+    with ChannelFull, acknowledged events survive, and appends resume once space is freed."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    script = f'mount -t tmpfs -o size=2m tmpfs {mnt} && exec {sys.executable} -c "$0" {mnt}'
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, _ENOSPC_CHILD],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    result = json.loads(proc.stdout)
+    assert result["errors"] == ["ChannelFull"] * 3
+    assert len(result["acked"]) >= 10
+    assert result["stored"] == [*result["acked"], "eafter"]
