@@ -1,0 +1,502 @@
+"""The cluster-mode controller: Brokers and Triggers from the API server -> contract + status.
+
+Level-based and idempotent, like the folder source: informers keep every Broker, Trigger and
+ConfigMap in memory, any change marks the world dirty, and one reconcile at a time recompiles the
+*whole* contract with `controller.compile` (~0.2 s for 1,000 Triggers), then makes the cluster
+match it:
+
+  informers --dirty--> reconcile: served versions (immutable fields) -> resolve refs (prefetch)
+     -> compile -> ensure storage -> ConfigMap kbroker-contract (optimistic, generation + 1)
+     -> [contract file] -> probe data plane -> patch status subresources -> finalizers
+
+Ready means served: an object is Ready only once every data-plane process reports serving a
+contract generation that includes its current entry (GET <url>/contract-generation). Deleting a
+Broker: our finalizer keeps it until the contract without it is served and its storage (Kafka
+topic, embedded log) is deleted, because nothing else would garbage-collect a topic.
+
+What it refuses: acting on single events, and writing anything it has not changed (a status is
+patched only when it differs, the contract only when its content does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from controller import compile as compiler
+from controller import defaults as br_defaults
+from controller import kube_logic as logic
+from controller.kube_api import (
+    BROKERS,
+    CONFIGMAPS,
+    MERGE_PATCH,
+    TRIGGERS,
+    KubeClient,
+    KubeError,
+    Obj,
+    Resource,
+)
+from controller.kube_resolve import KubeResolver
+from controller.kube_watch import Informer
+from core import contract
+from core.channel import Channel, ChannelError
+
+log = logging.getLogger(__name__)
+
+CONTRACT_KEY = "contract.json"
+SOURCE = "kubernetes"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KubeSettings:
+    system_namespace: str = "kbroker-system"
+    ingress_url: str = ""  # Broker addresses' base; "" = the in-cluster ingress Service
+    classes: tuple[str, ...] = ()  # Broker classes served; () = every class kbroker implements
+    contract_configmap: str = "kbroker-contract"
+    contract_file: Path | None = None  # also write the contract here (processes outside pods)
+    data_plane: tuple[str, ...] = ()  # base URLs probed before Ready; () = Ready when written
+    kafka_bootstrap: str | None = None  # default Kafka; makes MTChannelBasedBroker use Kafka
+    resync_interval: float = 30.0  # seconds between full reconciles (re-resolves references)
+    watch_timeout: int = 300
+    max_backoff: float = 30.0
+
+    def base_url(self) -> str:
+        return (
+            self.ingress_url or f"http://kbroker-ingress.{self.system_namespace}.svc.cluster.local"
+        )
+
+    def environment(self) -> compiler.Environment:
+        env = compiler.Environment(ingress_base_url=self.base_url())
+        classes = dict(env.class_channels)
+        kafka: tuple[tuple[str, str], ...] = ()
+        if self.kafka_bootstrap:
+            classes["MTChannelBasedBroker"] = "kafka"
+            kafka = (("bootstrap.servers", self.kafka_bootstrap),)
+        if self.classes:
+            classes = {c: ch for c, ch in classes.items() if c in self.classes}
+        return dataclasses.replace(env, class_channels=classes, default_kafka_config=kafka)
+
+
+class Conflict(Exception):
+    """Someone else wrote the contract ConfigMap: reload it and reconcile again."""
+
+
+class KubeController:
+    def __init__(
+        self,
+        client: KubeClient,
+        settings: KubeSettings,
+        channels: Mapping[str, Channel],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.channels = channels
+        self.clock = clock
+        self.env = settings.environment()
+        self.resolver = KubeResolver(client)
+        self.dirty = asyncio.Event()
+        self.brokers = Informer(
+            client, BROKERS, self._changed, watch_timeout=settings.watch_timeout
+        )
+        self.triggers = Informer(
+            client, TRIGGERS, self._changed, watch_timeout=settings.watch_timeout
+        )
+        self.configmaps = Informer(
+            client, CONFIGMAPS, self._configmap_changed, watch_timeout=settings.watch_timeout
+        )
+        self.contract: contract.Contract | None = None  # last one written to the ConfigMap
+        self.reconciles = 0
+        self._cm_version: str | None = None
+        self._file_generation = -1
+        self._served = -1  # highest generation every data-plane process has reported
+        self._since: dict[logic.Key, tuple[object, int]] = {}
+        self._storage: dict[str, contract.Broker] = {}  # key -> entry whose storage exists
+        self._storage_errors: dict[str, str] = {}
+        self._trigger_brokers: dict[tuple[str, str, str], str] = {}
+        self._problems: tuple[compiler.Problem, ...] = ()
+        self._http: aiohttp.ClientSession | None = None
+
+    # --- change notifications -------------------------------------------------------------------
+
+    def _changed(self, _: Obj | None) -> None:
+        self.dirty.set()
+
+    def _configmap_changed(self, obj: Obj | None) -> None:
+        if obj is None or self._relevant(obj):
+            self.dirty.set()
+
+    def _relevant(self, cm: Mapping[str, Any]) -> bool:
+        meta = logic.meta(cm)
+        ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        if name == br_defaults.CONFIGMAP_NAME:
+            return ns in (self.settings.system_namespace, "knative-eventing")
+        return (ns, name) in self._config_refs()
+
+    def _config_refs(self) -> set[tuple[str, str]]:
+        out = set()
+        for b in self.brokers.items.values():
+            ref = (b.get("spec") or {}).get("config")
+            if isinstance(ref, Mapping) and ref.get("kind") == "ConfigMap" and ref.get("name"):
+                ns = ref.get("namespace") or logic.meta(b).get("namespace")
+                out.add((str(ns), str(ref["name"])))
+        return out
+
+    # --- main loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for informer in (self.brokers, self.triggers, self.configmaps):
+                tg.create_task(informer.run(), name=f"watch:{informer.resource.plural}")
+            tg.create_task(self._loop(), name="reconcile")
+
+    async def _loop(self) -> None:
+        for informer in (self.brokers, self.triggers, self.configmaps):
+            await informer.synced.wait()
+        await self._retrying(self._load_contract)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
+        wait, delay = 0.0, 0.2
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.dirty.wait(), wait or self.settings.resync_interval)
+                await asyncio.sleep(0.05)  # coalesce a burst of events into one reconcile
+                self.dirty.clear()
+                try:
+                    converged = await self.reconcile()
+                except Conflict:
+                    wait = 0.01
+                    continue
+                except (KubeError, ChannelError) as exc:
+                    log.warning("reconcile failed: %s; retrying in %.1fs", exc, delay)
+                    wait, delay = delay, min(delay * 2, self.settings.max_backoff)
+                    continue
+                # Not converged (data plane behind, storage failing): look again soon.
+                wait = 0.0 if converged else delay
+                delay = 0.2 if converged else min(delay * 2, 5.0)
+        finally:
+            await self._http.close()
+
+    async def _retrying(self, step: Callable[[], Any]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await step()
+                return
+            except KubeError as exc:
+                log.warning("%s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.max_backoff)
+
+    # --- one reconcile --------------------------------------------------------------------------
+
+    async def reconcile(self) -> bool:
+        """Make the cluster match the objects once; True when nothing is left pending."""
+        self.reconciles += 1
+        now = self.clock()
+        configmaps = self._configmaps()
+        defaults = _defaults(configmaps)
+        objects = [compiler.SourcedObject(cm, SOURCE) for cm in configmaps]
+        violations: dict[logic.Key, tuple[str, ...]] = {}
+        doomed = []
+        for b in self.brokers.items.values():
+            if logic.deleting(b):
+                if logic.has_finalizer(b):
+                    doomed.append(b)
+                continue
+            served, problems = logic.served_broker(
+                b, logic.recorded(b), defaults, self.env.default_broker_class
+            )
+            if problems:
+                violations[logic.key_of(b)] = tuple(problems)
+            objects.append(compiler.SourcedObject(served, SOURCE))
+        for t in self.triggers.items.values():
+            if not logic.deleting(t):
+                objects.append(compiler.SourcedObject(self._served_trigger(t, violations), SOURCE))
+
+        resolver = await self.resolver.prefetch(logic.refs(o.obj for o in objects))
+        env = dataclasses.replace(self.env, resolver=resolver)
+        result = compiler.compile(objects, env, previous=self.contract)
+        self._log_problems(result.problems)
+        await self._ensure_storage(result.contract)
+        if self.contract is None or result.contract.generation != self.contract.generation:
+            await self._write_contract(result.contract)
+        self._write_file(result.contract)
+        generation = await self._probe()
+        pending = await self._write_statuses(result, violations, generation, now)
+        await self._adopt(result)
+        finalizing = await self._finalize(doomed, generation)
+        return not pending and not finalizing and not self._storage_errors
+
+    def _configmaps(self) -> list[Obj]:
+        """config-br-defaults (ours first) and the ConfigMaps Brokers reference."""
+        refs = self._config_refs()
+        keep = []
+        for (ns, name), cm in sorted(self.configmaps.items.items()):
+            if (ns, name) in refs or (
+                name == br_defaults.CONFIGMAP_NAME
+                and ns in (self.settings.system_namespace, "knative-eventing")
+            ):
+                keep.append(cm)
+        return keep
+
+    def _served_trigger(self, t: Obj, violations: dict[logic.Key, tuple[str, ...]]) -> Obj:
+        meta = logic.meta(t)
+        ident = (str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid")))
+        served, problems = logic.served_trigger(t, self._trigger_brokers.get(ident))
+        if problems:
+            violations[logic.key_of(t)] = tuple(problems)
+        else:
+            broker = (t.get("spec") or {}).get("broker")
+            if isinstance(broker, str):
+                self._trigger_brokers[ident] = broker
+        return dict(served)
+
+    def _log_problems(self, problems: tuple[compiler.Problem, ...]) -> None:
+        if problems != self._problems:
+            for p in problems:
+                (log.warning if p.severity == "error" else log.info)("%s", p)
+            self._problems = problems
+
+    async def _ensure_storage(self, c: contract.Contract) -> None:
+        for b in c.brokers:
+            if self._storage.get(b.key) == b and b.key not in self._storage_errors:
+                continue
+            channel = self.channels.get(b.channel)
+            try:
+                if channel is None:
+                    raise ChannelError(f"channel {b.channel!r} is not available in the controller")
+                await channel.ensure_broker(b)
+            except ChannelError as exc:
+                log.error("broker %s: storage not ready: %s", b.key, exc)
+                self._storage_errors[b.key] = str(exc)
+                continue
+            self._storage[b.key] = b
+            self._storage_errors.pop(b.key, None)
+
+    # --- the contract ---------------------------------------------------------------------------
+
+    async def _load_contract(self) -> None:
+        path = CONFIGMAPS.path(self.settings.system_namespace, self.settings.contract_configmap)
+        try:
+            cm = await self.client.request("GET", path)
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            self.contract, self._cm_version = None, None
+            return
+        self._cm_version = str(cm["metadata"]["resourceVersion"])
+        raw = (cm.get("data") or {}).get(CONTRACT_KEY)
+        try:
+            loaded = contract.Contract.from_json(raw) if raw else None
+        except (ValueError, KeyError) as exc:
+            log.error("contract ConfigMap unreadable (%s): starting a new generation line", exc)
+            loaded = None
+        if loaded is not None and self.contract is None:
+            # A restart: what the data plane serves is where the Ready bookkeeping starts.
+            for b in loaded.brokers:
+                self._storage.setdefault(b.key, b)
+                self._since[("Broker", b.namespace, b.name)] = (b, loaded.generation)
+            for t in loaded.triggers:
+                self._since[("Trigger", t.namespace, t.name)] = (t, loaded.generation)
+        self.contract = loaded
+
+    async def _write_contract(self, c: contract.Contract) -> None:
+        ns, name = self.settings.system_namespace, self.settings.contract_configmap
+        # Compact JSON: a ConfigMap holds at most 1 MiB.
+        compact = orjson.dumps(orjson.loads(c.to_json())).decode()
+        body: Obj = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": {"app.kubernetes.io/part-of": "kbroker"},
+                "annotations": {"kbroker.dev/generation": str(c.generation)},
+            },
+            "data": {CONTRACT_KEY: compact},
+        }
+        try:
+            if self._cm_version is None:
+                written = await self.client.request("POST", CONFIGMAPS.path(ns), body=body)
+            else:
+                body["metadata"]["resourceVersion"] = self._cm_version
+                written = await self.client.request("PUT", CONFIGMAPS.path(ns, name), body=body)
+        except KubeError as exc:
+            if exc.status == 409:
+                log.info("contract ConfigMap changed under us: reloading")
+                await self._load_contract()
+                raise Conflict from exc
+            raise
+        self._cm_version = str(written["metadata"]["resourceVersion"])
+        self.contract = c
+        log.info(
+            "contract generation %d written: %d brokers, %d triggers",
+            c.generation,
+            len(c.brokers),
+            len(c.triggers),
+        )
+
+    def _write_file(self, c: contract.Contract) -> None:
+        path = self.settings.contract_file
+        if path is None or c.generation == self._file_generation:
+            return
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(c.to_json())
+        tmp.replace(path)  # atomic: a polling reader never sees half a contract
+        self._file_generation = c.generation
+
+    async def _probe(self) -> int | None:
+        """The generation every data-plane process serves (never going back), None if unprobed."""
+        if not self.settings.data_plane:
+            return None
+        assert self._http is not None
+        seen = []
+        for base in self.settings.data_plane:
+            try:
+                async with self._http.get(f"{base.rstrip('/')}/contract-generation") as resp:
+                    seen.append(int((await resp.json())["generation"]) if resp.ok else -1)
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+                seen.append(-1)
+        self._served = max(self._served, min(seen))
+        return self._served
+
+    # --- status ---------------------------------------------------------------------------------
+
+    async def _write_statuses(
+        self,
+        result: compiler.CompileResult,
+        violations: Mapping[logic.Key, tuple[str, ...]],
+        served: int | None,
+        now: datetime,
+    ) -> bool:
+        """Patch every status that differs; True while some object waits for the data plane."""
+        c = result.contract
+        entries: dict[logic.Key, object] = {("Broker", b.namespace, b.name): b for b in c.brokers}
+        entries.update({("Trigger", t.namespace, t.name): t for t in c.triggers})
+        pending = False
+        patches: list[tuple[Resource, Obj, Obj]] = []
+        for key, st in result.statuses.items():
+            kind, ns, name = key
+            informer = self.brokers if kind == "Broker" else self.triggers
+            obj = informer.items.get((ns, name))
+            if obj is None:
+                continue
+            waiting = None
+            entry = entries.get(key)
+            if entry is not None:
+                since = self._since.get(key)
+                if since is None or since[0] != entry:
+                    since = self._since[key] = (entry, c.generation)
+                if served is not None and served < since[1]:
+                    waiting, pending = since[1], True
+            overrides = logic.Overrides(
+                violations=violations.get(key, ()),
+                storage_error=self._storage_errors.get(f"{ns}/{name}"),
+                waiting_for=waiting,
+            )
+            previous = obj.get("status")
+            desired = logic.desired_status(st, overrides, previous, now)
+            patch = logic.status_patch(desired, previous)
+            if patch is not None:
+                patches.append((BROKERS if kind == "Broker" else TRIGGERS, obj, patch))
+        for key in [k for k in self._since if k not in entries]:
+            del self._since[key]
+        await _gather_limited(self._patch_status(r, o, p) for r, o, p in patches)
+        return pending
+
+    async def _patch_status(self, resource: Resource, obj: Obj, patch: Obj) -> None:
+        meta = logic.meta(obj)
+        path = resource.path(str(meta["namespace"]), str(meta["name"]), "status")
+        try:
+            await self.client.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+        except KubeError as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+
+    # --- finalizers -----------------------------------------------------------------------------
+
+    async def _adopt(self, result: compiler.CompileResult) -> None:
+        """Our finalizer and the accepted immutable fields on every Broker we serve."""
+        patches = []
+        for kind, ns, name in result.statuses:
+            b = self.brokers.items.get((ns, name)) if kind == "Broker" else None
+            if b is None or (logic.has_finalizer(b) and logic.recorded(b) is not None):
+                continue
+            meta = logic.meta(b)
+            patch: Obj = {"metadata": {"resourceVersion": meta.get("resourceVersion")}}
+            if not logic.has_finalizer(b):
+                patch["metadata"]["finalizers"] = [*(meta.get("finalizers") or ()), logic.FINALIZER]
+            if logic.recorded(b) is None:
+                accepted = orjson.dumps(logic.accepted_fields(b)).decode()
+                patch["metadata"]["annotations"] = {logic.ACCEPTED_ANNOTATION: accepted}
+            patches.append(self._patch_meta(b, patch))
+        await _gather_limited(patches)
+
+    async def _finalize(self, doomed: list[Obj], served: int | None) -> bool:
+        """Delete the storage of deleted Brokers, then let them go; True while some must wait."""
+        waiting = False
+        for b in doomed:
+            meta = logic.meta(b)
+            key = f"{meta.get('namespace')}/{meta.get('name')}"
+            current = self.contract.generation if self.contract else 0
+            if served is not None and served < current:
+                waiting = True  # the data plane may still write to it
+                continue
+            entry = self._storage.get(key)
+            if entry is not None and (channel := self.channels.get(entry.channel)) is not None:
+                try:
+                    await channel.delete_broker(entry)
+                except ChannelError as exc:
+                    log.error("broker %s: storage not deleted yet: %s", key, exc)
+                    waiting = True
+                    continue
+                log.info("broker %s: storage %s deleted", key, entry.topic)
+            self._storage.pop(key, None)
+            self._storage_errors.pop(key, None)
+            kept = [f for f in meta.get("finalizers") or () if f != logic.FINALIZER]
+            await self._patch_meta(
+                b,
+                {"metadata": {"resourceVersion": meta.get("resourceVersion"), "finalizers": kept}},
+            )
+        return waiting
+
+    async def _patch_meta(self, obj: Obj, patch: Obj) -> None:
+        meta = logic.meta(obj)
+        path = BROKERS.path(str(meta["namespace"]), str(meta["name"]))
+        try:
+            await self.client.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+        except KubeError as exc:
+            if exc.status == 409:  # changed meanwhile: its watch event brings another reconcile
+                self.dirty.set()
+            elif exc.status != 404:
+                raise
+
+
+def _defaults(configmaps: list[Obj]) -> br_defaults.Defaults | None:
+    for cm in configmaps:
+        if logic.meta(cm).get("name") == br_defaults.CONFIGMAP_NAME:
+            try:
+                return br_defaults.from_configmap(cm.get("data") or {})
+            except br_defaults.DefaultsError:
+                return None  # compile reports it on the ConfigMap
+    return None
+
+
+async def _gather_limited(calls: Any, limit: int = 8) -> None:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Any) -> None:
+        async with gate:
+            await call
+
+    await asyncio.gather(*(one(c) for c in calls))
