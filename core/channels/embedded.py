@@ -23,6 +23,15 @@ Reading: a subscription keeps an in-memory cursor starting at the trigger's comm
 notification after each commit, and polls the log's end every ~50 ms so that appends by other
 processes sharing the data dir are seen too.
 
+Retention (`retention_seconds`, `retention_bytes` per broker) deletes from the head of the log
+only what every trigger of the broker has committed: an event older than `retention_seconds`
+goes at the next pass (once a second, on the writer thread); when an append would take the broker
+over `retention_bytes`, committed events make room first, and if unconsumed events alone fill the
+quota the append fails with ChannelFull (507) rather than dropping anything unread. A broker with
+no trigger at all keeps nobody's events, so its old events simply age out (as on Kafka). Freed
+pages are reused by later appends; the file itself does not shrink. A removed trigger must be
+`delete_subscription`-ed, or its position holds retention back forever.
+
 What it refuses to do: several partitions (Record.partition is always 0), external topics (an
 `external_topic` broker's file is never deleted), and cancelling an append once queued: an append
 whose caller gave up (timeout -> 503) may still be stored, which is at-least-once, never loss.
