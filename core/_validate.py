@@ -112,5 +112,10 @@ def check(attrs: Mapping[str, object]) -> None:
         schema = attrs.get("dataschema")
         if schema is not None and not (isinstance(schema, str) and _ABSOLUTE_URI.fullmatch(schema)):
             raise ValueError(f"attribute 'dataschema' is not an absolute URI: {schema!r}")
-    elif attrs.get("schemaurl") == "":
-        raise ValueError("attribute 'schemaurl' must not be empty")
+    else:
+        if attrs.get("schemaurl") == "":
+            raise ValueError("attribute 'schemaurl' must not be empty")
+        encoding = attrs.get("datacontentencoding")
+        # RFC 2045 encodings are case-insensitive; 0.3 defines only base64.
+        if encoding is not None and str(encoding).lower() != "base64":
+            raise ValueError(f"unsupported datacontentencoding {encoding!r}")

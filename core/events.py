@@ -91,6 +91,8 @@ def attr_string(value: AttrValue) -> str:
 
 
 _DEFAULTS = DecodeLimits()
+# A record already in Kafka passed a producer's caps; reading it back must not apply new ones.
+_KAFKA_LIMITS = DecodeLimits(max_event_bytes=2**62, max_body_bytes=2**62)
 _STRUCTURED = "application/cloudevents+json"
 _BATCH = "application/cloudevents-batch+json"
 _STRUCTURED_CT = _STRUCTURED + "; charset=utf-8"
@@ -310,4 +312,4 @@ def from_kafka(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None)
 def _kafka_structured(value: bytes | None) -> CloudEvent:
     if value is None:
         raise EventError("a structured record must have a value")
-    return from_json(_loads(value), DecodeLimits(max_event_bytes=len(value) + 1))
+    return from_json(_loads(value), _KAFKA_LIMITS)

@@ -246,6 +246,15 @@ def test_binary_invalid_values(attr: str, value: str) -> None:
         events.decode_http(headers, b"")
 
 
+def test_binary_v03_datacontentencoding_must_be_base64() -> None:
+    v03 = [("ce-specversion", "0.3"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t")]
+    [event] = events.decode_http(raw([*v03, ("ce-datacontentencoding", "BASE64")]), b"\x00")
+    assert event.attributes["datacontentencoding"] == "BASE64"
+    assert events.to_json(event)["data"] == "AA=="
+    with pytest.raises(EventError, match="datacontentencoding"):
+        events.decode_http(raw([*v03, ("ce-datacontentencoding", "gzip")]), b"")
+
+
 def test_binary_header_count_cap() -> None:
     extra = [(f"ce-x{i}", "v") for i in range(3)]
     assert binary(*extra, limits=DecodeLimits(max_headers=7))
