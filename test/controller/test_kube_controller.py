@@ -1,0 +1,647 @@
+"""Cluster mode end to end: real kube-apiserver, controller, ingress and filter processes.
+
+    kubectl / kn ──> kube-apiserver (+ etcd) <──watch/patch── kbroker controller ──> ConfigMap
+                                                                   │ --contract-file
+                                                                   v
+    producer ──POST──> kbroker ingress ──> embedded log (shared --data) ──> kbroker filter ──> sink
+                          ^ GET /contract-generation (both) before the controller says Ready
+
+Pods cannot run here (no kubelet), so ingress and filter run as local processes reading the
+contract file the controller keeps in sync with the ConfigMap, and Brokers' addresses use the
+ingress's local URL (--ingress-url), so events really flow. One process set serves the whole
+module (start-up costs CPU on 2 cores); each test works in its own namespace. The `kn` tests skip
+only when the kn binary has not been built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from fixtures.kube import Kube
+from fixtures.subscriber import Sink, SinkServer
+
+from controller import kube
+from controller.kube_resolve import KubeResolver
+from core import events as ce
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+TEST_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: things.test.kbroker.dev
+spec:
+  group: test.kbroker.dev
+  scope: Namespaced
+  names: {kind: Thing, plural: things, singular: thing, listKind: ThingList}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"""
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    url: str = ""
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+@dataclass
+class Cluster:
+    kube: Kube
+    root: Path
+    ingress: Proc
+    filter: Proc
+    controller: Proc | None = None
+    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10.0))
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def contract_file(self) -> Path:
+        return self.root / "contract.json"
+
+    def start_controller(self) -> None:
+        args = [
+            "controller",
+            "--kubeconfig",
+            str(self.kube.kubeconfig),
+            "--port",
+            "0",
+            "--data",
+            str(self.data),
+            "--contract-file",
+            str(self.contract_file),
+            "--ingress-url",
+            self.ingress.url,
+            "--data-plane",
+            self.ingress.url,
+            "--data-plane",
+            self.filter.url,
+            "--resync",
+            "1",
+        ]
+        self.controller = spawn("controller", args, self.root)
+
+    def kill_controller(self) -> None:
+        if self.controller is not None and self.controller.popen.poll() is None:
+            self.controller.popen.send_signal(signal.SIGKILL)
+            self.controller.popen.wait(10)
+
+    async def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return await asyncio.to_thread(self.kube.kubectl, *args, stdin=stdin)
+
+    async def apply(self, ns: str, text: str) -> None:
+        await self.kubectl("apply", "-n", ns, "-f", "-", stdin=text)
+
+    async def get(self, ns: str, kind: str, name: str) -> dict[str, Any] | None:
+        proc = await asyncio.to_thread(
+            self.kube.run_kubectl, "get", "-n", ns, kind, name, "-o", "json"
+        )
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr:
+                return None
+            pytest.fail(proc.stderr)
+        found: dict[str, Any] = json.loads(proc.stdout)
+        return found
+
+    async def condition(self, ns: str, kind: str, name: str, ctype: str = "Ready") -> Any:
+        obj = await self.get(ns, kind, name)
+        for c in ((obj or {}).get("status") or {}).get("conditions") or ():
+            if c["type"] == ctype:
+                return c
+        return None
+
+    async def until(self, check: Callable[[], Awaitable[T | None]], what: str, t: float = 15) -> T:
+        deadline = time.monotonic() + t
+        while True:
+            for p in (self.ingress, self.filter, self.controller):
+                if p is not None and p.popen.poll() is not None:
+                    pytest.fail(f"{p.name} exited: {p.tail()}")
+            value = await check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                tail = self.controller.tail() if self.controller else ""
+                pytest.fail(f"timed out waiting for {what}; controller log:\n{tail}")
+            await asyncio.sleep(0.1)
+
+    async def ready(self, ns: str, kind: str, name: str, t: float = 15) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            obj = await self.get(ns, kind, name)
+            st = (obj or {}).get("status") or {}
+            ok = any(
+                c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", ())
+            )
+            fresh = (
+                obj is not None and st.get("observedGeneration") == obj["metadata"]["generation"]
+            )
+            return obj if ok and fresh else None
+
+        return await self.until(check, f"{kind} {ns}/{name} Ready", t)
+
+    async def reason(self, ns: str, kind: str, name: str, reason: str, ctype: str = "Ready") -> Any:
+        async def check() -> Any:
+            c = await self.condition(ns, kind, name, ctype)
+            return c if c and c["status"] != "True" and c.get("reason") == reason else None
+
+        return await self.until(check, f"{kind} {ns}/{name} {ctype} reason {reason}")
+
+    async def send(self, url: str, etype: str, eid: str | None = None) -> httpx.Response:
+        event = ce.CloudEvent(
+            {
+                "specversion": "1.0",
+                "id": eid or uuid.uuid4().hex,
+                "source": "test/kube",
+                "type": etype,
+            },
+            b"{}",
+        )
+        headers, body = ce.encode_binary(event)
+        return await self.http.post(url, content=body, headers=headers)
+
+    async def deliver(self, url: str, etype: str, sink: Sink) -> None:
+        """Send until one arrives: a Trigger just marked Ready may still be taking its start
+        position in another process (see the report's gaps); later events are deterministic."""
+        before = len(sink.received)
+        for _ in range(20):
+            resp = await self.send(url, etype)
+            assert resp.status_code == 202, resp.text
+            try:
+                await sink.wait_for(before + 1, timeout=0.5)
+                return
+            except TimeoutError:
+                continue
+        pytest.fail(f"no {etype} event reached {sink.url}")
+
+
+def spawn(name: str, args: list[str], root: Path, timeout: float = 30.0) -> Proc:
+    log = root / f"{name}.log"
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "kbroker", *args, "--log-level", "info"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    proc = Proc(name, popen, log)
+    deadline = time.monotonic() + timeout
+    while not (m := re.search(rf"kbroker {name} ready on (\S+)", proc.tail())):
+        if popen.poll() is not None or time.monotonic() > deadline:
+            popen.kill()
+            pytest.fail(f"{name} did not start: {proc.tail()}")
+        time.sleep(0.05)
+    proc.url = m.group(1)
+    return proc
+
+
+def stop(proc: Proc | None) -> None:
+    if proc is not None and proc.popen.poll() is None:
+        proc.popen.send_signal(signal.SIGTERM)
+        try:
+            proc.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.popen.kill()
+            proc.popen.wait(5)
+
+
+@pytest.fixture(scope="module")
+def cluster(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("cluster")
+    kube.kubectl("apply", "-f", str(ROOT / "config" / "100-namespace.yaml"))
+    kube.kubectl("apply", "-f", "-", stdin=TEST_CRD)
+    kube.kubectl("wait", "--for=condition=Established", "crd/things.test.kbroker.dev")
+    data_plane = [
+        "--contract",
+        str(root / "contract.json"),
+        "--port",
+        "0",
+        "--data",
+        str(root / "data"),
+        "--poll",
+        "0.1",
+    ]
+    ingress = spawn("ingress", ["ingress", *data_plane], root)
+    filter_ = spawn("filter", ["filter", *data_plane], root)
+    c = Cluster(kube, root, ingress, filter_)
+    try:
+        c.start_controller()
+        yield c
+    finally:
+        for p in (c.controller, filter_, ingress):
+            stop(p)
+
+
+@pytest.fixture
+async def plane(cluster: Cluster, sinks: SinkServer) -> AsyncIterator[Cluster]:
+    yield cluster
+    await cluster.http.aclose()
+    cluster.http = httpx.AsyncClient(timeout=10.0)  # a new loop per test
+
+
+def broker_url(c: Cluster, ns: str, name: str) -> str:
+    return f"{c.ingress.url}/{ns}/{name}"
+
+
+# Shaped like Knative's docs (eventing/brokers/broker-types/channel-based-broker, triggers).
+DOCS_YAML = """
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  annotations:
+    eventing.knative.dev/broker.class: MTChannelBasedBroker
+spec:
+  config:
+    apiVersion: v1
+    kind: ConfigMap
+    name: config-br-default-channel
+    namespace: knative-eventing
+  delivery:
+    retry: 2
+    backoffPolicy: exponential
+    backoffDelay: PT0.1S
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: my-service-trigger
+spec:
+  broker: default
+  filter:
+    attributes:
+      type: dev.knative.foo.bar
+  subscriber:
+    uri: {sink}
+"""
+
+
+async def test_docs_yaml_becomes_ready_and_events_flow(plane: Cluster, sinks: SinkServer) -> None:
+    sink = sinks.sink("docs")
+    ns = plane.kube.namespace("docs")
+    await plane.apply(ns, DOCS_YAML.replace("{sink}", sink.url))
+
+    broker = await plane.ready(ns, "broker", "default")
+    url = broker_url(plane, ns, "default")
+    assert broker["status"]["address"] == {"name": "http", "url": url}
+    assert broker["metadata"]["finalizers"] == ["kbroker.dev/broker"]
+    trigger = await plane.ready(ns, "trigger", "my-service-trigger")
+    assert trigger["status"]["subscriberUri"] == sink.url
+    types = {c["type"]: c["status"] for c in trigger["status"]["conditions"]}
+    assert types == dict.fromkeys(
+        [
+            "Ready",
+            "BrokerReady",
+            "SubscriberResolved",
+            "DeadLetterSinkResolved",
+            "SubscriptionReady",
+            "DependencyReady",
+            "OIDCIdentityCreated",
+        ],
+        "True",
+    )
+    listed = await plane.kubectl("get", "-n", ns, "brokers")
+    assert re.search(rf"default\s+{re.escape(url)}\s+\S+\s+True", listed), listed
+
+    await plane.deliver(url, "dev.knative.foo.bar", sink)
+    assert (await plane.send(url, "other.type")).status_code == 202
+    assert (await plane.send(url, "dev.knative.foo.bar", "last")).status_code == 202
+    await sink.wait_for(2)
+    await asyncio.sleep(0.3)
+    assert {e.type for e in sink.events} == {"dev.knative.foo.bar"}
+    assert sink.events[-1].id == "last"
+
+    cm = json.loads(
+        await plane.kubectl(
+            "get", "-n", "kbroker-system", "configmap", "kbroker-contract", "-o", "json"
+        )
+    )
+    served = json.loads(cm["data"]["contract.json"])
+    assert served == json.loads(plane.contract_file.read_text())
+    assert [b["name"] for b in served["brokers"] if b["namespace"] == ns] == ["default"]
+
+
+def needs_kn(kube: Kube) -> None:
+    if not kube.kn_path.exists():
+        pytest.skip(f"kn is not built ({kube.kn_path} missing): run `bash hack/kube.sh build`")
+
+
+async def test_kn_broker_and_trigger_commands(plane: Cluster, sinks: SinkServer) -> None:
+    needs_kn(plane.kube)
+    sink = sinks.sink("kn")
+    ns = plane.kube.namespace("kn")
+
+    async def kn(*args: str) -> str:
+        return await asyncio.to_thread(plane.kube.kn, *args, "-n", ns)
+
+    assert "successfully created" in await kn("broker", "create", "kb")
+    await plane.ready(ns, "broker", "kb")
+    url = broker_url(plane, ns, "kb")
+    assert (await kn("broker", "describe", "kb", "-o", "url")).strip() == url
+    described = await kn("broker", "describe", "kb")
+    assert url in described and "Ready" in described
+    listed = await kn("broker", "list")
+    assert re.search(rf"kb\s+{re.escape(url)}\s+.*True", listed), listed
+
+    await kn(
+        "trigger", "create", "kt", "--broker", "kb", "--sink", sink.url, "--filter", "type=kn.t"
+    )
+    await plane.ready(ns, "trigger", "kt")
+    listed = await kn("trigger", "list")
+    assert re.search(r"kt\s+kb\s+\S+\s+.*True", listed), listed
+    described = await kn("trigger", "describe", "kt")
+    assert sink.url in described and "Ready" in described
+
+    await plane.deliver(url, "kn.t", sink)
+    await kn("trigger", "delete", "kt")
+    await kn("broker", "delete", "kb")
+    await plane.until(lambda: _gone(plane, ns, "broker", "kb"), "kn-deleted Broker gone")
+
+
+async def _gone(plane: Cluster, ns: str, kind: str, name: str) -> bool:
+    return await plane.get(ns, kind, name) is None
+
+
+TRIGGER = """
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: {name}
+spec:
+  broker: {broker}
+  filter:
+    attributes:
+      type: {type}
+  subscriber:
+    uri: {sink}
+"""
+
+BROKER = """
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: {name}
+"""
+
+
+async def test_trigger_before_broker_then_filter_change(plane: Cluster, sinks: SinkServer) -> None:
+    sink = sinks.sink("early")
+    ns = plane.kube.namespace("order")
+    trig = TRIGGER.format(name="t", broker="late", type="a.type", sink=sink.url)
+    await plane.apply(ns, trig)
+    cond = await plane.reason(ns, "trigger", "t", "BrokerDoesNotExist")
+    assert 'Broker "late" does not exist' in cond["message"]
+
+    await plane.apply(ns, BROKER.format(name="late"))
+    await plane.ready(ns, "trigger", "t")
+    url = broker_url(plane, ns, "late")
+    await plane.deliver(url, "a.type", sink)
+
+    await plane.apply(ns, trig.replace("a.type", "b.type"))
+    t = await plane.ready(ns, "trigger", "t")
+    assert t["status"]["observedGeneration"] == 2
+    count = len(sink.received)
+    await plane.send(url, "a.type")
+    await plane.send(url, "b.type", "b")
+    await sink.wait_for(count + 1)
+    await asyncio.sleep(0.3)
+    assert [e.id for e in sink.events[count:]] == ["b"]
+
+
+async def test_deleting_a_broker_removes_storage_and_unreadies_triggers(
+    plane: Cluster, sinks: SinkServer
+) -> None:
+    sink = sinks.sink("del")
+    ns = plane.kube.namespace("del")
+    await plane.apply(ns, BROKER.format(name="gone"))
+    await plane.apply(ns, TRIGGER.format(name="t", broker="gone", type="x", sink=sink.url))
+    await plane.ready(ns, "trigger", "t")
+    await plane.deliver(broker_url(plane, ns, "gone"), "x", sink)
+    storage = sorted(plane.data.glob(f"knative-broker-{ns}-gone.db*"))
+    assert storage, list(plane.data.iterdir())
+
+    await plane.kubectl("delete", "-n", ns, "broker", "gone", "--timeout=20s")
+    assert [p for p in storage if p.exists()] == []
+    await plane.reason(ns, "trigger", "t", "BrokerDoesNotExist")
+    resp = await plane.send(broker_url(plane, ns, "gone"), "x")
+    assert resp.status_code == 404
+
+
+async def test_subscriber_refs_service_addressable_relative_and_missing(
+    plane: Cluster, sinks: SinkServer
+) -> None:
+    sink = sinks.sink("thing")
+    ns = plane.kube.namespace("refs")
+    await plane.apply(ns, BROKER.format(name="b"))
+    await plane.apply(
+        ns,
+        """
+apiVersion: v1
+kind: Service
+metadata: {name: svc}
+spec:
+  ports: [{port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  ports: [{port: 80}]
+""",
+    )
+    base = sink.url.rsplit("/", 1)[0]
+
+    def trig(name: str, ref: str, uri: str = "") -> str:
+        return f"""
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: {name}}}
+spec:
+  broker: b
+  subscriber:
+    ref: {ref}
+    {f"uri: {uri}" if uri else ""}
+"""
+
+    thing = "{apiVersion: test.kbroker.dev/v1, kind: Thing, name: sinky}"
+    await plane.apply(
+        ns,
+        trig("to-svc", "{apiVersion: v1, kind: Service, name: svc}")
+        + "---"
+        + trig("to-web", "{apiVersion: v1, kind: Service, name: web}", "/hook")
+        + "---"
+        + trig("to-thing", thing, "/thing")
+        + "---"
+        + trig("to-nothing", "{apiVersion: v1, kind: Service, name: nothing}"),
+    )
+    t = await plane.ready(ns, "trigger", "to-svc")
+    assert t["status"]["subscriberUri"] == f"http://svc.{ns}.svc.cluster.local:8080/"
+    t = await plane.ready(ns, "trigger", "to-web")
+    assert t["status"]["subscriberUri"] == f"http://web.{ns}.svc.cluster.local/hook"
+    cond = await plane.reason(
+        ns, "trigger", "to-nothing", "Unable to get the Subscriber's URI", "SubscriberResolved"
+    )
+    assert "not found" in cond["message"]
+    cond = await plane.reason(
+        ns, "trigger", "to-thing", "Unable to get the Subscriber's URI", "SubscriberResolved"
+    )
+
+    # The Addressable appears later, with its address: the Trigger resolves on the next resync.
+    await plane.apply(
+        ns,
+        f"""
+apiVersion: test.kbroker.dev/v1
+kind: Thing
+metadata: {{name: sinky}}
+status:
+  address: {{url: "{base}/ignored"}}
+""",
+    )
+    t = await plane.ready(ns, "trigger", "to-thing")
+    assert t["status"]["subscriberUri"] == sink.url
+    await plane.deliver(broker_url(plane, ns, "b"), "any.type", sink)
+
+
+async def test_invalid_objects_get_conditions_and_never_block_valid_ones(
+    plane: Cluster, sinks: SinkServer
+) -> None:
+    sink = sinks.sink("valid")
+    ns = plane.kube.namespace("bad")
+    await plane.apply(
+        ns,
+        BROKER.format(name="good")
+        + """
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: slow}
+spec:
+  delivery: {backoffDelay: soon, retry: 1}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: two-dialects}
+spec:
+  broker: good
+  filters:
+    - {exact: {type: a}, prefix: {type: b}}
+  subscriber: {uri: http://127.0.0.1:9/}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: relative}
+spec:
+  broker: good
+  subscriber: {uri: /no-host}
+"""
+        + "---"
+        + TRIGGER.format(name="fine", broker="good", type="ok", sink=sink.url),
+    )
+    await plane.ready(ns, "trigger", "fine")
+    cond = await plane.reason(ns, "broker", "slow", "InvalidDelivery")
+    assert "backoffDelay" in cond["message"]
+    cond = await plane.reason(ns, "trigger", "two-dialects", "InvalidFilter")
+    assert "multiple dialects" in cond["message"]
+    await plane.reason(ns, "trigger", "relative", "Unable to get the Subscriber's URI")
+    await plane.deliver(broker_url(plane, ns, "good"), "ok", sink)
+
+    # spec.config is immutable: the change is reported and the accepted version keeps serving.
+    await plane.kubectl(
+        "patch",
+        "-n",
+        ns,
+        "broker",
+        "good",
+        "--type=merge",
+        "-p",
+        '{"spec":{"config":{"apiVersion":"v1","kind":"ConfigMap","name":"other"}}}',
+    )
+    cond = await plane.reason(ns, "broker", "good", "ImmutableFieldChanged")
+    assert "spec.config" in cond["message"]
+    count = len(sink.received)
+    assert (await plane.send(broker_url(plane, ns, "good"), "ok")).status_code == 202
+    await sink.wait_for(count + 1)
+    await plane.ready(ns, "trigger", "fine")
+
+
+async def test_source_like_sink_ref_to_a_broker_resolves_to_its_address(
+    plane: Cluster, sinks: SinkServer
+) -> None:
+    sink = sinks.sink("src")
+    ns = plane.kube.namespace("src")
+    await plane.apply(ns, BROKER.format(name="default"))
+    await plane.apply(ns, TRIGGER.format(name="t", broker="default", type="ping", sink=sink.url))
+    await plane.ready(ns, "trigger", "t")
+    # What a Knative source does with spec.sink: resolve the ref as an Addressable, POST there.
+    await plane.apply(
+        ns,
+        """
+apiVersion: test.kbroker.dev/v1
+kind: Thing
+metadata: {name: ping}
+spec:
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+""",
+    )
+    source = await plane.get(ns, "thing", "ping")
+    assert source is not None
+    ref = source["spec"]["sink"]["ref"]
+    client = await kube.connect(plane.kube.kubeconfig)
+    try:
+        url = await KubeResolver(client).lookup(ref["apiVersion"], ref["kind"], ns, ref["name"])
+    finally:
+        await client.close()
+    assert url == broker_url(plane, ns, "default")
+    await plane.deliver(url, "ping", sink)
+
+
+async def test_controller_killed_mid_reconcile_converges_after_restart(plane: Cluster) -> None:
+    ns = plane.kube.namespace("crash")
+    before = json.loads(plane.contract_file.read_text())["generation"]
+    many = "---".join(
+        TRIGGER.format(name=f"t{i}", broker="b", type="x", sink="http://127.0.0.1:9/")
+        for i in range(25)
+    )
+    await plane.apply(ns, BROKER.format(name="b") + "---" + many)
+    await asyncio.sleep(0.4)
+    plane.kill_controller()
+    plane.start_controller()
+    for i in range(25):
+        await plane.ready(ns, "trigger", f"t{i}", t=30)
+    after = json.loads(plane.contract_file.read_text())
+    assert after["generation"] > before
+    mine = [t["name"] for t in after["triggers"] if t["namespace"] == ns]
+    assert sorted(mine) == sorted(f"t{i}" for i in range(25))
+    # Level-based: a second restart with nothing changed writes no new generation.
+    plane.kill_controller()
+    plane.start_controller()
+    await asyncio.sleep(2.0)
+    assert json.loads(plane.contract_file.read_text())["generation"] == after["generation"]
