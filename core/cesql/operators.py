@@ -202,7 +202,11 @@ def logical(expr: ast.Logical, build: Builder) -> Node:
     if expr.op == "OR":
         return Node(_any(fns), bool, const=const)  # type: ignore[arg-type]
     # AND is true without error only if every operand is, in order: a chain of predicates.
-    preds = [n.pred or safe(f) for n, f in zip(operands, fns, strict=True)]
+    # An operand's own predicate only holds for Boolean operands (1 is true here, not `true`).
+    preds = [
+        n.pred if n.pred is not None and n.type is bool else safe(f)
+        for n, f in zip(operands, fns, strict=True)
+    ]
     return Node(_all(fns), bool, const=const, pred=_all(preds))  # type: ignore[arg-type]
 
 

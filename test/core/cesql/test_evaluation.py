@@ -245,3 +245,14 @@ def test_foreign_attribute_types_never_raise(expression: str) -> None:
         assert compile_filter(expression)(event) in (True, False)  # type: ignore[arg-type]
         value, _ = compile(expression)(event)  # type: ignore[arg-type]
         assert value is not None
+
+
+@pytest.mark.parametrize(
+    ("expression", "x"),
+    [("1 AND x", 1), ("x AND 1", 1), ("'TRUE' AND x", "true"), ("x AND x", 5)],
+)
+def test_and_casts_each_operand_to_boolean_in_filters(expression: str, x: Value) -> None:
+    """Found by hypothesis: a non-Boolean constant operand is true once cast, in filters too."""
+    event = {**EVENT, "x": x}
+    assert compile(expression)(event) == (True, [])
+    assert compile_filter(expression)(event) is True

@@ -136,7 +136,7 @@ def test_print_then_parse_is_identity(tree: t.Expr) -> None:
     assert parse(to_source(tree)) == tree
 
 
-@FAST
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(TREES, EVENTS)
 def test_compiler_agrees_with_interpreter(tree: t.Expr, event: dict[str, Value]) -> None:
     _agree(tree, event)
