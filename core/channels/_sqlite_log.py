@@ -103,7 +103,7 @@ class SqliteLog:
         with self._cond:
             if self._stopping:
                 raise ChannelUnavailable("embedded log is closing")
-            if op.rows and (
+            if (op.rows and self._backlog) and (  # an empty queue takes any one batch
                 self._backlog + len(op.rows) > MAX_BACKLOG_EVENTS
                 or self._backlog_bytes + op.nbytes > self._max_backlog_bytes
             ):

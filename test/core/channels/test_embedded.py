@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -28,9 +29,14 @@ from core.channel import ChannelFull, ChannelUnavailable, EventTooLarge, Record
 from core.channels import _sqlite_store
 from core.channels.embedded import EmbeddedChannel, db_path
 from core.settings import EmbeddedSettings
-from test.core.channels import channel_conformance as conformance
-from test.core.channels.channel_conformance import EARLIEST, LATEST, envelope, ids
 
+if TYPE_CHECKING:  # mypy_path = "test": mypy names the suite core.channels.channel_conformance
+    from core.channels import channel_conformance as conformance
+else:  # pytest (importlib mode) registers it under its path from the rootdir
+    from test.core.channels import channel_conformance as conformance
+
+EARLIEST, LATEST = conformance.EARLIEST, conformance.LATEST
+envelope, ids = conformance.envelope, conformance.ids
 REPO = Path(__file__).resolve().parents[3]
 ALL, LEADER, NONE = contract.Durability.ALL, contract.Durability.LEADER, contract.Durability.NONE
 QUIET = 3600.0  # retention interval for tests that must not see a background retention pass
