@@ -28,6 +28,7 @@ from core import _validate
 
 AttrValue = str | int | bool
 _MEMBERS = frozenset({"data", "data_base64"})
+_NOT_JSON = object()  # "data is not JSON text" (None is a JSON value, so cannot say that)
 
 
 def media_type(content_type: str) -> str:
@@ -130,9 +131,6 @@ def json_data(data: bytes, max_depth: int) -> Any:
     return value if depth_ok(value, 2, max_depth) else _NOT_JSON
 
 
-_NOT_JSON = object()
-
-
 def members(
     attrs: dict[str, AttrValue], data: bytes | None, max_depth: int
 ) -> tuple[dict[str, Any], Any]:
@@ -162,6 +160,7 @@ def members(
 
 
 def to_dict(attrs: dict[str, AttrValue], data: bytes | None, max_depth: int) -> dict[str, Any]:
+    """The JSON-format object, JSON data as its parsed value."""
     out, value = members(attrs, data, max_depth)
     if value is not _NOT_JSON:
         out["data"] = value
@@ -174,5 +173,5 @@ def encode(attrs: dict[str, AttrValue], data: bytes | None, max_depth: int) -> b
     body = orjson.dumps(out)
     if value is _NOT_JSON or data is None:
         return body
-    # `out` always has the required attributes, so `body` is a non-empty object "{...}".
+    # JSON data implies a datacontenttype member, so `body` is never the empty object "{}".
     return body[:-1] + b',"data":' + data + b"}"
