@@ -173,9 +173,9 @@ def _attribute_equals(name: str, literal: Value, equal: bool) -> Node:
 
     def pred_equal(a: Attributes) -> bool:
         value = a.get(name)
-        if value.__class__ is str:
-            return value == literal
-        return value is not None and cast(value) == literal
+        if value == literal:  # only a string can equal the string literal
+            return True
+        return value.__class__ is not str and value is not None and cast(value) == literal
 
     def pred_not_equal(a: Attributes) -> bool:
         value = a.get(name)
