@@ -18,6 +18,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +47,8 @@ QUIET = 3600.0  # retention interval for tests that must not see a background re
 async def test_conformance(check: conformance.Check, tmp_path: Path) -> None:
     settings = EmbeddedSettings(data_dir=tmp_path, busy_timeout=1.0)
     await check(lambda: EmbeddedChannel(settings))
+    leaked = [t.name for t in threading.enumerate() if t.name.startswith("kbroker-log")]
+    assert not leaked, f"close() left threads running: {leaked}"
 
 
 async def read_all(ch: EmbeddedChannel, b: contract.Broker) -> list[Record]:
@@ -583,3 +586,32 @@ def test_real_enospc_is_channel_full_then_recovers(tmp_path: Path) -> None:
     assert result["errors"] == ["ChannelFull"] * 3
     assert len(result["acked"]) >= 10
     assert result["stored"] == [*result["acked"], "eafter"]
+
+
+async def test_background_retention_ages_out_committed_events(tmp_path: Path) -> None:
+    settings = EmbeddedSettings(data_dir=tmp_path, retention_seconds=0.2)
+    ch = EmbeddedChannel(settings, retention_interval=0.05)
+    await ch.start()
+    b = conformance.make_broker()
+    sub = ch.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    await ch.append(b, [envelope(f"e{i}") for i in range(6)], ALL)
+    got = await conformance.drain(sub, 6)
+    await sub.commit(0, got[3].offset)
+    deadline = time.monotonic() + 5
+    while ch.stats(b).retained < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # more passes: the two uncommitted events must stay
+    assert ch.stats(b).retained == 4
+    assert await sub.lag() == 2
+    await ch.close()
+
+
+async def test_corrupt_database_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    b = conformance.make_broker()
+    db_path(tmp_path, b).write_bytes(b"this is not a database" * 100)
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=tmp_path), retention_interval=QUIET)
+    await ch.start()
+    with pytest.raises(ChannelUnavailable):
+        await ch.append(b, [envelope("x")], ALL)
+    assert not await ch.healthy()
+    await ch.close()
