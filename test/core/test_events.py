@@ -629,6 +629,22 @@ def test_encode_batch_round_trip() -> None:
     assert events.encode_batch([]) == b"[]"
 
 
+def test_cloud_event_accessors() -> None:
+    event = binary(("ce-ext", "v"))
+    assert (event.id, event.source, event.type, event.specversion) == (
+        "1",
+        "/src",
+        "com.example.t",
+        "1.0",
+    )
+    assert (event.get("ext"), event.get("absent")) == ("v", None)
+
+
+def test_v03_empty_schemaurl() -> None:
+    with pytest.raises(EventError, match="schemaurl"):
+        structured({**BASE, "specversion": "0.3", "schemaurl": ""})
+
+
 def test_attr_string() -> None:
     assert [events.attr_string(v) for v in (True, False, 0, -5, "s")] == [
         "true",
