@@ -256,3 +256,20 @@ def test_and_casts_each_operand_to_boolean_in_filters(expression: str, x: Value)
     event = {**EVENT, "x": x}
     assert compile(expression)(event) == (True, [])
     assert compile_filter(expression)(event) is True
+
+
+def test_trim_strips_exactly_unicode_white_space_without_controls() -> None:
+    """TRIM's set is Go's unicode.IsSpace: categories Zs/Zl/Zp, tab..CR and U+0085."""
+    import sys
+    import unicodedata
+
+    from core.cesql.functions import BUILTINS
+
+    trim = next(f for f in BUILTINS if f.name == "TRIM").impl
+    spaces = {
+        ch
+        for ch in map(chr, range(sys.maxunicode + 1))
+        if unicodedata.category(ch) in ("Zs", "Zl", "Zp")
+    } | set("\t\n\v\f\r\x85")
+    for ch in map(chr, range(0x3001)):
+        assert trim(ch + "x" + ch) == ("x" if ch in spaces else ch + "x" + ch), hex(ord(ch))
