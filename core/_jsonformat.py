@@ -112,14 +112,23 @@ def parse_event(obj: Any, max_depth: int) -> tuple[dict[str, AttrValue], bytes |
     ct = attrs.get("datacontenttype")
     if ct is None:
         attrs["datacontenttype"] = "application/json"
-        return attrs, orjson.dumps(value)
+        return attrs, _dumps(value)
     if is_json(str(ct)):
-        return attrs, orjson.dumps(value)
+        return attrs, _dumps(value)
     if value is None:
         return attrs, None
     if type(value) is not str:
         raise ValueError(f"'data' must be a string for content type {ct!r}")
     return attrs, value.encode("utf-8")
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        # orjson.JSONEncodeError: its serialiser stops at 255 levels, below what loads accepts, so
+        # a max_json_depth configured above ~250 meets this; a caller's odd Python object too.
+        raise ValueError("data cannot be serialised as JSON (nested too deep?)") from None
 
 
 def json_data(data: bytes, max_depth: int) -> Any:

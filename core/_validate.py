@@ -52,6 +52,8 @@ STRING_TYPED = frozenset(
 
 def valid_name(name: str) -> bool:
     """An attribute name per spec 1.0: lower-case ASCII letters and digits, and never `data`."""
+    if type(name) is not str:  # from_json may be handed any Python object
+        return False
     return name in STRING_TYPED or (_NAME.fullmatch(name) is not None and name != "data")
 
 

@@ -408,6 +408,27 @@ def test_json_depth_limit() -> None:
         events.decode_http(raw([("content-type", STRUCTURED)]), bomb + b"1" + b"}" * 2001)
 
 
+def test_depth_beyond_what_orjson_can_serialise() -> None:
+    deep = b"[" * 300 + b"]" * 300
+    body = orjson.dumps(BASE)[:-1] + b',"data":' + deep + b"}"
+    headers = raw([("content-type", STRUCTURED)])
+    with pytest.raises(EventError, match="serialised"):
+        events.decode_http(headers, body, DecodeLimits(max_json_depth=1000))
+
+
+INT_KEY: dict[Any, Any] = {**BASE, 1: "x"}
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [INT_KEY, {**BASE, "data": {1, 2}}, {**BASE, "x": object()}],
+    ids=["int-key", "set-data", "object-value"],
+)
+def test_from_json_on_python_objects(obj: Any) -> None:
+    with pytest.raises(EventError):
+        events.from_json(obj)
+
+
 @pytest.mark.parametrize(
     "ct",
     [
