@@ -126,9 +126,8 @@ class TraceSettings:
     service_name: str = _DEFAULT_SERVICE  # OTEL_SERVICE_NAME
 
 
-def trace_settings() -> TraceSettings:
+def trace_settings(env: Callable[[str], str | None] = settings.env) -> TraceSettings:
     """TraceSettings from the standard OTEL_* variables (read through core.settings.env)."""
-    env = settings.env
     if (env("OTEL_SDK_DISABLED") or "").strip().lower() == "true":
         return TraceSettings()
     names = (env("OTEL_TRACES_EXPORTER") or "none").lower()
@@ -160,12 +159,17 @@ def trace_settings() -> TraceSettings:
     )
 
 
+def build_sampler(name: str, ratio: float) -> sdk_sampling.Sampler:
+    """The sampler an OTEL_TRACES_SAMPLER name (and its ratio argument) stands for."""
+    return _SAMPLERS[name](ratio)
+
+
 def build_provider(ts: TraceSettings) -> TracerProvider | None:
     """A provider exporting in batches as configured; None when tracing is off."""
     if not ts.exporters or ts.sampler == "always_off":
         return None
     provider = TracerProvider(
-        sampler=_SAMPLERS[ts.sampler](ts.ratio),
+        sampler=build_sampler(ts.sampler, ts.ratio),
         resource=Resource.create({"service.name": ts.service_name}),
     )
     for name in ts.exporters:
