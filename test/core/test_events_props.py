@@ -71,18 +71,28 @@ members = st.dictionaries(
     | json_value,
     max_size=9,
 )
+# JSON bombs: nesting around orjson's serialiser (255) and parser (1024) limits.
+deep_event = st.integers(200, 1100).map(
+    lambda n: (
+        b'{"specversion":"1.0","id":"1","source":"s","type":"t","data":'
+        + b"[" * n
+        + b"]" * n
+        + b"}"
+    )
+)
 body = (
-    st.binary(max_size=64)
+    deep_event
+    | st.binary(max_size=64)
     | members.map(orjson.dumps)
     | st.lists(members, max_size=3).map(orjson.dumps)
     | json_value.map(orjson.dumps)
 )
 limits = st.builds(
     DecodeLimits,
-    max_event_bytes=st.integers(0, 400),
+    max_event_bytes=st.integers(0, 400) | st.just(10**6),
     max_batch_events=st.integers(0, 3),
-    max_body_bytes=st.integers(0, 400),
-    max_json_depth=st.integers(0, 6),
+    max_body_bytes=st.integers(0, 400) | st.just(10**6),
+    max_json_depth=st.integers(0, 6) | st.just(2000),
     max_headers=st.integers(0, 8),
     lenient_percent=st.booleans(),
 )
@@ -245,9 +255,13 @@ def mutated_requests(draw: st.DrawFn) -> tuple[list[tuple[bytes, bytes]], bytes]
     return headers, payload
 
 
+deep_requests = st.tuples(
+    st.sampled_from([[(b"content-type", ct.encode())] for ct in CE_TYPES[:3]]), deep_event
+)
 requests = (
     st.tuples(st.lists(st.tuples(header_name, header_value), max_size=10), body)
     | mutated_requests()
+    | deep_requests
 )
 
 
