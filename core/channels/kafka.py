@@ -65,6 +65,9 @@ from core.channel import (
 from core.events import AttrValue, EventError, from_kafka, to_kafka
 
 log = logging.getLogger(__name__)
+# librdkafka's own log lines (one per failed connect while Kafka is down): a child logger, so an
+# operator can quiet them without losing ours.
+rdlog = logging.getLogger(__name__ + ".librdkafka")
 
 ARRIVAL_HEADER = "kb_arrival"
 # The binary binding turns every attribute into a string; a JSON integer or boolean that arrived in
@@ -189,7 +192,7 @@ class _Producer:
 
     def __init__(self, config: dict[str, Any], name: str) -> None:
         self.fatal = False
-        self._producer = Producer({**config, "error_cb": self._on_error, "logger": log})
+        self._producer = Producer({**config, "error_cb": self._on_error, "logger": rdlog})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -278,7 +281,7 @@ class _Cluster:
             "group.id": group,
             "enable.auto.commit": False,
             "auto.offset.reset": start_from.value,  # fallback only: on_assign sets positions
-            "logger": log,
+            "logger": rdlog,
             **dict(self.settings.consumer_config),
         }
 
@@ -644,6 +647,7 @@ class KafkaChannel:
                 raise translate(err, f"create topic {topic.topic}") from None
         except TimeoutError:
             raise ChannelUnavailable(f"create topic {topic.topic}: timed out") from None
+        await self._await_topic(cluster, topic.topic, present=True)
 
     async def delete_broker(self, broker: contract.Broker) -> None:
         cluster, _ = self._cluster(broker)
@@ -663,13 +667,24 @@ class KafkaChannel:
         except TimeoutError:
             raise ChannelUnavailable(f"delete topic {topic}: timed out") from None
         # Deletion completes asynchronously; a broker re-created at once must get a new topic.
+        await self._await_topic(cluster, topic, present=False)
+
+    async def _await_topic(self, cluster: _Cluster, topic: str, *, present: bool) -> None:
+        """Until the cluster's metadata (not just the controller) agrees the topic is there/gone."""
+        timeout = self._settings.admin_timeout
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            meta = await asyncio.to_thread(cluster.admin.list_topics, timeout=timeout)
-            if topic not in meta.topics:
+        while True:
+            try:
+                meta = await asyncio.to_thread(cluster.admin.list_topics, topic, timeout)
+            except KafkaException as e:
+                raise translate(_error_of(e), f"metadata of {topic}") from None
+            info = meta.topics.get(topic)
+            if bool(info is not None and info.error is None and info.partitions) == present:
                 return
-            await asyncio.sleep(0.1)
-        raise ChannelUnavailable(f"delete topic {topic}: still listed after {timeout:.0f}s")
+            if time.monotonic() > deadline:
+                state = "listed" if present else "gone"
+                raise ChannelUnavailable(f"topic {topic}: not {state} after {timeout:.0f}s")
+            await asyncio.sleep(0.05)
 
     async def append(
         self,

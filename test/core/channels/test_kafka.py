@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
+import uuid
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
+from cloudevents.core.bindings import kafka as ce_kafka
+from confluent_kafka import Consumer, Producer
+from fixtures.kafka import Cluster
 
 from core import contract
-from core.channels.kafka import KafkaChannel, KafkaSettings, topic_of
+from core.channel import ChannelUnavailable, Record
+from core.channels.kafka import KafkaChannel, KafkaSettings, KafkaSubscription, topic_of
 from test.core.channels import channel_conformance as conformance
 
 pytestmark = pytest.mark.kafka
@@ -106,3 +113,273 @@ async def test_external_topic_is_neither_created_nor_deleted(
     await channel.delete_broker(external)
     meta = await asyncio.to_thread(admin.list_topics, None, 10)
     assert external.topic in meta.topics, "delete_broker removed an external topic"
+
+
+# --- interop: records written and read by other Kafka clients ---------------------------------
+
+
+Headers = list[tuple[str, bytes]]
+
+
+def _produce_plain(bootstrap: str, topic: str, records: list[tuple[Headers, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for headers, value in records:
+        plain: list[tuple[str, str | bytes | None]] = [(k, v) for k, v in headers]
+        producer.produce(topic, value=value, headers=plain)
+    assert producer.flush(10) == 0
+
+
+async def test_reads_binary_and_structured_records_of_a_plain_producer(
+    channel: KafkaChannel, kafka_bootstrap: str
+) -> None:
+    b = broker()
+    await channel.ensure_broker(b)
+    sub = channel.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    binary = (
+        [("ce_specversion", b"1.0"), ("ce_id", b"bin-1"), ("ce_source", b"/plain"),
+         ("ce_type", b"t.binary"), ("ce_myext", b"x"), ("content-type", b"text/plain")],
+        b"hello",
+    )  # fmt: skip
+    structured_event = {
+        "specversion": "1.0", "id": "str-1", "source": "/plain", "type": "t.structured",
+        "count": 3, "datacontenttype": "application/json", "data": {"a": 1},
+    }  # fmt: skip
+    structured = (
+        [("content-type", b"application/cloudevents+json; charset=utf-8")],
+        orjson.dumps(structured_event),
+    )
+    before = time.time()
+    await asyncio.to_thread(_produce_plain, kafka_bootstrap, topic_of(b), [binary, structured])
+    got = await conformance.drain(sub, 2, timeout=10)
+    first, second = (r.envelope for r in got)
+    assert first.event.attributes == {
+        "specversion": "1.0", "id": "bin-1", "source": "/plain", "type": "t.binary",
+        "myext": "x", "datacontenttype": "text/plain",
+    }  # fmt: skip
+    assert first.event.data == b"hello"
+    assert first.traceparent is None and abs(first.arrival - before) < 30  # record timestamp
+    assert second.event.id == "str-1" and second.event.get("count") == 3
+    assert orjson.loads(second.event.data or b"") == {"a": 1}
+    await sub.close()
+
+
+async def test_records_we_write_are_read_by_the_cloudevents_sdk(
+    channel: KafkaChannel, kafka_bootstrap: str
+) -> None:
+    from cloudevents.core.formats.json import JSONFormat
+
+    b = broker()
+    await channel.ensure_broker(b)
+    env = conformance.envelope("sdk-1", key="pk-7")
+    await channel.append(b, [env], ALL)
+    consumer = Consumer({
+        "bootstrap.servers": kafka_bootstrap, "group.id": f"sdk-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest",
+    })  # fmt: skip
+    consumer.subscribe([topic_of(b)])
+    msg = None
+    deadline = time.monotonic() + 15
+    while msg is None and time.monotonic() < deadline:
+        msg = await asyncio.to_thread(consumer.poll, 0.5)
+    await asyncio.to_thread(consumer.close)
+    assert msg is not None and msg.error() is None
+    assert msg.key() == b"pk-7"
+    given = msg.headers() or []
+    pairs = given.items() if isinstance(given, dict) else given
+    headers = {k: v for k, v in pairs if isinstance(v, bytes)}
+    assert headers["traceparent"] == env.traceparent.encode()  # type: ignore[union-attr]
+    sdk_event = ce_kafka.from_binary(
+        ce_kafka.KafkaMessage(headers=headers, key=msg.key(), value=msg.value() or b""),
+        JSONFormat(),
+    )
+    assert sdk_event.get_id() == "sdk-1"
+    assert sdk_event.get_source() == "/conformance"
+    assert sdk_event.get_extension("partitionkey") == "pk-7"
+
+
+# --- durability, availability -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", list(contract.Durability), ids=lambda d: d.value)
+async def test_every_durability_level_stores_the_batch(
+    channel: KafkaChannel, level: contract.Durability
+) -> None:
+    b = broker()
+    await channel.ensure_broker(b)
+    sub = channel.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    await channel.append(b, [conformance.envelope(f"{level.value}-{i}") for i in range(50)], level)
+    got = await conformance.drain(sub, 50, timeout=10)
+    assert conformance.ids(got) == [f"{level.value}-{i}" for i in range(50)]
+    await sub.close()
+
+
+async def test_events_with_the_same_partitionkey_share_a_partition(channel: KafkaChannel) -> None:
+    b = broker(4)
+    await channel.ensure_broker(b)
+    sub = channel.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    envs = [conformance.envelope(f"e{i}", key=f"k{i % 3}") for i in range(30)]
+    await channel.append(b, envs, ALL)
+    got = await conformance.drain(sub, 30, timeout=10)
+    by_key: dict[str | None, set[int]] = {}
+    for r in got:
+        by_key.setdefault(r.key, set()).add(r.partition)
+    assert sorted(k or "" for k in by_key) == ["k0", "k1", "k2"]
+    assert all(len(parts) == 1 for parts in by_key.values()), by_key
+    for key in by_key:  # per key, the order of appending
+        mine = [r.envelope.event.id for r in got if r.key == key]
+        assert mine == [e.event.id for e in envs if e.event.get("partitionkey") == key]
+    await sub.close()
+
+
+async def test_unreachable_kafka_fails_fast_and_reports_unhealthy() -> None:
+    port = _closed_port()
+    ch = KafkaChannel(settings(f"127.0.0.1:{port}", delivery_timeout=1.0, admin_timeout=1.0))
+    await ch.start()
+    b = broker()
+    assert not await ch.healthy()
+    for level in contract.Durability:
+        start = time.monotonic()
+        with pytest.raises(ChannelUnavailable):
+            await ch.append(b, [conformance.envelope("x")], level)
+        assert time.monotonic() - start < 3.5, level
+    with pytest.raises(ChannelUnavailable):
+        await ch.ensure_broker(b)
+    await ch.close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when we return: nobody listens
+
+
+async def test_broker_stopped_then_restarted(
+    kafka_single: Cluster | None, kafka_bootstrap: str
+) -> None:
+    """Kafka down: append fails within the delivery timeout and healthy() says so; back up: the
+    same channel (same producers) appends again, and the subscription resumes."""
+    if kafka_single is None:
+        pytest.skip("KAFKA_BOOTSTRAP points at a Kafka this test cannot stop")
+    ch = KafkaChannel(settings(kafka_bootstrap, delivery_timeout=2.0, health_ttl=0.0))
+    await ch.start()
+    b = broker()
+    await ch.ensure_broker(b)
+    sub = ch.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    await ch.append(b, [conformance.envelope("before")], ALL)
+    got = await conformance.drain(sub, 1, timeout=10)
+    assert conformance.ids(got) == ["before"]
+    await sub.commit(got[0].partition, got[0].offset)
+    await asyncio.to_thread(kafka_single.kill_node, 1)
+    try:
+        assert not await ch.healthy()
+        for level in (ALL, contract.Durability.LEADER):
+            start = time.monotonic()
+            with pytest.raises(ChannelUnavailable):
+                await ch.append(b, [conformance.envelope(f"down-{level.value}")], level)
+            assert time.monotonic() - start < 4.5
+    finally:
+        await asyncio.to_thread(kafka_single.restart_node, 1)
+    deadline = time.monotonic() + 30
+    while not await ch.healthy():
+        assert time.monotonic() < deadline, "never healthy again"
+        await asyncio.sleep(0.2)
+    await ch.append(b, [conformance.envelope("after")], ALL)
+    ids = conformance.ids(await _fetch_until(sub, "after", 30))
+    # The group rejoins at its committed offset after the restart. Whether the asynchronous
+    # commit of "before" landed before the kill decides a redelivery (at least once).
+    assert ids[-1] == "after" and set(ids) <= {"before", "after"}, ids
+    await sub.close()
+    await ch.close()
+
+
+async def _fetch_until(sub: KafkaSubscription, last_id: str, timeout: float) -> list[Record]:
+    out: list[Record] = []
+    deadline = time.monotonic() + timeout
+    while not out or out[-1].envelope.event.id != last_id:
+        assert time.monotonic() < deadline, conformance.ids(out)
+        out.extend(await sub.fetch(100, 1.0))
+    return out
+
+
+# --- consumer groups ---------------------------------------------------------------------------
+
+
+async def test_two_members_of_one_group_share_the_partitions(kafka_bootstrap: str) -> None:
+    """Two processes running the same trigger (here: two channels) split the topic's partitions
+    between them, each event goes to exactly one, and lag adds up across members."""
+    one = KafkaChannel(settings(kafka_bootstrap))
+    two = KafkaChannel(settings(kafka_bootstrap))
+    b = broker(4)
+    trigger = conformance.make_trigger(b, EARLIEST)
+    await one.ensure_broker(b)
+    first, second = one.subscribe(b, trigger), two.subscribe(b, trigger)
+    envs = [conformance.envelope(f"e{i}", key=f"k{i}") for i in range(40)]
+    await one.append(b, envs, ALL)
+    got: dict[str, list[Record]] = {"first": [], "second": []}
+    deadline = time.monotonic() + 30
+    while sum(len(v) for v in got.values()) < 40 or not all(got.values()):
+        assert time.monotonic() < deadline, {k: len(v) for k, v in got.items()}
+        got["first"] += await first.fetch(100, 0.2)
+        got["second"] += await second.fetch(100, 0.2)
+    # A rebalance while reading may redeliver (nothing was committed yet): at least once.
+    assert {r.envelope.event.id for v in got.values() for r in v} == {f"e{i}" for i in range(40)}
+    assert await first.lag() + await second.lag() == 40
+    for records in got.values():  # commit each member's last record per partition
+        for p in {r.partition for r in records}:
+            last = max(r.offset for r in records if r.partition == p)
+            sub = first if records is got["first"] else second
+            await sub.commit(p, last)
+    assert await first.lag() + await second.lag() == 0
+    await first.close()
+    await second.close()
+    await one.close()
+    await two.close()
+
+
+async def test_commit_resumes_per_partition_in_a_new_process(kafka_bootstrap: str) -> None:
+    b = broker(3)
+    trigger = conformance.make_trigger(b, EARLIEST)
+    ch = KafkaChannel(settings(kafka_bootstrap))
+    await ch.ensure_broker(b)
+    await ch.append(b, [conformance.envelope(f"e{i}", key=f"k{i % 6}") for i in range(30)], ALL)
+    sub = ch.subscribe(b, trigger)
+    got = await conformance.drain(sub, 30, timeout=15)
+    done: set[str] = set()
+    for p in {r.partition for r in got}:  # commit the first half of every partition
+        mine = [r for r in got if r.partition == p]
+        half = mine[: len(mine) // 2]
+        if half:
+            await sub.commit(p, half[-1].offset)
+            done |= {r.envelope.event.id for r in half}
+    await ch.close()  # commits synchronously on the way out
+    again = KafkaChannel(settings(kafka_bootstrap))
+    sub = again.subscribe(b, trigger)
+    rest = await conformance.drain(sub, 30 - len(done), timeout=15)
+    assert {r.envelope.event.id for r in rest} == {f"e{i}" for i in range(30)} - done
+    await again.close()
+
+
+# --- three nodes: losing one of them ------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_losing_one_of_three_nodes_keeps_durable_appends_going(
+    kafka_cluster3: Cluster,
+) -> None:
+    """Replication 3, min.insync.replicas 2: with one node killed, acks=all appends still
+    succeed (after leader election) and the subscription reads everything."""
+    ch = KafkaChannel(settings(kafka_cluster3.bootstrap, delivery_timeout=10.0))
+    b = broker(2)
+    await ch.ensure_broker(b)
+    sub = ch.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    await ch.append(b, [conformance.envelope(f"a{i}", key=str(i)) for i in range(10)], ALL)
+    await asyncio.to_thread(kafka_cluster3.kill_node, 1)
+    await ch.append(b, [conformance.envelope(f"b{i}", key=str(i)) for i in range(10)], ALL)
+    got = await conformance.drain(sub, 20, timeout=30)
+    assert {r.envelope.event.id for r in got} == {f"{c}{i}" for c in "ab" for i in range(10)}
+    await asyncio.to_thread(kafka_cluster3.restart_node, 1)
+    await ch.append(b, [conformance.envelope("c")], ALL)
+    assert conformance.ids(await conformance.drain(sub, 1, timeout=30)) == ["c"]
+    await ch.close()
