@@ -7,7 +7,17 @@ reject what is invalid with a message naming the problem. The SDK is used in tes
 independent encoder/decoder to cross-check this module in both directions.
 
 The value keeps attributes as received: strings from binary mode, and JSON booleans/integers from
-structured mode. `data` is always bytes, exactly what a binary-mode body would carry.
+structured mode; `time` stays the sender's text. `data` is always bytes, exactly what a binary-mode
+body would carry. One consequence: a structured event with JSON `data` and no `datacontenttype`
+decodes with `datacontenttype: application/json` written out, because the binary form of that
+data needs that Content-Type (spec: re-encoding structured -> binary); `data_base64` with no type
+stays untyped. Encoding data that has no type always uses `data_base64` (never assume JSON).
+
+Decisions (reference notes §7): the mode comes from Content-Type only, batch prefix first; a
+repeated `ce-` header and `ce-datacontenttype` are rejected; a malformed `%` sequence is kept
+literally when `DecodeLimits.lenient_percent` (Go/Java senders do not encode), else rejected;
+invalid UTF-8 is always rejected. Kafka headers are not percent-encoded, the last of a repeated
+key wins, and the record key is never turned into a `partitionkey`.
 
 Errors:
 
