@@ -105,6 +105,16 @@ def test_sdk_v03_structured_base64_to_ours() -> None:
     assert ours.attributes["datacontentencoding"] == "base64"
 
 
+def test_sdk_v03_binary_to_ours() -> None:
+    sent = sdk_event(
+        {"specversion": "0.3", "schemaurl": "/s", "subject": TRICKY}, b"\xff", v03=True
+    )
+    msg = sdk_http.to_binary_event(sent)
+    [ours] = events.decode_http(raw_headers(msg.headers), msg.body)
+    same_attributes(ours.attributes, sent.get_attributes())
+    assert ours.data == b"\xff"
+
+
 @pytest.mark.parametrize(("attrs", "data"), SDK_CASES, ids=SDK_IDS)
 def test_sdk_kafka_binary_to_ours(attrs: dict[str, Any], data: Any) -> None:
     sent = sdk_event(attrs, data)
