@@ -109,6 +109,11 @@ class Cluster:
             "1",
         ]
         self.controller = spawn("controller", args, self.root)
+        deadline = time.monotonic() + 30
+        while not self.contract_file.exists():  # the first reconcile wrote the contract
+            if self.controller.popen.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"controller wrote no contract: {self.controller.tail()}")
+            time.sleep(0.05)
 
     def kill_controller(self) -> None:
         if self.controller is not None and self.controller.popen.poll() is None:
@@ -139,7 +144,7 @@ class Cluster:
                 return c
         return None
 
-    async def until(self, check: Callable[[], Awaitable[T | None]], what: str, t: float = 15) -> T:
+    async def until(self, check: Callable[[], Awaitable[T | None]], what: str, t: float = 30) -> T:
         deadline = time.monotonic() + t
         while True:
             for p in (self.ingress, self.filter, self.controller):
@@ -153,7 +158,7 @@ class Cluster:
                 pytest.fail(f"timed out waiting for {what}; controller log:\n{tail}")
             await asyncio.sleep(0.1)
 
-    async def ready(self, ns: str, kind: str, name: str, t: float = 15) -> dict[str, Any]:
+    async def ready(self, ns: str, kind: str, name: str, t: float = 30) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:
             obj = await self.get(ns, kind, name)
             st = (obj or {}).get("status") or {}
@@ -203,7 +208,8 @@ class Cluster:
 
 
 def spawn(name: str, args: list[str], root: Path, timeout: float = 30.0) -> Proc:
-    log = root / f"{name}.log"
+    n = len(list(root.glob(f"{name}-*.log"))) + 1
+    log = root / f"{name}-{n}.log"  # one per start: a restart must not find the old ready line
     with log.open("ab") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", "kbroker", *args, "--log-level", "info"],
@@ -435,6 +441,23 @@ async def test_trigger_before_broker_then_filter_change(plane: Cluster, sinks: S
     assert [e.id for e in sink.events[count:]] == ["b"]
 
 
+async def test_ready_only_once_the_data_plane_serves_it(plane: Cluster, sinks: SinkServer) -> None:
+    sink = sinks.sink("gate")
+    ns = plane.kube.namespace("gate")
+    plane.filter.popen.send_signal(signal.SIGSTOP)  # a filter that never reads the new contract
+    try:
+        await plane.apply(ns, BROKER.format(name="b"))
+        await plane.apply(ns, TRIGGER.format(name="t", broker="b", type="g", sink=sink.url))
+        cond = await plane.reason(ns, "trigger", "t", "DataPlaneNotReady")
+        assert "contract generation" in cond["message"]
+        sub = await plane.condition(ns, "trigger", "t", "SubscriberResolved")
+        assert sub["status"] == "True"
+    finally:
+        plane.filter.popen.send_signal(signal.SIGCONT)
+    await plane.ready(ns, "trigger", "t")
+    await plane.deliver(broker_url(plane, ns, "b"), "g", sink)
+
+
 async def test_deleting_a_broker_removes_storage_and_unreadies_triggers(
     plane: Cluster, sinks: SinkServer
 ) -> None:
@@ -626,21 +649,32 @@ spec:
 async def test_controller_killed_mid_reconcile_converges_after_restart(plane: Cluster) -> None:
     ns = plane.kube.namespace("crash")
     before = json.loads(plane.contract_file.read_text())["generation"]
+    names = [f"t{i}" for i in range(25)]
     many = "---".join(
-        TRIGGER.format(name=f"t{i}", broker="b", type="x", sink="http://127.0.0.1:9/")
-        for i in range(25)
+        TRIGGER.format(name=n, broker="b", type="x", sink="http://127.0.0.1:9/") for n in names
     )
     await plane.apply(ns, BROKER.format(name="b") + "---" + many)
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(0.4)  # the controller is compiling, writing or patching by now
     plane.kill_controller()
     plane.start_controller()
-    for i in range(25):
-        await plane.ready(ns, "trigger", f"t{i}", t=30)
+
+    async def all_ready() -> bool:
+        listed = json.loads(await plane.kubectl("get", "-n", ns, "triggers", "-o", "json"))
+        ready = {
+            t["metadata"]["name"]
+            for t in listed["items"]
+            for c in (t.get("status") or {}).get("conditions", ())
+            if c["type"] == "Ready" and c["status"] == "True"
+        }
+        return ready == set(names)
+
+    await plane.until(all_ready, "every Trigger Ready after the restart", 60)
+    await plane.ready(ns, "broker", "b")
     after = json.loads(plane.contract_file.read_text())
     assert after["generation"] > before
     mine = [t["name"] for t in after["triggers"] if t["namespace"] == ns]
-    assert sorted(mine) == sorted(f"t{i}" for i in range(25))
-    # Level-based: a second restart with nothing changed writes no new generation.
+    assert sorted(mine) == sorted(names)
+    # Level-based: a restart with nothing changed writes no new generation.
     plane.kill_controller()
     plane.start_controller()
     await asyncio.sleep(2.0)
