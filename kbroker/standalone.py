@@ -25,6 +25,7 @@ from core.channels.embedded import EmbeddedChannel
 from core.contract_source import ContractHolder
 from core.settings import RunSettings
 from filter.dispatch import Dispatcher
+from filter.httpclient import HttpClient
 from filter.pool import WorkerPool
 from filter.sender import AiohttpSender
 from ingress.app import build_app
@@ -67,7 +68,7 @@ class Standalone:
         self.base_url = f"http://{settings.host}:{port}"
         self.channels = open_channels(settings)
         self.holder = ContractHolder()
-        self.sender = AiohttpSender()
+        self.sender = HttpClient(fallback=AiohttpSender())
         self.tracing = tracing or telemetry.disabled()
         self.metrics = metrics.Metrics()
         self.metrics.watch_channels(

@@ -18,6 +18,7 @@ from fixtures.subscriber import SinkServer
 from core import events
 from core.contract import BackoffPolicy, Broker, DeliverySpec, Trigger, TriggerUid
 from filter.dispatch import Dispatcher, Outcome
+from filter.httpclient import HttpClient
 from filter.sender import AiohttpSender
 
 
@@ -45,10 +46,11 @@ def trigger(url: str, delivery: DeliverySpec) -> Trigger:
     return Trigger("ns", "t1", TriggerUid("u1"), "b", url, delivery=delivery)
 
 
-@pytest.fixture
-async def dispatcher() -> AsyncIterator[tuple[Dispatcher, Sleeps]]:
+@pytest.fixture(params=["raw", "aiohttp"])
+async def dispatcher(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Dispatcher, Sleeps]]:
     sleeps = Sleeps()
-    d = Dispatcher(AiohttpSender(), sleep=sleeps)
+    sender = AiohttpSender() if request.param == "aiohttp" else HttpClient(AiohttpSender())
+    d = Dispatcher(sender, sleep=sleeps)
     yield d, sleeps
     await d.sender.close()
 
