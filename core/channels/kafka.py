@@ -74,6 +74,9 @@ ARRIVAL_HEADER = "kb_arrival"
 # structured mode keeps its type through this header ("count=i,flag=b"), which other readers ignore.
 TYPES_HEADER = "kb_types"
 _TYPE_CODES: dict[type, str] = {bool: "b", int: "i"}
+# librdkafka backs off reconnects up to 10 s by default: after a Kafka restart appends would keep
+# failing that long. 1 s caps the wait at the cost of a connect attempt a second while it is down.
+_CLIENT_DEFAULTS: dict[str, Any] = {"reconnect.backoff.max.ms": 1000}
 _ACKS: dict[contract.Durability, dict[str, Any]] = {
     contract.Durability.NONE: {"acks": "0"},
     contract.Durability.LEADER: {"acks": "1"},
@@ -241,7 +244,9 @@ class _Cluster:
         self.settings = settings
         # Admin futures resolve on librdkafka's own thread; its logs would only queue (no poll),
         # so it logs nothing below critical.
-        self.admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
+        self.admin = AdminClient(
+            {**_CLIENT_DEFAULTS, "bootstrap.servers": bootstrap, "log_level": 2}
+        )
         self._producers: dict[contract.Durability, _Producer] = {}
         self._health: tuple[float, bool] = (0.0, False)
 
@@ -251,6 +256,7 @@ class _Cluster:
             if p is not None:  # a fatal producer only fails: drop it off the loop
                 threading.Thread(target=p.close, args=(0.0,), daemon=True).start()
             config = {
+                **_CLIENT_DEFAULTS,
                 "bootstrap.servers": self.bootstrap,
                 "message.timeout.ms": int(self.settings.delivery_timeout * 1000),
                 "linger.ms": 5,
@@ -277,6 +283,7 @@ class _Cluster:
 
     def consumer_config(self, group: str, start_from: contract.StartFrom) -> dict[str, Any]:
         return {
+            **_CLIENT_DEFAULTS,
             "bootstrap.servers": self.bootstrap,
             "group.id": group,
             "enable.auto.commit": False,
@@ -363,6 +370,7 @@ class KafkaSubscription:
     ) -> None:
         self._watermarks = watermarks
         self.group = str(config["group.id"])
+        self.topic = topic
         self._config = config
         self._topic = topic
         self._start_from = start_from
@@ -613,8 +621,8 @@ class KafkaChannel:
         pass  # clients are created lazily, per cluster, on first use
 
     async def close(self) -> None:
-        for sub in list(self._subs):
-            await sub.close()
+        # Together: each may wait (bounded) for a first assignment, and those waits overlap.
+        await asyncio.gather(*(sub.close() for sub in list(self._subs)))
         clusters = list(self._clusters.values())
         self._clusters.clear()
         for c in clusters:
@@ -652,6 +660,7 @@ class KafkaChannel:
     async def delete_broker(self, broker: contract.Broker) -> None:
         cluster, _ = self._cluster(broker)
         topic = topic_of(broker)
+        await asyncio.gather(*(s.close() for s in list(self._subs) if s.topic == topic))
         for group in self._groups.pop(topic, set()):
             await self._delete_group(cluster, group)
         if broker.external_topic:

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, Producer
 from fixtures.kafka import Cluster
 
 from core import contract
-from core.channel import ChannelUnavailable, Record
+from core.channel import ChannelUnavailable, EventTooLarge, Record
 from core.channels.kafka import KafkaChannel, KafkaSettings, KafkaSubscription, topic_of
 from test.core.channels import channel_conformance as conformance
 
@@ -229,6 +229,14 @@ async def test_events_with_the_same_partitionkey_share_a_partition(channel: Kafk
         mine = [r.envelope.event.id for r in got if r.key == key]
         assert mine == [e.event.id for e in envs if e.event.get("partitionkey") == key]
     await sub.close()
+
+
+async def test_an_event_over_the_size_limit_is_refused(channel: KafkaChannel) -> None:
+    b = broker()
+    await channel.ensure_broker(b)
+    with pytest.raises(EventTooLarge):
+        await channel.append(b, [conformance.envelope("big", size=2 * 1024 * 1024)], ALL)
+    await channel.append(b, [conformance.envelope("small")], ALL)  # the producer still works
 
 
 async def test_unreachable_kafka_fails_fast_and_reports_unhealthy() -> None:
