@@ -119,6 +119,7 @@ class KubeController:
         self._cm_version: str | None = None
         self._file_generation = -1
         self._served = -1  # highest generation every data-plane process has reported
+        self._awaiting: int | None = None  # generation some object waits to see served
         self._since: dict[logic.Key, tuple[object, int]] = {}
         self._storage: dict[str, contract.Broker] = {}  # key -> entry whose storage exists
         self._storage_errors: dict[str, str] = {}
@@ -158,6 +159,7 @@ class KubeController:
             for informer in (self.brokers, self.triggers, self.configmaps):
                 tg.create_task(informer.run(), name=f"watch:{informer.resource.plural}")
             tg.create_task(self._loop(), name="reconcile")
+            tg.create_task(self._probe_loop(), name="probe-data-plane")
 
     async def _loop(self) -> None:
         for informer in (self.brokers, self.triggers, self.configmaps):
@@ -180,11 +182,22 @@ class KubeController:
                     log.warning("reconcile failed: %s; retrying in %.1fs", exc, delay)
                     wait, delay = delay, min(delay * 2, self.settings.max_backoff)
                     continue
-                # Not converged (data plane behind, storage failing): look again soon.
+                # Storage or finalization failing: look again, backing off. (Waiting for the
+                # data plane is the probe loop's job: it wakes us when the generation moves.)
                 wait = 0.0 if converged else delay
-                delay = 0.2 if converged else min(delay * 2, 5.0)
+                delay = 0.2 if converged else min(delay * 2, self.settings.max_backoff)
         finally:
             await self._http.close()
+
+    async def _probe_loop(self, interval: float = 0.2) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            awaited = self._awaiting
+            if awaited is not None and self._http is not None:
+                served = await self._probe()
+                if served is not None and served >= awaited:
+                    self._awaiting = None
+                    self.dirty.set()
 
     async def _retrying(self, step: Callable[[], Any]) -> None:
         delay = 0.2
@@ -234,8 +247,9 @@ class KubeController:
         generation = await self._probe()
         pending = await self._write_statuses(result, violations, generation, now)
         await self._adopt(result)
-        finalizing = await self._finalize(doomed, generation)
-        return not pending and not finalizing and not self._storage_errors
+        waiting, failed = await self._finalize(doomed, generation)
+        self._awaiting = result.contract.generation if pending or waiting else None
+        return not failed and not self._storage_errors
 
     def _configmaps(self) -> list[Obj]:
         """config-br-defaults (ours first) and the ConfigMaps Brokers reference."""
@@ -403,6 +417,7 @@ class KubeController:
                 violations=violations.get(key, ()),
                 storage_error=self._storage_errors.get(f"{ns}/{name}"),
                 waiting_for=waiting,
+                accepted=logic.accepted_record(obj) if kind == "Broker" else None,
             )
             previous = obj.get("status")
             desired = logic.desired_status(st, overrides, previous, now)
@@ -426,25 +441,28 @@ class KubeController:
     # --- finalizers -----------------------------------------------------------------------------
 
     async def _adopt(self, result: compiler.CompileResult) -> None:
-        """Our finalizer and the accepted immutable fields on every Broker we serve."""
+        """Our finalizer on every Broker we serve, so its storage is deleted with it."""
         patches = []
         for kind, ns, name in result.statuses:
             b = self.brokers.items.get((ns, name)) if kind == "Broker" else None
-            if b is None or (logic.has_finalizer(b) and logic.recorded(b) is not None):
+            if b is None or logic.has_finalizer(b):
                 continue
             meta = logic.meta(b)
-            patch: Obj = {"metadata": {"resourceVersion": meta.get("resourceVersion")}}
-            if not logic.has_finalizer(b):
-                patch["metadata"]["finalizers"] = [*(meta.get("finalizers") or ()), logic.FINALIZER]
-            if logic.recorded(b) is None:
-                accepted = orjson.dumps(logic.accepted_fields(b)).decode()
-                patch["metadata"]["annotations"] = {logic.ACCEPTED_ANNOTATION: accepted}
+            finalizers = [*(meta.get("finalizers") or ()), logic.FINALIZER]
+            patch = {
+                "metadata": {
+                    "resourceVersion": meta.get("resourceVersion"),
+                    "finalizers": finalizers,
+                }
+            }
             patches.append(self._patch_meta(b, patch))
         await _gather_limited(patches)
 
-    async def _finalize(self, doomed: list[Obj], served: int | None) -> bool:
-        """Delete the storage of deleted Brokers, then let them go; True while some must wait."""
-        waiting = False
+    async def _finalize(self, doomed: list[Obj], served: int | None) -> tuple[bool, bool]:
+        """Delete the storage of deleted Brokers, then let them go.
+
+        Returns (some wait for the data plane, some storage failed to delete)."""
+        waiting = failed = False
         for b in doomed:
             meta = logic.meta(b)
             key = f"{meta.get('namespace')}/{meta.get('name')}"
@@ -458,7 +476,7 @@ class KubeController:
                     await channel.delete_broker(entry)
                 except ChannelError as exc:
                     log.error("broker %s: storage not deleted yet: %s", key, exc)
-                    waiting = True
+                    failed = True
                     continue
                 log.info("broker %s: storage %s deleted", key, entry.topic)
             self._storage.pop(key, None)
@@ -468,7 +486,7 @@ class KubeController:
                 b,
                 {"metadata": {"resourceVersion": meta.get("resourceVersion"), "finalizers": kept}},
             )
-        return waiting
+        return waiting, failed
 
     async def _patch_meta(self, obj: Obj, patch: Obj) -> None:
         meta = logic.meta(obj)

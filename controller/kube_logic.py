@@ -4,7 +4,8 @@ What `controller/kube_controller.py` does with the API server is mechanical (wat
 write); what it *decides* lives here so it is tested table-driven without a server:
 
 - immutable fields without a webhook: a Broker's accepted class and `spec.config` are recorded in
-  an annotation on the object itself (so a restarted controller still knows them); an update that
+  its `status.annotations` (as Knative's Kafka broker records its topic settings there), so a
+  restarted controller still knows them and users' metadata stays untouched; an update that
   changes them is reported on the object's status while the accepted version keeps being served;
 - the status written back: compile's Knative status, plus what only the cluster knows (storage
   failures, immutable-field violations, and "Ready only once the data plane serves it");
@@ -65,8 +66,10 @@ def accepted_fields(broker: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def recorded(broker: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What the annotation says was accepted; None when absent or unreadable."""
-    raw = (meta(broker).get("annotations") or {}).get(ACCEPTED_ANNOTATION)
+    """What the status says was accepted; None when absent or unreadable."""
+    st = broker.get("status")
+    annotations = st.get("annotations") if isinstance(st, Mapping) else None
+    raw = annotations.get(ACCEPTED_ANNOTATION) if isinstance(annotations, Mapping) else None
     if raw is None:
         return None
     try:
@@ -74,6 +77,12 @@ def recorded(broker: Mapping[str, Any]) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def accepted_record(broker: Mapping[str, Any]) -> str:
+    """The record to keep in status: the one already there, else the Broker as it is now."""
+    value = recorded(broker)
+    return json.dumps(value if value is not None else accepted_fields(broker), sort_keys=True)
 
 
 def served_broker(
@@ -125,6 +134,7 @@ class Overrides:
     violations: tuple[str, ...] = ()
     storage_error: str | None = None
     waiting_for: int | None = None  # contract generation the data plane does not serve yet
+    accepted: str | None = None  # a Broker's accepted immutable fields (JSON) to keep in status
 
 
 def effective(st: status.ObjectStatus, o: Overrides) -> status.ObjectStatus:
@@ -148,7 +158,10 @@ def effective(st: status.ObjectStatus, o: Overrides) -> status.ObjectStatus:
             REASON_DATA_PLANE,
             f"waiting for ingress and filter to serve contract generation {o.waiting_for}",
         )
-    return dataclasses.replace(st, conditions=(ready, *conditions[1:]))
+    annotations = st.annotations
+    if o.accepted is not None:
+        annotations = tuple(sorted({**dict(annotations), ACCEPTED_ANNOTATION: o.accepted}.items()))
+    return dataclasses.replace(st, conditions=(ready, *conditions[1:]), annotations=annotations)
 
 
 def desired_status(

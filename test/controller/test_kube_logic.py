@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,9 +30,12 @@ def broker(cls: str | None = None, config: str | None = None, **ann: str) -> dic
 
 
 def accepted_of(b: dict[str, Any]) -> dict[str, Any]:
-    """Round trip through the annotation, as the controller stores it."""
-    raw = json.dumps(logic.accepted_fields(b))
-    return logic.recorded(broker(**{logic.ACCEPTED_ANNOTATION: raw})) or {}
+    """Round trip through the status, as the controller stores it."""
+    st = logic.desired_status(
+        ready_broker(), logic.Overrides(accepted=logic.accepted_record(b)), None, NOW
+    )
+    assert logic.accepted_record({"status": st}) == logic.accepted_record(b)  # kept once there
+    return logic.recorded({"status": st}) or {}
 
 
 @pytest.mark.parametrize(
@@ -65,7 +67,7 @@ def test_served_broker_keeps_the_accepted_version(
 def test_served_broker_without_a_record_accepts_as_is() -> None:
     b = broker("Kafka", "c")
     assert logic.served_broker(b, None, None, "X") == (b, [])
-    assert logic.recorded(broker(**{logic.ACCEPTED_ANNOTATION: "not json"})) is None
+    assert logic.recorded({"status": {"annotations": {logic.ACCEPTED_ANNOTATION: "{"}}}) is None
 
 
 def test_served_trigger_reverts_spec_broker() -> None:
