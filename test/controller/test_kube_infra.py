@@ -8,9 +8,15 @@ and `kn` (which knows nothing about kbroker) can create, list and describe Broke
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import yaml
 from fixtures.kube import Kube
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+CONTROLLER_SA = "system:serviceaccount:kbroker-system:kbroker-controller"
+DATA_PLANE_SA = "system:serviceaccount:kbroker-system:kbroker-data-plane"
 
 # Shaped like the examples in Knative's docs (Kafka broker page, Trigger page).
 DOCS_BROKER_AND_TRIGGER = """
@@ -184,3 +190,56 @@ def test_kn_creates_and_lists_triggers(kube: Kube) -> None:
     rows = [line.split() for line in kube.kn("trigger", "list", "-n", ns).splitlines()]
     assert rows[0][:4] == ["NAME", "BROKER", "SINK", "AGE"]
     assert rows[1][:3] == ["t1", "b1", "http://127.0.0.1:9/"]
+
+
+def test_every_manifest_in_config_validates_on_the_real_apiserver(kube: Kube) -> None:
+    # A dry run cannot create the namespace the other objects go into, so that one is real.
+    kube.kubectl("apply", "-f", str(CONFIG / "100-namespace.yaml"))
+    out = kube.kubectl("apply", "--dry-run=server", "-f", str(CONFIG))
+    expected = sum(
+        1 for f in sorted(CONFIG.glob("*.yaml")) for doc in yaml.safe_load_all(f.read_text()) if doc
+    )
+    assert expected >= 20
+    assert out.count("(server dry run)") == expected, out
+
+
+def can_i(kube: Kube, who: str, verb: str, resource: str, *scope: str) -> bool:
+    proc = kube.run_kubectl("auth", "can-i", verb, resource, f"--as={who}", *scope)
+    assert proc.stdout.strip() in ("yes", "no"), proc.stderr
+    return proc.stdout.strip() == "yes"
+
+
+def test_controller_rbac_grants_what_it_needs_and_no_more(kube: Kube) -> None:
+    kube.kubectl(
+        "apply", "-f", str(CONFIG / "100-namespace.yaml"), "-f", str(CONFIG / "200-rbac.yaml")
+    )
+    ns = kube.namespace("rbac")
+    allowed = [
+        ("watch", "brokers.eventing.knative.dev", "-A"),
+        ("list", "triggers.eventing.knative.dev", "-A"),
+        ("patch", "brokers.eventing.knative.dev", "-n", ns, "--subresource=status"),
+        ("update", "triggers.eventing.knative.dev", "-n", ns, "--subresource=status"),
+        ("update", "brokers.eventing.knative.dev", "-n", ns, "--subresource=finalizers"),
+        ("patch", "brokers.eventing.knative.dev", "-n", ns),
+        ("watch", "configmaps", "-A"),
+        ("update", "configmaps", "-n", "kbroker-system"),
+        ("create", "configmaps", "-n", "kbroker-system"),
+        ("get", "services", "-n", ns),
+        ("get", "brokers.eventing.knative.dev", "-n", ns),  # Brokers are Addressables too
+    ]
+    denied = [
+        ("create", "configmaps", "-n", ns),
+        ("update", "configmaps", "-n", ns),
+        ("create", "brokers.eventing.knative.dev", "-n", ns),
+        ("delete", "triggers.eventing.knative.dev", "-n", ns),
+        ("get", "secrets", "-n", "kbroker-system"),
+        ("update", "services", "-n", ns),
+        ("create", "pods", "-n", "kbroker-system"),
+    ]
+    for verb, resource, *scope in allowed:
+        assert can_i(kube, CONTROLLER_SA, verb, resource, *scope), (verb, resource, scope)
+    for verb, resource, *scope in denied:
+        assert not can_i(kube, CONTROLLER_SA, verb, resource, *scope), (verb, resource, scope)
+    # The data plane reads its contract from a mounted file and gets no API rights at all.
+    assert not can_i(kube, DATA_PLANE_SA, "get", "configmaps", "-n", "kbroker-system")
+    assert not can_i(kube, DATA_PLANE_SA, "list", "brokers.eventing.knative.dev", "-A")
