@@ -34,7 +34,8 @@ def _knee(attr: str) -> Figure:
 
 
 def _knee_p99(result: ScenarioResult) -> float | None:
-    knee = result.knee
+    """p99 at the knee; without one, at the lowest step (which failed: the honest number)."""
+    knee = result.knee or (min(result.steps, key=lambda s: s.target_rate) if result.steps else None)
     return None if knee is None else knee.latency_ms.get("p99")
 
 

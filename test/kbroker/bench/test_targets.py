@@ -69,3 +69,6 @@ def test_a_run_with_no_passing_step_measures_zero_not_nothing() -> None:
     assert delivered.measured == 0.0
     assert not delivered.met
     assert delivered.gap == "-3,000 ev/s (-100%)"
+    p99 = verdicts[("e2e", "p99 at knee")]
+    assert p99.measured == 900.0  # the lowest step's p99, not "nothing"
+    assert not p99.met
