@@ -477,6 +477,53 @@ async def test_deleting_a_broker_removes_storage_and_unreadies_triggers(
     assert resp.status_code == 404
 
 
+@pytest.mark.kafka
+async def test_kafka_class_broker_uses_a_topic_and_deletes_it(
+    plane: Cluster, sinks: SinkServer, kafka_bootstrap: str
+) -> None:
+    """Knative Kafka broker YAML (class Kafka, spec.config: kafka-broker-config), real Kafka."""
+    from confluent_kafka.admin import AdminClient
+
+    sink = sinks.sink("kafka")
+    ns = plane.kube.namespace("kafka")
+    await plane.apply(
+        ns,
+        f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: kafka-broker-config}}
+data:
+  bootstrap.servers: "{kafka_bootstrap}"
+  default.topic.partitions: "2"
+  default.topic.replication.factor: "1"
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: kb
+  annotations: {{eventing.knative.dev/broker.class: Kafka}}
+spec:
+  config: {{apiVersion: v1, kind: ConfigMap, name: kafka-broker-config}}
+"""
+        + "---"
+        + TRIGGER.format(name="t", broker="kb", type="k", sink=sink.url),
+    )
+    broker = await plane.ready(ns, "broker", "kb", t=60)
+    topic = f"knative-broker-{ns}-kb"
+    assert broker["status"]["annotations"]["default.topic"] == topic
+    assert broker["status"]["annotations"]["bootstrap.servers"] == kafka_bootstrap
+    await plane.ready(ns, "trigger", "t", t=60)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    meta = await asyncio.to_thread(admin.list_topics, topic, 10)
+    assert len(meta.topics[topic].partitions) == 2
+    await plane.deliver(broker_url(plane, ns, "kb"), "k", sink)
+
+    await plane.kubectl("delete", "-n", ns, "broker", "kb", "--timeout=60s")
+    meta = await asyncio.to_thread(admin.list_topics, None, 10)
+    assert topic not in meta.topics
+    await plane.reason(ns, "trigger", "t", "BrokerDoesNotExist")
+
+
 async def test_subscriber_refs_service_addressable_relative_and_missing(
     plane: Cluster, sinks: SinkServer
 ) -> None:
