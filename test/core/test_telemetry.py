@@ -244,12 +244,30 @@ def test_hops_chain_and_carry_context(
     assert (spans["send http://sub/"].attributes or {})["kbroker.delivery.attempt"] == 1
 
 
-def test_unsampled_context_still_propagates() -> None:
-    provider = TracerProvider(sampler=telemetry.build_sampler("parentbased_traceidratio", 1.0))
+@pytest.mark.parametrize(
+    "sampler", ["parentbased_traceidratio", "parentbased_always_on", "always_on"]
+)
+def test_unsampled_parents(sampler: str) -> None:
+    """Parent-based: the producer's "not sampled" holds for every hop, yet the context still
+    propagates (new span ids, same trace, flags 00). always_on ignores the parent's choice."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=telemetry.build_sampler(sampler, 1.0))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing = telemetry.Tracing(provider)
     unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
     span = tracing.ingress(BROKER, [event("1")], [(b"traceparent", unsampled.encode())])
-    tp, _ = telemetry.context_of(span)
-    assert not span.is_recording()
-    assert tp is not None and tp.startswith("00-0af7651916cd43dd8448eb211c80319c-")
-    assert tp.endswith("-00") and tp != unsampled
+    tp, ts = telemetry.context_of(span)
+    trig = tracing.trigger(TRIGGER, BROKER, event("1"), tp, ts)
+    send = tracing.send(trig, TRIGGER.subscriber_uri, 1)
+    sent, _ = telemetry.context_of(send)
+    for s in (send, trig, span):
+        telemetry.end(s, 200)
+    assert tp is not None and sent is not None
+    ids = {unsampled.split("-")[2], tp.split("-")[2], sent.split("-")[2]}
+    assert len(ids) == 3
+    assert {tp.split("-")[1], sent.split("-")[1]} == {"0af7651916cd43dd8448eb211c80319c"}
+    recorded = len(exporter.get_finished_spans())
+    if sampler == "always_on":
+        assert recorded == 3 and sent.endswith("-01")
+    else:
+        assert recorded == 0 and tp.endswith("-00") and sent.endswith("-00")

@@ -216,27 +216,23 @@ async def test_reply_chain_is_one_trace(in_process: Run, sinks: SinkServer) -> N
         "messaging.system": "knative",
         "messaging.destination.name": "default/default",
         "messaging.operation.name": "send",
-        "messaging.operation.type": "send",
         "messaging.message.id": "e-1",
-        "cloudevents.event_id": "e-1",
         "cloudevents.event_type": "com.example.first",
         "cloudevents.event_source": "/test",
-        "cloudevents.event_spec_version": "1.0",
-        "kbroker.broker": "default/default",
-        "http.request.method": "POST",
         "http.response.status_code": 202,
     }
     assert (ingress2.attributes or {})["messaging.message.id"] == "reply-1"
     (t2,) = only(spans, "trigger:second.default")
-    attrs = dict(t2.attributes or {})
-    assert attrs["messaging.system"] == "knative"
-    assert attrs["messaging.operation.name"] == "process"
-    assert attrs["messaging.message.id"] == "reply-1"
-    assert attrs["cloudevents.event_type"] == "com.example.second"
-    assert attrs["kbroker.trigger"] == "default/second"
-    assert attrs["kbroker.delivery.outcome"] == "delivered"
+    assert dict(t2.attributes or {}) == {
+        "messaging.system": "knative",
+        "messaging.destination.name": "default/default",
+        "messaging.operation.name": "process",
+        "messaging.consumer.group.name": "default/second",
+        "messaging.message.id": "reply-1",
+        "cloudevents.event_type": "com.example.second",
+        "kbroker.delivery.outcome": "delivered",
+    }
     assert dict(send2.attributes or {}) == {
-        "http.request.method": "POST",
         "url.full": second.url,
         "kbroker.delivery.attempt": 1,
         "http.response.status_code": 200,
