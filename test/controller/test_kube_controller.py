@@ -88,11 +88,11 @@ class Cluster:
     def contract_file(self) -> Path:
         return self.root / "contract.json"
 
-    def start_controller(self) -> None:
+    def start_controller(self, kubeconfig: Path | None = None) -> None:
         args = [
             "controller",
             "--kubeconfig",
-            str(self.kube.kubeconfig),
+            str(kubeconfig or self.kube.kubeconfig),
             "--port",
             "0",
             "--data",
@@ -726,3 +726,46 @@ async def test_controller_killed_mid_reconcile_converges_after_restart(plane: Cl
     plane.start_controller()
     await asyncio.sleep(2.0)
     assert json.loads(plane.contract_file.read_text())["generation"] == after["generation"]
+
+
+async def test_controller_needs_no_more_than_the_shipped_rbac(
+    plane: Cluster, sinks: SinkServer
+) -> None:
+    """Run as the kbroker-controller ServiceAccount of config/200-rbac.yaml, not as an admin."""
+    sink = sinks.sink("rbac")
+    await plane.kubectl("apply", "-f", str(ROOT / "config" / "200-rbac.yaml"))
+    token = (
+        await plane.kubectl("create", "token", "kbroker-controller", "-n", "kbroker-system")
+    ).strip()
+    config = json.loads(plane.kube.kubeconfig.read_text())
+    config["users"] = [{"name": "kbroker-admin", "user": {"token": token}}]
+    sa_kubeconfig = plane.root / "sa-kubeconfig"
+    sa_kubeconfig.write_text(json.dumps(config))
+    denied = await asyncio.to_thread(
+        plane.kube.run_kubectl,
+        "--token",
+        token,
+        "auth",
+        "can-i",
+        "create",
+        "configmaps",
+        "-n",
+        "default",
+    )
+    assert denied.stdout.strip() == "no"
+
+    plane.kill_controller()
+    plane.start_controller(sa_kubeconfig)
+    try:
+        ns = plane.kube.namespace("rbac")
+        await plane.apply(ns, BROKER.format(name="b"))
+        await plane.apply(ns, TRIGGER.format(name="t", broker="b", type="r", sink=sink.url))
+        await plane.ready(ns, "trigger", "t")
+        await plane.deliver(broker_url(plane, ns, "b"), "r", sink)
+        await plane.kubectl("delete", "-n", ns, "broker", "b", "--timeout=20s")
+        await plane.reason(ns, "trigger", "t", "BrokerDoesNotExist")
+        assert plane.controller is not None
+        assert "forbidden" not in plane.controller.tail().lower()
+    finally:
+        plane.kill_controller()
+        plane.start_controller()
