@@ -116,7 +116,10 @@ def render(doc: dict[str, Any], console: Console) -> None:
             console.print(f"[yellow]{sc['name']}[/]: skipped ({sc['skipped']})")
         if sc["knee_rate"] is not None and len(sc["steps"]) > 1:
             console.print(f"[bold]{sc['name']}[/]: knee at {sc['knee_rate']:,.0f} events/s")
-        if sc["facts"]:
+        cases = sc["facts"].get("cases")
+        if isinstance(cases, list) and cases and isinstance(cases[0], dict):
+            console.print(cases_table(sc["name"], cases))
+        elif sc["facts"]:
             console.print(f"[bold]{sc['name']}[/]: {orjson.dumps(sc['facts']).decode()}")
     if doc.get("targets"):
         console.print(targets_table(doc["targets"]))
@@ -125,6 +128,22 @@ def render(doc: dict[str, Any], console: Console) -> None:
         f"[dim]{m['cores']} cores, {m['cpu_model']}, load {m.get('load_average')}, "
         f"python {m['versions']['python']}[/]"
     )
+
+
+def cases_table(name: str, cases: Sequence[dict[str, Any]]) -> Table:
+    """Measurements that are a list of cases (cesql): one row per case, one column per key."""
+    table = Table(title=name)
+    keys = list(cases[0])
+    for key in keys:
+        table.add_column(key, justify="right" if isinstance(cases[0][key], int | float) else "left")
+    for case in cases:
+        table.add_row(
+            *(
+                f"{v:,}" if isinstance(v, int | float) else str(v)
+                for v in (case.get(k) for k in keys)
+            )
+        )
+    return table
 
 
 def _figure(value: float | None, unit: str) -> str:
@@ -140,7 +159,7 @@ def targets_table(verdicts: Sequence[dict[str, Any]]) -> Table:
         table.add_column(col, justify="left" if col in ("row", "check", "gap") else "right")
     for v in verdicts:
         if v["bound"] is None and v["measured"] is not None:
-            met = "[dim]baseline[/]"
+            met = "[dim]info[/]" if v.get("info") else "[dim]baseline[/]"
         elif v["measured"] is None:
             met = "[yellow]not measured[/]"
         else:

@@ -48,6 +48,18 @@ def _per_dispatcher_core(result: ScenarioResult) -> float | None:
     return knee.delivered_per_s / cores if cores > 0 else None
 
 
+def _per_server_core(result: ScenarioResult) -> float | None:
+    """Events per CPU-second of the server at the knee (or the lowest step): what one core of
+    this broker would do if it had the core to itself. Robust to CPU-hungry neighbours, which
+    the rates are not; informational, never judged."""
+    step = result.knee or (min(result.steps, key=lambda s: s.target_rate) if result.steps else None)
+    if step is None:
+        return None
+    cpu = sum(u.cpu_seconds for u in step.usage if u.role == "server")
+    events = step.delivered if step.has_receiver else step.accepted
+    return events / cpu if cpu > 0 else None
+
+
 def _fact(key: str, scale: float = 1.0) -> Figure:
     def read(result: ScenarioResult) -> float | None:
         value = result.facts.get(key)
@@ -71,6 +83,10 @@ class Check:
     at_least: bool = True  # False: the figure must stay at or below the bound
     baseline: str | None = None  # the bound is `bound` x this run's figure of that row
     unit: str = "ev/s"
+    informational: bool = False  # reported next to the targets, never met or missed
+
+
+_CORE = Check("per server core (CPU)", _per_server_core, 0, informational=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,31 +104,31 @@ class Row:
 _ING = Check("ingress", _knee("accepted_per_s"), 8000)
 ROWS: tuple[Row, ...] = (
     Row("ceiling", "ceiling: bare ASGI 202, 1 process", "ceiling", (2000, 2000, 30000),
-        (Check("ceiling", _knee("accepted_per_s"), 0),)),
+        (Check("ceiling", _knee("accepted_per_s"), 0), _CORE)),
     Row("direct", "direct: generator -> receiver", "direct", (2000, 2000, 30000),
         (Check("direct", _knee("delivered_per_s"), 0),)),
     Row("ingress", "ingress, embedded, all, 1 KB binary, 1 process", "ingress",
         (1000, 1000, 16000),
-        (_ING, dataclasses.replace(_ING, label="vs ceiling", bound=0.7, baseline="ceiling")),
+        (_ING, dataclasses.replace(_ING, label="vs ceiling", bound=0.7, baseline="ceiling"), _CORE),
         {"durability": "all"}),
     Row("ingress-2p", "ingress, 2 processes", "ingress", (2000, 2000, 24000),
         (dataclasses.replace(_ING, bound=14000),), {"durability": "all", "processes": 2}),
     Row("ingress-batch", "ingress, batch 100 events/request", "ingress", (10000, 10000, 100000),
-        (dataclasses.replace(_ING, bound=50000),),
+        (dataclasses.replace(_ING, bound=50000), _CORE),
         {"durability": "all", "mode": "batch", "batch": 100}),
     Row("e2e", "e2e, 1 trigger", "e2e", (500, 500, 8000),
         (Check("delivered", _knee("delivered_per_s"), 3000),
          Check("p99 at knee", _knee_p99, 100, at_least=False, unit="ms"),
-         Check("vs direct", _knee("delivered_per_s"), 0.6, baseline="direct"))),
+         Check("vs direct", _knee("delivered_per_s"), 0.6, baseline="direct"), _CORE)),
     Row("fanout", "fanout, 100 triggers, 10% matching", "fanout-100-10", (50, 50, 1000),
-        (Check("deliveries/s per core", _per_dispatcher_core, 4000),)),
+        (Check("deliveries/s per core", _per_dispatcher_core, 4000), _CORE)),
     Row("triggers", "1,000 idle triggers", "triggers-1000", None,
         (Check("RSS per trigger", _fact("rss_kb_per_trigger"), 100, at_least=False, unit="KB"),
          Check("Ready", _fact("ready_seconds"), 2, at_least=False, unit="s"))),
     Row("kafka-ingress", "Kafka ingress", "ingress", (1000, 1000, 16000),
-        (dataclasses.replace(_ING, bound=8000),), {"durability": "all"}, kafka=True),
+        (dataclasses.replace(_ING, bound=8000), _CORE), {"durability": "all"}, kafka=True),
     Row("kafka-e2e", "Kafka e2e, 1 trigger", "e2e", (500, 500, 8000),
-        (Check("delivered", _knee("delivered_per_s"), 3000),), kafka=True),
+        (Check("delivered", _knee("delivered_per_s"), 3000), _CORE), kafka=True),
     Row("failing", "failing 10% 503: zero loss", "failing-10", None,
         (Check("events lost", _lossless, 0, at_least=False, unit="events"),)),
 )  # fmt: skip
@@ -126,6 +142,7 @@ class Verdict:
     bound: float | None  # after applying the baseline
     met: bool
     unit: str
+    info: bool = False
 
     @property
     def gap(self) -> str:
@@ -147,6 +164,7 @@ class Verdict:
             "met": self.met,
             "unit": self.unit,
             "gap": self.gap,
+            "info": self.info,
         }
 
 
@@ -172,8 +190,8 @@ def evaluate(results: dict[str, list[ScenarioResult]]) -> list[Verdict]:
             if check.baseline is not None:
                 base = firsts.get(check.baseline)
                 bound = None if base is None else check.bound * base
-            if row.key in ("ceiling", "direct"):
-                out.append(Verdict(row.key, check.label, measured, None, True, check.unit))
+            if row.key in ("ceiling", "direct") or check.informational:
+                out.append(Verdict(row.key, check.label, measured, None, True, check.unit, True))
                 continue
             met = (
                 measured is not None
