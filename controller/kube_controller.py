@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,6 +117,7 @@ class KubeController:
         )
         self.contract: contract.Contract | None = None  # last one written to the ConfigMap
         self.reconciles = 0
+        self.last_duration = 0.0  # seconds the last successful reconcile took
         self._cm_version: str | None = None
         self._file_generation = -1
         self._served = -1  # highest generation every data-plane process has reported
@@ -173,6 +175,7 @@ class KubeController:
                     await asyncio.wait_for(self.dirty.wait(), wait or self.settings.resync_interval)
                 await asyncio.sleep(0.05)  # coalesce a burst of events into one reconcile
                 self.dirty.clear()
+                started = time.perf_counter()
                 try:
                     converged = await self.reconcile()
                 except Conflict:
@@ -182,6 +185,9 @@ class KubeController:
                     log.warning("reconcile failed: %s; retrying in %.1fs", exc, delay)
                     wait, delay = delay, min(delay * 2, self.settings.max_backoff)
                     continue
+                self.last_duration = time.perf_counter() - started
+                if self.last_duration > 1.0:
+                    log.info("reconcile took %.2fs", self.last_duration)
                 # Storage or finalization failing: look again, backing off. (Waiting for the
                 # data plane is the probe loop's job: it wakes us when the generation moves.)
                 wait = 0.0 if converged else delay
