@@ -110,3 +110,22 @@ def test_reconciled_replaces_object_counts() -> None:
 
 def test_code_class() -> None:
     assert [metrics.code_class(c) for c in (None, 202, 404, 503)] == ["none", "2xx", "4xx", "5xx"]
+
+
+def test_grafana_dashboard_uses_only_exposed_names() -> None:
+    """Every kbroker_* series the dashboard queries is one core/telemetry.py defines."""
+    import json
+    import re
+    from pathlib import Path
+
+    from core import telemetry
+
+    text = (Path(__file__).parents[2] / "config" / "grafana-dashboard.json").read_text()
+    json.loads(text)  # valid JSON
+    defined = {v for k, v in vars(telemetry).items() if k.startswith("M_")}
+    used = set(re.findall(r"kbroker_[a-z0-9_]+", text))
+    suffixes = ("_bucket", "_sum", "_count", "_total")
+    base = {next((u.removesuffix(s) for s in suffixes if u.endswith(s)), u) for u in used}
+    # Counters end in _count_total (e.g. ..._event_count_total): strip once more for those.
+    base = {b if b in defined else b.removesuffix("_count") for b in base}
+    assert base and base <= defined, sorted(base - defined)
