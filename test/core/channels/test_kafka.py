@@ -12,22 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import orjson
 import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from fixtures.kafka import Cluster
 
 from core import contract
-from core.channel import ChannelUnavailable, EventTooLarge, Record
+from core.channel import ChannelError, ChannelUnavailable, EventTooLarge, Record
+from core.channels import kafka
 from core.channels.kafka import KafkaChannel, KafkaSettings, KafkaSubscription, topic_of
 from test.core.channels import channel_conformance as conformance
-
-pytestmark = pytest.mark.kafka
 
 ALL = contract.Durability.ALL
 EARLIEST = contract.StartFrom.EARLIEST
@@ -45,6 +45,20 @@ def settings(bootstrap: str, **kw: object) -> KafkaSettings:
     return KafkaSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 
+@pytest.fixture(autouse=True)
+def no_leaked_client_threads() -> Iterator[None]:
+    """Every consumer and producer thread a test started is gone when it ends (structured
+    concurrency: closing the channel or subscription owns them)."""
+    yield
+    deadline = time.monotonic() + 5
+    while (alive := [t.name for t in threading.enumerate() if t.name.startswith("kafka-")]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    assert not alive, f"threads left running: {alive}"
+
+
+@pytest.mark.kafka
 @pytest.mark.parametrize("check", conformance.CHECKS, ids=conformance.check_id)
 async def test_conformance(check: conformance.Check, kafka_bootstrap: str) -> None:
     await check(lambda: KafkaChannel(settings(kafka_bootstrap)))
@@ -71,9 +85,67 @@ async def channel(kafka_bootstrap: str) -> AsyncIterator[KafkaChannel]:
     await ch.close()
 
 
+# --- pure pieces (no Kafka needed) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pairs", "want"),
+    [
+        ((), kafka.TopicSpec("default:9092", 10, -1, ())),
+        (
+            (("bootstrap.servers", "a:1,b:2"), ("default.topic.partitions", "3"),
+             ("default.topic.replication.factor", "2"),
+             ("default.topic.config.retention.ms", "100"), ("unrelated", "x")),
+            kafka.TopicSpec("a:1,b:2", 3, 2, (("retention.ms", "100"),)),
+        ),
+    ],
+    ids=["defaults", "knative-configmap"],
+)  # fmt: skip
+def test_topic_spec_from_the_broker_config(
+    pairs: tuple[tuple[str, str], ...], want: kafka.TopicSpec
+) -> None:
+    assert kafka.TopicSpec.parse(pairs, KafkaSettings(bootstrap="default:9092")) == want
+
+
+@pytest.mark.parametrize(
+    ("pairs", "bootstrap"),
+    [((("default.topic.partitions", "ten"),), "x:1"), ((), None)],
+    ids=["not-a-number", "no-bootstrap"],
+)
+def test_bad_broker_config_is_a_channel_error(
+    pairs: tuple[tuple[str, str], ...], bootstrap: str | None
+) -> None:
+    with pytest.raises(ChannelError):
+        kafka.TopicSpec.parse(pairs, KafkaSettings(bootstrap=bootstrap))
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (KafkaError._MSG_TIMED_OUT, ChannelUnavailable),
+        (KafkaError.NOT_ENOUGH_REPLICAS, ChannelUnavailable),
+        (KafkaError.MSG_SIZE_TOO_LARGE, EventTooLarge),
+        (KafkaError.INVALID_REPLICATION_FACTOR, ChannelError),
+    ],
+    ids=["timeout", "isr", "too-large", "bad-replication"],
+)
+def test_kafka_errors_translate(code: int, error: type[ChannelError]) -> None:
+    got = kafka.translate(KafkaError(code), "append")
+    assert type(got) is error and str(got).startswith("append: ")
+
+
+def test_names_default_to_knative_s() -> None:
+    b = conformance.make_broker("orders")
+    t = dataclasses.replace(conformance.make_trigger(b, EARLIEST), name="audit", consumer_group="")
+    assert kafka.topic_of(b) == "knative-broker-conformance-orders"
+    assert kafka.group_of(t) == "knative-trigger-conformance-audit"
+    assert kafka.topic_of(dataclasses.replace(b, topic="mine")) == "mine"
+
+
 # --- topic and group management --------------------------------------------------------------
 
 
+@pytest.mark.kafka
 async def test_topic_is_created_with_the_broker_config(
     channel: KafkaChannel, kafka_bootstrap: str
 ) -> None:
@@ -95,6 +167,7 @@ async def test_topic_is_created_with_the_broker_config(
     assert topic_of(b) not in meta.topics
 
 
+@pytest.mark.kafka
 async def test_external_topic_is_neither_created_nor_deleted(
     channel: KafkaChannel, kafka_bootstrap: str
 ) -> None:
@@ -129,6 +202,7 @@ def _produce_plain(bootstrap: str, topic: str, records: list[tuple[Headers, byte
     assert producer.flush(10) == 0
 
 
+@pytest.mark.kafka
 async def test_reads_binary_and_structured_records_of_a_plain_producer(
     channel: KafkaChannel, kafka_bootstrap: str
 ) -> None:
@@ -163,6 +237,7 @@ async def test_reads_binary_and_structured_records_of_a_plain_producer(
     await sub.close()
 
 
+@pytest.mark.kafka
 async def test_records_we_write_are_read_by_the_cloudevents_sdk(
     channel: KafkaChannel, kafka_bootstrap: str
 ) -> None:
@@ -200,6 +275,7 @@ async def test_records_we_write_are_read_by_the_cloudevents_sdk(
 # --- durability, availability -----------------------------------------------------------------
 
 
+@pytest.mark.kafka
 @pytest.mark.parametrize("level", list(contract.Durability), ids=lambda d: d.value)
 async def test_every_durability_level_stores_the_batch(
     channel: KafkaChannel, level: contract.Durability
@@ -213,6 +289,7 @@ async def test_every_durability_level_stores_the_batch(
     await sub.close()
 
 
+@pytest.mark.kafka
 async def test_events_with_the_same_partitionkey_share_a_partition(channel: KafkaChannel) -> None:
     b = broker(4)
     await channel.ensure_broker(b)
@@ -231,6 +308,7 @@ async def test_events_with_the_same_partitionkey_share_a_partition(channel: Kafk
     await sub.close()
 
 
+@pytest.mark.kafka
 async def test_an_event_over_the_size_limit_is_refused(channel: KafkaChannel) -> None:
     b = broker()
     await channel.ensure_broker(b)
@@ -263,6 +341,7 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])  # closed again when we return: nobody listens
 
 
+@pytest.mark.kafka
 async def test_broker_stopped_then_restarted(
     kafka_single: Cluster | None, kafka_bootstrap: str
 ) -> None:
@@ -314,6 +393,7 @@ async def _fetch_until(sub: KafkaSubscription, last_id: str, timeout: float) -> 
 # --- consumer groups ---------------------------------------------------------------------------
 
 
+@pytest.mark.kafka
 async def test_two_members_of_one_group_share_the_partitions(kafka_bootstrap: str) -> None:
     """Two processes running the same trigger (here: two channels) split the topic's partitions
     between them, each event goes to exactly one, and lag adds up across members."""
@@ -346,6 +426,7 @@ async def test_two_members_of_one_group_share_the_partitions(kafka_bootstrap: st
     await two.close()
 
 
+@pytest.mark.kafka
 async def test_commit_resumes_per_partition_in_a_new_process(kafka_bootstrap: str) -> None:
     b = broker(3)
     trigger = conformance.make_trigger(b, EARLIEST)
@@ -372,6 +453,7 @@ async def test_commit_resumes_per_partition_in_a_new_process(kafka_bootstrap: st
 # --- three nodes: losing one of them ------------------------------------------------------------
 
 
+@pytest.mark.kafka
 @pytest.mark.slow
 async def test_losing_one_of_three_nodes_keeps_durable_appends_going(
     kafka_cluster3: Cluster,
