@@ -51,7 +51,11 @@ def environment(settings: RunSettings, base_url: str) -> compiler.Environment:
         classes["MTChannelBasedBroker"] = "kafka"
         kafka_config = (("bootstrap.servers", settings.kafka_bootstrap),)
     return compiler.Environment(
-        ingress_base_url=base_url, class_channels=classes, default_kafka_config=kafka_config
+        ingress_base_url=base_url,
+        class_channels=classes,
+        default_kafka_config=kafka_config,
+        topic_template=settings.topic_template,
+        group_template=settings.group_template,
     )
 
 
@@ -190,7 +194,11 @@ def bind(host: str, port: int) -> socket.socket:
 def run(settings: RunSettings) -> None:
     import uvloop
 
-    tracing = telemetry.Tracing(telemetry.build_provider(telemetry.trace_settings()))
+    try:
+        tracing = telemetry.Tracing(telemetry.build_provider(telemetry.trace_settings()))
+    except telemetry.TelemetryConfigError as exc:
+        log.error("tracing: %s", exc)
+        raise SystemExit(2) from None
     sock = bind(settings.host, settings.port)
     app = Standalone(settings, sock, tracing)
     uvloop.run(app.serve())
