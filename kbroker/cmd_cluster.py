@@ -27,7 +27,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -36,8 +36,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from core.channel import Channel, ChannelError
+from core.contract import Contract
 from core.contract_source import ContractHolder, FileContractSource
 from core.settings import RunSettings, env
+
+if TYPE_CHECKING:
+    from filter.pool import WorkerPool
+    from filter.worker import TriggerWorker
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +231,8 @@ async def _filter(args: argparse.Namespace) -> None:
     sender = AiohttpSender()
     pool = WorkerPool(channels, Dispatcher(sender, settings.dispatcher), settings.dispatcher)
     holder.subscribe(pool.apply)
+    pinned = _Pinned(pool)
+    holder.subscribe(pinned.settle)
     source = FileContractSource(args.contract, holder, args.poll)
 
     async def ready() -> tuple[bool, str]:
@@ -233,13 +240,47 @@ async def _filter(args: argparse.Namespace) -> None:
             return False, f"no contract read from {args.contract} yet"
         return (True, "ok") if pool.healthy() else (False, "a trigger worker stopped")
 
-    routes: list[BaseRoute] = [*health_routes(ready), _generation_route(lambda: pool.generation)]
+    routes: list[BaseRoute] = [*health_routes(ready), _generation_route(lambda: pinned.generation)]
     try:
         await _serve("filter", Starlette(routes=routes), settings, [source.run()])
     finally:
         await pool.close()
         await sender.close()
         await _close_channels(channels)
+
+
+class _Pinned:
+    """The generation whose Triggers all have their start position recorded.
+
+    The pool starts a worker per new Trigger, but a LATEST start is pinned asynchronously (the
+    embedded log's INIT, a Kafka partition assignment); reporting the generation before that
+    would let the controller call a Trigger Ready while events sent next could still be skipped.
+    Every Subscription's lag() waits for the pinned position, so it is the barrier.
+    """
+
+    def __init__(self, pool: WorkerPool, timeout: float = 30.0) -> None:
+        self.pool = pool
+        self.timeout = timeout
+        self.generation = -1
+        self._settled: set[str] = set()
+
+    async def settle(self, c: Contract) -> None:
+        workers = dict(self.pool.workers)
+        fresh = [w for uid, w in workers.items() if uid not in self._settled]
+
+        async def pin(worker: TriggerWorker) -> None:
+            try:
+                await asyncio.wait_for(worker.subscription.lag(), self.timeout)
+            except (
+                Exception
+            ) as exc:  # reported by /readyz through the pool; never block a generation
+                log.warning(
+                    "trigger %s: start position not confirmed: %r", worker.trigger.name, exc
+                )
+
+        await asyncio.gather(*(pin(w) for w in fresh))
+        self._settled = set(workers)
+        self.generation = c.generation
 
 
 async def _controller(args: argparse.Namespace) -> None:
