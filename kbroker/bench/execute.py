@@ -145,10 +145,11 @@ async def _load(
     if sc.needs_broker:
         # Also without triggers: the first appends create the broker's storage (a Kafka topic,
         # a log file), which is start-up cost, not steady-state latency.
-        warm = round(await _warm_up(session, opts), 3)
-        facts["first_delivery_seconds" if rec is not None and rec.specs else "warm_up_seconds"] = (
-            warm
-        )
+        warm, attempts = await _warm_up(session, opts)
+        key = "first_delivery_seconds" if rec is not None and rec.specs else "warm_up_seconds"
+        facts[key] = round(warm, 3)
+        if len(attempts) > 1:
+            facts["warm_up_attempts"] = attempts
     steps: list[StepResult] = []
     for rate in opts.rates:
         step = await session.step(rate, opts.duration, opts.p99_bound_ms, label=f"{sc.name}")
@@ -164,16 +165,29 @@ async def _load(
     return ScenarioResult(sc.name, sc.description, tuple(steps), facts)
 
 
-async def _warm_up(session: runner.Session, opts: BenchOptions) -> float:
+async def _warm_up(session: runner.Session, opts: BenchOptions) -> tuple[float, list[Any]]:
     """Send one event per trigger group until every trigger has one: the broker is then
-    dispatching, and the first step measures the steady state, not the start-up."""
+    dispatching, and the first step measures the steady state, not the start-up. Answers the
+    seconds it took and each attempt's counts (start-up trouble shows there)."""
     t0 = time.monotonic()
     groups = max(session.groups, 1)
     rate = min(2000.0, max(groups, 10) * 20.0)
+    attempts: list[Any] = []
     while True:
         step = await session.step(rate, max(groups, 10) / rate)
+        attempts.append(
+            {
+                "sent": step.sent,
+                "errors": step.errors,
+                "missing": step.missing,
+                "send_seconds": round(step.send_seconds, 3),
+                "deliver_seconds": round(step.deliver_seconds, 3),
+                "ingress_p50_ms": step.ingress_latency_ms.get("p50"),
+                "ingress_p99_ms": step.ingress_latency_ms.get("p99"),
+            }
+        )
         if step.missing == 0 and step.errors == 0:
-            return time.monotonic() - t0
+            return time.monotonic() - t0, attempts
         if time.monotonic() - t0 > opts.warmup_timeout:
             raise servers.TargetError(
                 f"broker did not deliver to every trigger within {opts.warmup_timeout:.0f} s "
@@ -263,7 +277,7 @@ async def _triggers(
         brokerconfig.write_triggers(folder, sc.trigger_specs(), rec.url, sc.delivery())
         ready = await _wait_ready_triggers(target.url, sc.triggers, opts.warmup_timeout)
         facts["ready_seconds"] = None if ready is None else round(ready, 3)
-        await _warm_up(session, opts)
+        _, facts["warm_up_attempts"] = await _warm_up(session, opts)
         facts["all_delivering_seconds"] = round(time.monotonic() - t0, 3)
     await asyncio.sleep(1.0)
     after = procstat.sample(pids[0]) if pids else None
