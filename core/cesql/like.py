@@ -102,10 +102,32 @@ def _find(piece: Piece) -> Callable[[str, int, int], int]:
     return search
 
 
+def _literal_pieces(texts: list[str]) -> Matcher:
+    """Several `%`, no `_`: str methods only."""
+    head, tail, middles = texts[0], texts[-1], [t for t in texts[1:-1] if t]
+    head_len, tail_len = len(head), len(tail)
+
+    def match(value: str) -> bool:
+        end = len(value) - tail_len
+        if end < head_len or not value.startswith(head) or not value.endswith(tail):
+            return False
+        pos = head_len
+        for text in middles:
+            start = value.find(text, pos, end)
+            if start < 0:
+                return False
+            pos = start + len(text)
+        return True
+
+    return match
+
+
 def _general(pieces: list[Piece]) -> Matcher:
     if len(pieces) == 1:
         whole, width = _at(pieces[0]), len(pieces[0])
         return lambda value: len(value) == width and whole(value, 0)
+    if all(None not in piece for piece in pieces):
+        return _literal_pieces(["".join(piece) for piece in pieces])  # type: ignore[arg-type]
     head, tail = _at(pieces[0]), _at(pieces[-1])
     head_len, tail_len = len(pieces[0]), len(pieces[-1])
     middles = [(_find(p), len(p)) for p in pieces[1:-1] if p]

@@ -71,15 +71,3 @@ def coerce(node: Node, target: Type) -> Fn:
         return cast(value)
 
     return read_cast
-
-
-def safe(fn: Fn) -> Pred:
-    """A predicate from a value closure: Boolean true and no error."""
-
-    def pred(a: Attributes) -> bool:
-        try:
-            return fn(a) is True
-        except Abort:
-            return False
-
-    return pred

@@ -18,7 +18,7 @@ from typing import Final
 from core.cesql import ast, casts
 from core.cesql.casts import INT32_MAX, INT32_MIN, Value
 from core.cesql.errors import Abort, CesqlError
-from core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, coerce, missing, safe
+from core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, coerce, missing
 
 Op = Callable[[Value, Value], Value]
 
@@ -201,13 +201,14 @@ def logical(expr: ast.Logical, build: Builder) -> Node:
         return Node(xor, bool, const=const)
     if expr.op == "OR":
         return Node(_any(fns), bool, const=const)  # type: ignore[arg-type]
-    # AND is true without error only if every operand is, in order: a chain of predicates.
-    # An operand's own predicate only holds for Boolean operands (1 is true here, not `true`).
+    # AND is true without error only if every operand is, in order: so as a filter it is the
+    # chain of the operands' predicates (an operand's own predicate only holds when it is
+    # Boolean: 1 is true here, not `true`), with one guard for operands that may raise.
     preds = [
-        n.pred if n.pred is not None and n.type is bool else safe(f)
+        n.pred if n.pred is not None and n.type is bool else f
         for n, f in zip(operands, fns, strict=True)
     ]
-    return Node(_all(fns), bool, const=const, pred=_all(preds))  # type: ignore[arg-type]
+    return Node(_all(fns), bool, const=const, pred=_guarded_all(preds))  # type: ignore[arg-type]
 
 
 def _all(fns: list[Pred]) -> Pred:
@@ -219,6 +220,38 @@ def _all(fns: list[Pred]) -> Pred:
         f1, f2, f3 = fns
         return lambda a: f1(a) and f2(a) and f3(a)
     return lambda a: all(f(a) for f in fns)
+
+
+def _guarded_all(fns: list[Pred]) -> Pred:
+    """`_all` as a filter: an error anywhere means no match (one try, free when nothing raises)."""
+    if len(fns) == 2:
+        f1, f2 = fns
+
+        def all2(a: Attributes) -> bool:
+            try:
+                return f1(a) and f2(a)
+            except Abort:
+                return False
+
+        return all2
+    if len(fns) == 3:
+        f1, f2, f3 = fns
+
+        def all3(a: Attributes) -> bool:
+            try:
+                return f1(a) and f2(a) and f3(a)
+            except Abort:
+                return False
+
+        return all3
+
+    def all_n(a: Attributes) -> bool:
+        try:
+            return all(f(a) for f in fns)
+        except Abort:
+            return False
+
+    return all_n
 
 
 def _any(fns: list[Pred]) -> Pred:

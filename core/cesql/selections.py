@@ -7,6 +7,7 @@ constant, the casts are done here, once per possible left type, leaving a set lo
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from typing import Final
 
@@ -19,6 +20,7 @@ from core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, coerce, missin
 
 # Per left type: (the cast items before the first failing cast, that cast's Abort or None).
 Table = dict[type, tuple[frozenset[Value], Abort | None]]
+StrFn = Callable[[Attributes], str]
 
 
 def like(expr: ast.Like, build: Builder) -> Node:
@@ -150,8 +152,20 @@ def call(expr: ast.Call, build: Builder) -> Node:
     args = [build(e) for e in expr.args]
     types = functions.param_types(function, len(args))
     fns = [coerce(n, t) for n, t in zip(args, types, strict=True)]
+    const = all(n.const for n in args)
+    if function.name == "CONCAT" and len(fns) in (2, 3):  # the usual way to build a string
+        return Node(_concat(typing.cast(list[StrFn], fns)), str, const=const)
     impl = _own_errors(function.impl, expr) if function.may_fail else function.impl
-    return Node(_invoke(impl, fns), function.returns, const=all(n.const for n in args))
+    return Node(_invoke(impl, fns), function.returns, const=const)
+
+
+def _concat(fns: list[StrFn]) -> Fn:
+    """CONCAT of two or three arguments (already Strings) without a call to a join function."""
+    if len(fns) == 2:
+        f1, f2 = fns
+        return lambda a: f1(a) + f2(a)
+    f1, f2, f3 = fns
+    return lambda a: f1(a) + f2(a) + f3(a)
 
 
 def _invoke(impl: Callable[..., Value], fns: list[Fn]) -> Fn:
