@@ -30,9 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import orjson
-
 from controller import compile as compiler
 from controller import defaults as br_defaults
 from controller import kube_logic as logic
@@ -46,14 +43,14 @@ from controller.kube_api import (
     Obj,
     Resource,
 )
+from controller.kube_contract import Conflict, ContractStore, DataPlaneProbe
 from controller.kube_resolve import KubeResolver
 from controller.kube_watch import Informer
-from core import contract
+from core import contract as ct
 from core.channel import Channel, ChannelError
 
 log = logging.getLogger(__name__)
 
-CONTRACT_KEY = "contract.json"
 SOURCE = "kubernetes"
 
 
@@ -68,6 +65,7 @@ class KubeSettings:
     kafka_bootstrap: str | None = None  # default Kafka; makes MTChannelBasedBroker use Kafka
     resync_interval: float = 30.0  # seconds between full reconciles (re-resolves references)
     watch_timeout: int = 300
+    finalize_timeout: float = 60.0  # seconds a deleted Broker waits for a silent data plane
     max_backoff: float = 30.0
 
     def base_url(self) -> str:
@@ -85,10 +83,6 @@ class KubeSettings:
         if self.classes:
             classes = {c: ch for c, ch in classes.items() if c in self.classes}
         return dataclasses.replace(env, class_channels=classes, default_kafka_config=kafka)
-
-
-class Conflict(Exception):
-    """Someone else wrote the contract ConfigMap: reload it and reconcile again."""
 
 
 class KubeController:
@@ -115,19 +109,35 @@ class KubeController:
         self.configmaps = Informer(
             client, CONFIGMAPS, self._configmap_changed, watch_timeout=settings.watch_timeout
         )
-        self.contract: contract.Contract | None = None  # last one written to the ConfigMap
+        self.store = ContractStore(
+            client, settings.system_namespace, settings.contract_configmap, settings.contract_file
+        )
+        self.probe = DataPlaneProbe(settings.data_plane)
         self.reconciles = 0
         self.last_duration = 0.0  # seconds the last successful reconcile took
-        self._cm_version: str | None = None
-        self._file_generation = -1
-        self._served = -1  # highest generation every data-plane process has reported
         self._awaiting: int | None = None  # generation some object waits to see served
+        self._doomed_since: dict[str, float] = {}  # deleted Broker -> when first seen (monotonic)
         self._since: dict[logic.Key, tuple[object, int]] = {}
-        self._storage: dict[str, contract.Broker] = {}  # key -> entry whose storage exists
+        self._storage: dict[str, ct.Broker] = {}  # key -> entry whose storage exists
         self._storage_errors: dict[str, str] = {}
         self._trigger_brokers: dict[tuple[str, str, str], str] = {}
         self._problems: tuple[compiler.Problem, ...] = ()
-        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def contract(self) -> ct.Contract | None:
+        """The contract last written to (or found in) the ConfigMap."""
+        return self.store.current
+
+    async def _load_contract(self) -> None:
+        loaded = await self.store.load()
+        if loaded is None:
+            return
+        for b in loaded.brokers:
+            # A restart: what the data plane serves is where the bookkeeping starts.
+            self._storage.setdefault(b.key, b)
+            self._since[("Broker", b.namespace, b.name)] = (b, loaded.generation)
+        for t in loaded.triggers:
+            self._since[("Trigger", t.namespace, t.name)] = (t, loaded.generation)
 
     # --- change notifications -------------------------------------------------------------------
 
@@ -167,7 +177,6 @@ class KubeController:
         for informer in (self.brokers, self.triggers, self.configmaps):
             await informer.synced.wait()
         await self._retrying(self._load_contract)
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
         wait, delay = 0.0, 0.2
         try:
             while True:
@@ -185,6 +194,10 @@ class KubeController:
                     log.warning("reconcile failed: %s; retrying in %.1fs", exc, delay)
                     wait, delay = delay, min(delay * 2, self.settings.max_backoff)
                     continue
+                except Exception:  # a bug must not stop every Broker's reconciliation for good
+                    log.exception("reconcile failed unexpectedly; retrying in %.1fs", delay)
+                    wait, delay = delay, min(delay * 2, self.settings.max_backoff)
+                    continue
                 self.last_duration = time.perf_counter() - started
                 if self.last_duration > 1.0:
                     log.info("reconcile took %.2fs", self.last_duration)
@@ -193,14 +206,14 @@ class KubeController:
                 wait = 0.0 if converged else delay
                 delay = 0.2 if converged else min(delay * 2, self.settings.max_backoff)
         finally:
-            await self._http.close()
+            await self.probe.close()
 
     async def _probe_loop(self, interval: float = 0.2) -> None:
         while True:
             await asyncio.sleep(interval)
             awaited = self._awaiting
-            if awaited is not None and self._http is not None:
-                served = await self._probe()
+            if awaited is not None:
+                served = await self.probe.generation()
                 if served is not None and served >= awaited:
                     self._awaiting = None
                     self.dirty.set()
@@ -241,6 +254,8 @@ class KubeController:
         for t in self.triggers.items.values():
             if not logic.deleting(t):
                 objects.append(compiler.SourcedObject(self._served_trigger(t, violations), SOURCE))
+        alive = {_ident(t) for t in self.triggers.items.values()}
+        self._trigger_brokers = {k: v for k, v in self._trigger_brokers.items() if k in alive}
 
         resolver = await self.resolver.prefetch(logic.refs(o.obj for o in objects))
         env = dataclasses.replace(self.env, resolver=resolver)
@@ -248,9 +263,9 @@ class KubeController:
         self._log_problems(result.problems)
         await self._ensure_storage(result.contract)
         if self.contract is None or result.contract.generation != self.contract.generation:
-            await self._write_contract(result.contract)
-        self._write_file(result.contract)
-        generation = await self._probe()
+            await self.store.write(result.contract)
+        self.store.write_file(result.contract)
+        generation = await self.probe.generation()
         pending = await self._write_statuses(result, violations, generation, now)
         await self._adopt(result)
         waiting, failed = await self._finalize(doomed, generation)
@@ -270,8 +285,7 @@ class KubeController:
         return keep
 
     def _served_trigger(self, t: Obj, violations: dict[logic.Key, tuple[str, ...]]) -> Obj:
-        meta = logic.meta(t)
-        ident = (str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid")))
+        ident = _ident(t)
         served, problems = logic.served_trigger(t, self._trigger_brokers.get(ident))
         if problems:
             violations[logic.key_of(t)] = tuple(problems)
@@ -287,7 +301,7 @@ class KubeController:
                 (log.warning if p.severity == "error" else log.info)("%s", p)
             self._problems = problems
 
-    async def _ensure_storage(self, c: contract.Contract) -> None:
+    async def _ensure_storage(self, c: ct.Contract) -> None:
         for b in c.brokers:
             if self._storage.get(b.key) == b and b.key not in self._storage_errors:
                 continue
@@ -302,93 +316,6 @@ class KubeController:
                 continue
             self._storage[b.key] = b
             self._storage_errors.pop(b.key, None)
-
-    # --- the contract ---------------------------------------------------------------------------
-
-    async def _load_contract(self) -> None:
-        path = CONFIGMAPS.path(self.settings.system_namespace, self.settings.contract_configmap)
-        try:
-            cm = await self.client.request("GET", path)
-        except KubeError as exc:
-            if exc.status != 404:
-                raise
-            self.contract, self._cm_version = None, None
-            return
-        self._cm_version = str(cm["metadata"]["resourceVersion"])
-        raw = (cm.get("data") or {}).get(CONTRACT_KEY)
-        try:
-            loaded = contract.Contract.from_json(raw) if raw else None
-        except (ValueError, KeyError) as exc:
-            log.error("contract ConfigMap unreadable (%s): starting a new generation line", exc)
-            loaded = None
-        if loaded is not None and self.contract is None:
-            # A restart: what the data plane serves is where the Ready bookkeeping starts.
-            for b in loaded.brokers:
-                self._storage.setdefault(b.key, b)
-                self._since[("Broker", b.namespace, b.name)] = (b, loaded.generation)
-            for t in loaded.triggers:
-                self._since[("Trigger", t.namespace, t.name)] = (t, loaded.generation)
-        self.contract = loaded
-
-    async def _write_contract(self, c: contract.Contract) -> None:
-        ns, name = self.settings.system_namespace, self.settings.contract_configmap
-        # Compact JSON: a ConfigMap holds at most 1 MiB.
-        compact = orjson.dumps(orjson.loads(c.to_json())).decode()
-        body: Obj = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": name,
-                "namespace": ns,
-                "labels": {"app.kubernetes.io/part-of": "kbroker"},
-                "annotations": {"kbroker.dev/generation": str(c.generation)},
-            },
-            "data": {CONTRACT_KEY: compact},
-        }
-        try:
-            if self._cm_version is None:
-                written = await self.client.request("POST", CONFIGMAPS.path(ns), body=body)
-            else:
-                body["metadata"]["resourceVersion"] = self._cm_version
-                written = await self.client.request("PUT", CONFIGMAPS.path(ns, name), body=body)
-        except KubeError as exc:
-            if exc.status == 409:
-                log.info("contract ConfigMap changed under us: reloading")
-                await self._load_contract()
-                raise Conflict from exc
-            raise
-        self._cm_version = str(written["metadata"]["resourceVersion"])
-        self.contract = c
-        log.info(
-            "contract generation %d written: %d brokers, %d triggers",
-            c.generation,
-            len(c.brokers),
-            len(c.triggers),
-        )
-
-    def _write_file(self, c: contract.Contract) -> None:
-        path = self.settings.contract_file
-        if path is None or c.generation == self._file_generation:
-            return
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(c.to_json())
-        tmp.replace(path)  # atomic: a polling reader never sees half a contract
-        self._file_generation = c.generation
-
-    async def _probe(self) -> int | None:
-        """The generation every data-plane process serves (never going back), None if unprobed."""
-        if not self.settings.data_plane:
-            return None
-        assert self._http is not None
-        seen = []
-        for base in self.settings.data_plane:
-            try:
-                async with self._http.get(f"{base.rstrip('/')}/contract-generation") as resp:
-                    seen.append(int((await resp.json())["generation"]) if resp.ok else -1)
-            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
-                seen.append(-1)
-        self._served = max(self._served, min(seen))
-        return self._served
 
     # --- status ---------------------------------------------------------------------------------
 
@@ -473,9 +400,16 @@ class KubeController:
             meta = logic.meta(b)
             key = f"{meta.get('namespace')}/{meta.get('name')}"
             current = self.contract.generation if self.contract else 0
+            first_seen = self._doomed_since.setdefault(key, time.monotonic())
+            patience = self.settings.finalize_timeout
             if served is not None and served < current:
-                waiting = True  # the data plane may still write to it
-                continue
+                if time.monotonic() - first_seen < patience:
+                    waiting = True  # the data plane may still write to it
+                    continue
+                # A data plane that is down must not make Brokers undeletable.
+                log.warning(
+                    "broker %s: data plane silent for %.0fs, deleting anyway", key, patience
+                )
             entry = self._storage.get(key)
             if entry is not None and (channel := self.channels.get(entry.channel)) is not None:
                 try:
@@ -487,6 +421,7 @@ class KubeController:
                 log.info("broker %s: storage %s deleted", key, entry.topic)
             self._storage.pop(key, None)
             self._storage_errors.pop(key, None)
+            self._doomed_since.pop(key, None)
             kept = [f for f in meta.get("finalizers") or () if f != logic.FINALIZER]
             await self._patch_meta(
                 b,
@@ -504,6 +439,11 @@ class KubeController:
                 self.dirty.set()
             elif exc.status != 404:
                 raise
+
+
+def _ident(obj: Obj) -> tuple[str, str, str]:
+    meta = logic.meta(obj)
+    return (str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid")))
 
 
 def _defaults(configmaps: list[Obj]) -> br_defaults.Defaults | None:

@@ -67,6 +67,12 @@ class Informer:
                 log.warning("%s: %s; retrying in %.1fs", self.resource.plural, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff[1])
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # A malformed event (a proxy's error page, a truncated line): start over.
+                log.warning("%s: bad watch data (%r); listing again", self.resource.plural, exc)
+                version = ""
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff[1])
 
     async def _list(self) -> str:
         listing = await self.client.request("GET", self.resource.path())

@@ -79,6 +79,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "ingress and filter Services; 'none' disables)",
     )
     c.add_argument("--resync", type=float, default=30.0, help="seconds between full reconciles")
+    c.add_argument(
+        "--finalize-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a deleted Broker waits for a silent data plane before its storage goes",
+    )
     _common(c)
     c.set_defaults(func=_main(_controller))
     for name, what in (("ingress", "HTTP -> channel"), ("filter", "channel -> subscribers")):
@@ -301,6 +307,7 @@ async def _controller(args: argparse.Namespace) -> None:
         data_plane=tuple(u for u in plane if u != "none"),
         kafka_bootstrap=args.kafka,
         resync_interval=args.resync,
+        finalize_timeout=args.finalize_timeout,
     )
     run_settings = _settings(args)
     channels = await _open_channels(run_settings)

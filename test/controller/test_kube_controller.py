@@ -107,6 +107,8 @@ class Cluster:
             self.filter.url,
             "--resync",
             "1",
+            "--finalize-timeout",
+            "4",
         ]
         self.controller = spawn("controller", args, self.root)
         deadline = time.monotonic() + 30
@@ -450,6 +452,15 @@ async def test_ready_only_once_the_data_plane_serves_it(plane: Cluster, sinks: S
         plane.filter.popen.send_signal(signal.SIGCONT)
     await plane.ready(ns, "trigger", "t")
     await plane.deliver(broker_url(plane, ns, "b"), "g", sink)
+
+    # A data plane that stays silent delays a Broker's deletion (--finalize-timeout), no more.
+    plane.filter.popen.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        await plane.kubectl("delete", "-n", ns, "broker", "b", "--timeout=30s")
+        assert time.monotonic() - started > 3.0
+    finally:
+        plane.filter.popen.send_signal(signal.SIGCONT)
 
 
 async def test_deleting_a_broker_removes_storage_and_unreadies_triggers(
