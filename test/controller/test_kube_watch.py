@@ -1,4 +1,4 @@
-"""The informer and the resolver against a scripted KubeClient: 410 Gone, errors, discovery.
+"""Informer, resolver and contract store against a scripted KubeClient: 410, discovery, 409.
 
 A real API server rarely compacts within a test, so "the watch's resourceVersion expired" is
 scripted here; everything else about watches is exercised against the real server in
@@ -11,12 +11,15 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import orjson
 import pytest
 
 from controller.kube_api import BROKERS, KubeError, Obj
+from controller.kube_contract import CONTRACT_KEY, Conflict, ContractStore
 from controller.kube_resolve import KubeResolver
 from controller.kube_watch import Informer
 from controller.resolve import ResolveError
+from core import contract
 
 
 def obj(name: str, rv: str) -> Obj:
@@ -150,3 +153,58 @@ async def test_resolver_discovers_plurals_and_reports_why_not() -> None:
     with pytest.raises(ResolveError, match="not looked up"):
         pre.resolve({"kind": "Mouse", "name": "incomplete"}, "ns")
     assert sum(1 for _, p in client.calls if p == "/apis/x.dev/v1") == 1  # discovery cached
+
+
+class Recording(Scripted):
+    """Also records writes; a write answers from `writes` in order (an Obj or a KubeError)."""
+
+    def __init__(self, objects: Mapping[str, Any], writes: list[Any]) -> None:
+        super().__init__(objects)
+        self.writes = writes
+        self.bodies: list[tuple[str, Any]] = []
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        if method == "GET":
+            return await super().request(method, path)
+        self.bodies.append((method, body))
+        answer = self.writes.pop(0)
+        if isinstance(answer, KubeError):
+            raise answer
+        result: Obj = answer
+        return result
+
+
+async def test_contract_store_creates_replaces_and_reloads_after_a_conflict() -> None:
+    cm_path = "/api/v1/namespaces/sys/configmaps/kbroker-contract"
+    theirs = contract.Contract(generation=41)
+    client = Recording(
+        {cm_path: KubeError(404, "absent")},
+        [
+            {"metadata": {"resourceVersion": "5"}},
+            KubeError(409, "conflict"),
+        ],
+    )
+    store = ContractStore(client, "sys", "kbroker-contract")
+    assert await store.load() is None
+    await store.write(contract.Contract(generation=1))
+    assert client.bodies[0][0] == "POST"
+    assert "resourceVersion" not in client.bodies[0][1]["metadata"]
+
+    client.objects[cm_path] = {
+        "metadata": {"resourceVersion": "9"},
+        "data": {CONTRACT_KEY: theirs.to_json().decode()},
+    }
+    with pytest.raises(Conflict):
+        await store.write(contract.Contract(generation=2))
+    method, body = client.bodies[1]
+    assert (method, body["metadata"]["resourceVersion"]) == ("PUT", "5")  # optimistic
+    assert store.current == theirs  # the next compile continues from their generation
+    assert orjson.loads(body["data"][CONTRACT_KEY])["generation"] == 2
