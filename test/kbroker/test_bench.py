@@ -11,8 +11,11 @@ expected; nothing negative) and that the JSON, the re-rendered report and the PN
 from __future__ import annotations
 
 import importlib.util
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,49 @@ def test_batch_mode_direct_counts_events(tmp_path: Path) -> None:
     _check_counts(step, with_delivery=True)
     assert step["sent"] == 500
     assert sum(step["statuses"].values()) == 50  # requests, 10 events each
+
+
+def test_aiohttp_client(tmp_path: Path) -> None:
+    doc = _run(tmp_path, "direct", "--client", "aiohttp", "--rate", "200", "--duration", "1")
+    step = doc["scenarios"][0]["steps"][0]
+    _check_counts(step, with_delivery=True)
+    assert step["delivered"] == 200
+
+
+@pytest.fixture
+def running_server() -> Iterator[str]:
+    """Someone else's server (the ceiling app under uvicorn), for --url."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "kbroker.bench.ceiling:app", "--port", str(port),
+         "--log-level", "warning"],
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_url_mode_loads_a_running_server_and_refuses_triggers_without_config(
+    tmp_path: Path, running_server: str
+) -> None:
+    doc = _run(tmp_path, "ingress", "e2e", "--url", running_server, "--rate", "200",
+               "--duration", "1")  # fmt: skip
+    by_name = {s["name"]: s for s in doc["scenarios"]}
+    step = by_name["ingress"]["steps"][0]
+    _check_counts(step, with_delivery=False)
+    assert step["accepted"] == 200
+    assert "server" not in {u["role"] for u in step["usage"]}  # not ours: no pid, no CPU
+    assert "--broker-config" in by_name["e2e"]["skipped"]
 
 
 def test_bad_scenario_is_a_usage_error(tmp_path: Path) -> None:
