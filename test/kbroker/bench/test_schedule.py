@@ -98,8 +98,10 @@ async def test_fast_server_gets_requests_on_schedule_not_earlier() -> None:
     for handed, ts_us, _ in client.calls:
         due = ts_us / 1e6 + offset
         assert handed >= due - 0.0005, "sent before its intended time"
-        assert handed - due < 0.05, "sent far after its intended time on an idle server"
-    assert stats.latency.percentile(50) < 20_000
+        # Loose: a shared CI machine can stall a process for tens of ms; a broken scheduler
+        # (sending everything at once, or one interval late per event) is off by far more.
+        assert handed - due < 0.25, "sent far after its intended time on an idle server"
+    assert stats.latency.percentile(50) < 100_000
 
 
 async def test_batch_mode_counts_events_not_requests() -> None:
