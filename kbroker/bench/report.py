@@ -121,6 +121,8 @@ def render(doc: dict[str, Any], console: Console) -> None:
             console.print(cases_table(sc["name"], cases))
         elif sc["facts"]:
             console.print(f"[bold]{sc['name']}[/]: {orjson.dumps(sc['facts']).decode()}")
+    if doc.get("medians"):
+        console.print(medians_table(doc["medians"]))
     if doc.get("targets"):
         console.print(targets_table(doc["targets"]))
     m = doc["machine"]
@@ -128,6 +130,31 @@ def render(doc: dict[str, Any], console: Console) -> None:
         f"[dim]{m['cores']} cores, {m['cpu_model']}, load {m.get('load_average')}, "
         f"python {m['versions']['python']}[/]"
     )
+
+
+def medians_table(medians: dict[str, dict[str, dict[str, Any]]]) -> Table:
+    """--repeat N: the median of each headline figure per scenario and offered rate."""
+    table = Table(title="medians over the repeats")
+    cols = ("scenario", "rate", "runs", "passed", "acc/s", "deliv/s", "p50 ms", "p99 ms",
+            "p99.9 ms", "server cpu/1k")  # fmt: skip
+    for col in cols:
+        table.add_column(col, justify="left" if col == "scenario" else "right")
+    for name, rates in medians.items():
+        for rate, m in rates.items():
+            cpu = m.get("server_cpu_s_per_1k")
+            table.add_row(
+                name,
+                rate,
+                str(m["runs"]),
+                str(m["passed"]),
+                f"{m['accepted_per_s']:,.0f}",
+                f"{m['delivered_per_s']:,.0f}",
+                _ms(m["p50_ms"]),
+                _ms(m["p99_ms"]),
+                _ms(m["p99.9_ms"]),
+                "-" if cpu is None else f"{cpu:.3f}",
+            )
+    return table
 
 
 def cases_table(name: str, cases: Sequence[dict[str, Any]]) -> Table:
