@@ -382,6 +382,15 @@ async def test_kn_broker_and_trigger_commands(plane: Cluster, sinks: SinkServer)
     assert sink.url in described and "Ready" in described
 
     await plane.deliver(url, "kn.t", sink)
+
+    # kn's update commands change delivery and filters in place; observedGeneration follows.
+    assert "updated" in await kn("broker", "update", "kb", "--retry", "3")
+    assert "updated" in await kn("trigger", "update", "kt", "--filter", "type=kn.u")
+    broker = await plane.ready(ns, "broker", "kb")
+    assert broker["status"]["observedGeneration"] == 2
+    trigger = await plane.ready(ns, "trigger", "kt")
+    assert trigger["status"]["observedGeneration"] == 2
+    await plane.deliver(url, "kn.u", sink)
     await kn("trigger", "delete", "kt")
     await kn("broker", "delete", "kb")
     await plane.until(lambda: _gone(plane, ns, "broker", "kb"), "kn-deleted Broker gone")
