@@ -214,6 +214,11 @@ class _Live:
         self.progress.console.print(
             f"{name} @ {row[1]}/s: accepted {row[3]}, errors {row[4]}, delivered {row[5]}, "
             f"missing {row[7]}, p99 {row[12]} ms, others {row[18]} cores, pass {row[19]}"
+            + (
+                f" [yellow]saturated: {', '.join(sat)}[/]"
+                if (sat := step.extra.get("saturated"))
+                else ""
+            )
         )
 
     def on_result(self, name: str, result: ScenarioResult) -> None:

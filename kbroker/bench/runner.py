@@ -174,6 +174,11 @@ class Session:
         result: dict[str, Any] = {"extra": {}}
         if rec is not None:
             result = _delivery_totals(await rec.proc.call("collect", rejected=rejected))
+        # A process near one full core is the bottleneck whatever the others did: name it.
+        per_process = {"generator": len(self.generators), "receiver": 1, "server": 1}
+        saturated = [u.role for u in usage if u.cores >= 0.9 * per_process.get(u.role, 1)]
+        if saturated:
+            result["extra"]["saturated"] = saturated
         if machine_busy is not None:
             # CPU that processes outside this benchmark took during the step.
             ours = sum(u.cores for u in usage)
