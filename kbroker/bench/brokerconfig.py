@@ -71,21 +71,31 @@ def write(
     receiver: str,
     delivery: Delivery | None = None,
     broker_class: str | None = None,
-) -> None:
-    """broker.yaml plus triggers.yaml (one multi-document file) under `folder`."""
+    prefix: str = "",
+) -> list[Path]:
+    """<prefix>broker.yaml and <prefix>triggers.yaml (multi-document) in `folder`; their paths.
+
+    The prefix lets the benchmark add its objects to a folder a running broker already watches
+    (`--url` with `--broker-config`) and remove exactly those afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "broker.yaml").write_text(yaml.safe_dump(broker_doc(broker_class), sort_keys=False))
-    write_triggers(folder, triggers, receiver, delivery)
+    broker = folder / f"{prefix}broker.yaml"
+    broker.write_text(yaml.safe_dump(broker_doc(broker_class), sort_keys=False))
+    return [broker, write_triggers(folder, triggers, receiver, delivery, prefix)]
 
 
 def write_triggers(
-    folder: Path, triggers: list[TriggerSpec], receiver: str, delivery: Delivery | None = None
-) -> None:
+    folder: Path,
+    triggers: list[TriggerSpec],
+    receiver: str,
+    delivery: Delivery | None = None,
+    prefix: str = "",
+) -> Path:
     docs = [trigger_doc(t, receiver, delivery) for t in triggers]
-    target = folder / "triggers.yaml"
-    tmp = folder / ".triggers.yaml.tmp"  # written aside then renamed: a watcher never sees half
+    target = folder / f"{prefix}triggers.yaml"
+    tmp = folder / f".{prefix}triggers.yaml.tmp"  # written aside, renamed: never seen half-written
     tmp.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     tmp.replace(target)
+    return target
 
 
 def ingress_url(base: str) -> str:

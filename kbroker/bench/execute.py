@@ -26,6 +26,7 @@ from kbroker.bench.results import ScenarioResult, StepResult
 from kbroker.bench.scenarios import Scenario
 
 StepDone = Callable[[str, StepResult], None]
+_PREFIX = "kbroker-bench-"  # our files in a folder someone else's broker watches
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +87,12 @@ async def _broker(
     """A broker with this scenario's config: ours (temp dir) or the one at --url."""
     specs = sc.trigger_specs() if with_triggers else []
     if opts.url is not None:
+        folder = opts.broker_config or Path(".")
         if opts.broker_config is not None:
-            folder = opts.broker_config / "kbroker-bench"
-            brokerconfig.write(folder, specs, rec.url, sc.delivery())
-            stack.callback(_remove_tree, folder)
+            # The broker's watch is not recursive: our files go next to the user's, prefixed.
+            written = brokerconfig.write(folder, specs, rec.url, sc.delivery(), prefix=_PREFIX)
+            stack.callback(_remove, written)
             await asyncio.sleep(1.0)  # let the broker's folder watch pick the files up
-        else:
-            folder = Path(".")
         return servers.UrlTarget(opts.url), folder
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kbroker-bench-")))
     brokerconfig.write(tmp / "config", specs, rec.url, sc.delivery())
@@ -108,11 +108,9 @@ async def _broker(
     return target, tmp / "config"
 
 
-def _remove_tree(folder: Path) -> None:
-    for child in folder.glob("*"):
-        child.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 async def _load(
@@ -274,7 +272,12 @@ async def _triggers(
     await session.start()
     if sc.triggers:
         t0 = time.monotonic()
-        brokerconfig.write_triggers(folder, sc.trigger_specs(), rec.url, sc.delivery())
+        prefix = _PREFIX if opts.url is not None else ""
+        written = brokerconfig.write_triggers(
+            folder, sc.trigger_specs(), rec.url, sc.delivery(), prefix
+        )
+        if opts.url is not None:
+            stack.callback(_remove, [written])
         ready = await _wait_ready_triggers(target.url, sc.triggers, opts.warmup_timeout)
         facts["ready_seconds"] = None if ready is None else round(ready, 3)
         _, facts["warm_up_attempts"] = await _warm_up(session, opts)
