@@ -675,6 +675,61 @@ spec:
     await plane.ready(ns, "trigger", "fine")
 
 
+async def test_foreign_classes_are_left_alone_and_br_defaults_apply(plane: Cluster) -> None:
+    ns = plane.kube.namespace("classes")
+    defaults = f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: config-br-defaults, namespace: kbroker-system}}
+data:
+  default-br-config: |
+    clusterDefault:
+      brokerClass: MTChannelBasedBroker
+      delivery: {{retry: 10, backoffPolicy: exponential, backoffDelay: PT0.2S}}
+    namespaceDefaults:
+      {ns}:
+        brokerClass: SomeoneElse
+"""
+    await plane.kubectl("apply", "-f", "-", stdin=defaults)
+    try:
+        await plane.apply(
+            ns,
+            BROKER.format(name="unannotated")
+            + """---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: ours
+  annotations: {eventing.knative.dev/broker.class: MTChannelBasedBroker}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: theirs
+  annotations: {eventing.knative.dev/broker.class: RabbitMQBroker}
+"""
+            + "---"
+            + TRIGGER.format(
+                name="on-theirs", broker="theirs", type="x", sink="http://127.0.0.1:9/"
+            ),
+        )
+        await plane.ready(ns, "broker", "ours")
+        await asyncio.sleep(1.5)  # more reconciles (resync is 1 s): still nothing written
+        for kind, name in (
+            ("broker", "unannotated"),
+            ("broker", "theirs"),
+            ("trigger", "on-theirs"),
+        ):
+            obj = await plane.get(ns, kind, name)
+            assert obj is not None
+            assert "status" not in obj, (name, obj.get("status"))
+            assert "finalizers" not in obj["metadata"]
+    finally:
+        await plane.kubectl("delete", "-n", "kbroker-system", "configmap", "config-br-defaults")
+    # Without the namespace default the unannotated Broker falls back to MTChannelBasedBroker.
+    await plane.ready(ns, "broker", "unannotated")
+
+
 async def test_source_like_sink_ref_to_a_broker_resolves_to_its_address(
     plane: Cluster, sinks: SinkServer
 ) -> None:
