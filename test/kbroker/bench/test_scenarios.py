@@ -89,3 +89,15 @@ def test_generated_config_is_knative_yaml(tmp_path: Path) -> None:
     assert spec["subscriber"]["uri"] == "http://127.0.0.1:5/t/failing"
     assert spec["delivery"]["deadLetterSink"]["uri"] == "http://127.0.0.1:5/dls/failing"
     assert spec["filter"]["attributes"] == {"type": "dev.kbroker.bench"}
+
+
+def test_prefixed_config_files_sit_next_to_the_users(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("kind: Broker\n")
+    written = brokerconfig.write(tmp_path, [], "http://127.0.0.1:5", prefix="kbroker-bench-")
+    assert sorted(p.name for p in written) == [
+        "kbroker-bench-broker.yaml",
+        "kbroker-bench-triggers.yaml",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "kbroker-bench-broker.yaml", "kbroker-bench-triggers.yaml", "mine.yaml",
+    ]  # fmt: skip
