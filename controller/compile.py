@@ -58,6 +58,9 @@ class Environment:
     defaults: br_defaults.Defaults = field(default_factory=br_defaults.shipped)
     resolver: resolve.Resolver | None = None  # for refs other than Brokers (Kubernetes mode)
     default_max_in_flight: int = 100
+    # Knative's `brokers.topic.template` / `triggers.consumergroup.template` (config-kafka-features)
+    topic_template: str = "knative-broker-{namespace}-{name}"
+    group_template: str = "knative-trigger-{namespace}-{name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +301,11 @@ class _Compilation:
                 f"only used by Kafka brokers; this Broker uses the {channel} channel: ignored",
             )
             external = None
-        topic = str(external) if external else f"knative-broker-{o.namespace}-{o.name}"
+        topic = (
+            str(external)
+            if external
+            else self.env.topic_template.format(namespace=o.namespace, name=o.name)
+        )
 
         self.report(o, channel_issues)
         self.report(o, delivery_issues)
@@ -469,7 +476,7 @@ class _TriggerCompiler:
         else:
             top = outcome.status.conditions[0]
             broker_cond = dataclasses.replace(top, type="BrokerReady")
-        consumer_group = f"knative-trigger-{o.namespace}-{o.name}"
+        consumer_group = c.env.group_template.format(namespace=o.namespace, name=o.name)
         st = status.ObjectStatus(
             kind="Trigger",
             namespace=o.namespace,

@@ -47,6 +47,8 @@ class RunSettings:
     port: int = 8080
     data_dir: Path = Path("data")
     kafka_bootstrap: str | None = None  # makes Kafka the default channel when set
+    topic_template: str = "knative-broker-{namespace}-{name}"  # Knative's brokers.topic.template
+    group_template: str = "knative-trigger-{namespace}-{name}"  # triggers.consumergroup.template
     poll_interval: float = 0.5  # seconds between scans of the config folder
     ingress: IngressSettings = field(default_factory=IngressSettings)
     embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)

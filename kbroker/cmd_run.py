@@ -22,6 +22,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--data", type=Path, default=Path("data"), help="embedded log folder")
     p.add_argument("--kafka", metavar="BOOTSTRAP", help="make Kafka the default channel")
+    p.add_argument(
+        "--topic-template",
+        default=RunSettings().topic_template,
+        help="storage name of a Broker: topic (Kafka) or log (embedded); {namespace}, {name}",
+    )
+    p.add_argument(
+        "--group-template",
+        default=RunSettings().group_template,
+        help="Kafka consumer group of a Trigger; {namespace}, {name}",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=main)
 
@@ -35,6 +45,8 @@ def settings_from(args: Any) -> RunSettings:
         port=args.port,
         data_dir=args.data,
         kafka_bootstrap=args.kafka,
+        topic_template=args.topic_template,
+        group_template=args.group_template,
         embedded=dataclasses.replace(base.embedded, data_dir=args.data),
     )
 

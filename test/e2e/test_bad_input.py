@@ -7,6 +7,7 @@ stored, and the broker stays healthy and keeps delivering.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx
 import orjson
@@ -79,7 +80,7 @@ async def test_each_bad_request_gets_its_status(broker_and_sink) -> None:  # typ
     resp = await proc.client.post(url, headers=BASE, content=b"x" * (17 * 1024 * 1024))
     assert resp.status_code == 413
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(20):
             yield b"y" * (1024 * 1024)
 
@@ -100,7 +101,7 @@ async def test_garbage_bytes_on_the_socket_do_not_hurt(broker_and_sink) -> None:
         b"POST /default/default HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab",
         b"GET / HTTP/9.9\r\n\r\n",
     ):
-        reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", proc.port)
         writer.write(junk)
         await writer.drain()
         writer.close()

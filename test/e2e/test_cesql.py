@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from e2e import knative_yaml as ky
 from fixtures.broker import StartBroker, make_event
 from fixtures.subscriber import SinkServer
+
+COMBO = "source LIKE '/shop/%' AND amount > 100 AND region IN ('eu', 'us')"
+
+
+@pytest.fixture(params=["embedded", "kafka"])
+def broker_channel(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on the embedded log and on a real Kafka."""
+    return str(request.param)
 
 
 async def test_cesql_triggers_deliver_exactly_matching_events(
@@ -25,11 +34,7 @@ async def test_cesql_triggers_deliver_exactly_matching_events(
                 ky.trigger(
                     "combo",
                     combo.url,
-                    filters=[
-                        {
-                            "cesql": "source LIKE '/shop/%' AND amount > 100 AND region IN ('eu', 'us')"
-                        }
-                    ],
+                    filters=[{"cesql": COMBO}],
                 ),
                 ky.trigger(
                     "nested",

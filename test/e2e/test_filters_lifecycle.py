@@ -10,11 +10,18 @@ import asyncio
 import subprocess
 import sys
 
+import pytest
 from e2e import knative_yaml as ky
 from fixtures.broker import StartBroker, make_event
 from fixtures.subscriber import SinkServer
 
 from core import events
+
+
+@pytest.fixture(params=["embedded", "kafka"])
+def broker_channel(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on the embedded log and on a real Kafka."""
+    return str(request.param)
 
 
 def sent(i: int, **attrs: str) -> events.CloudEvent:
@@ -123,7 +130,7 @@ async def test_trigger_before_broker_then_hot_reload(
             and cond["reason"] == "BrokerDoesNotExist"
         )
 
-    await proc.until(not_ready_reason, 10, "Trigger without Broker should say BrokerDoesNotExist")
+    await proc.until(not_ready_reason, 30, "Trigger without Broker should say BrokerDoesNotExist")
     proc.write("b.yaml", ky.dump(ky.broker()))
     await proc.wait_ready_object("Trigger", "t")
     assert (await proc.send(sent(1, type="x"))).status_code == 202
@@ -136,7 +143,7 @@ async def test_trigger_before_broker_then_hot_reload(
         obj = await proc.object_status("Trigger", "t")
         return obj is not None and obj["status"].get("subscriberUri") == second.url
 
-    await proc.until(switched, 10, "subscriber change not applied")
+    await proc.until(switched, 30, "subscriber change not applied")
     await proc.send(sent(2, type="x"))
     await proc.send(sent(3, type="y"))
     await second.wait_for(1)
@@ -149,7 +156,7 @@ async def test_trigger_before_broker_then_hot_reload(
     async def gone() -> bool:
         return await proc.object_status("Trigger", "t") is None
 
-    await proc.until(gone, 10, "removed Trigger still listed")
+    await proc.until(gone, 30, "removed Trigger still listed")
     await proc.send(sent(4, type="y"))
     await asyncio.sleep(0.5)
     assert second.ids() == ["e3"]
@@ -202,7 +209,7 @@ async def test_immutable_broker_field_change_is_refused(
     async def reported() -> bool:
         return any("Immutable" in p or "immutable" in p for p in (await proc.status())["problems"])
 
-    await proc.until(reported, 10, "changing spec.broker must be reported")
+    await proc.until(reported, 30, "changing spec.broker must be reported")
     await proc.send(sent(1))
     await s.wait_for(1)  # the accepted version keeps working
 
