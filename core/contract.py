@@ -224,7 +224,9 @@ def _dec_broker(d: dict[str, Any]) -> Broker:
         uid=d.get("uid", ""),
         address=d.get("address", ""),
         channel=d.get("channel", "embedded"),
-        channel_config=tuple(sorted((str(k), str(v)) for k, v in d.get("channelConfig", {}).items())),
+        channel_config=tuple(
+            sorted((str(k), str(v)) for k, v in d.get("channelConfig", {}).items())
+        ),
         topic=d.get("topic", ""),
         external_topic=bool(d.get("externalTopic", False)),
         default_durability=Durability(d.get("defaultDurability", "all")),

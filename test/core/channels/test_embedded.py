@@ -21,20 +21,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
+from fixtures import channel_conformance as conformance
 
 from core import contract
 from core.channel import ChannelFull, ChannelUnavailable, EventTooLarge, Record
 from core.channels import _sqlite_store
 from core.channels.embedded import EmbeddedChannel, db_path
 from core.settings import EmbeddedSettings
-
-if TYPE_CHECKING:  # mypy_path = "test": mypy names the suite core.channels.channel_conformance
-    from core.channels import channel_conformance as conformance
-else:  # pytest (importlib mode) registers it under its path from the rootdir
-    from test.core.channels import channel_conformance as conformance
 
 EARLIEST, LATEST = conformance.EARLIEST, conformance.LATEST
 envelope, ids = conformance.envelope, conformance.ids

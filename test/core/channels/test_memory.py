@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import pytest
+from fixtures import channel_conformance as conformance
 
 from core import contract
 from core.channels.memory import MemoryChannel, MemoryStore
-
-if TYPE_CHECKING:  # mypy_path = "test": mypy names the suite core.channels.channel_conformance
-    from core.channels import channel_conformance as conformance
-else:  # pytest (importlib mode) registers it under its path from the rootdir
-    from test.core.channels import channel_conformance as conformance
 
 
 @pytest.mark.parametrize("check", conformance.CHECKS, ids=conformance.check_id)
