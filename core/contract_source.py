@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from core.contract import Contract
+from core.contract import Broker, Contract
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,15 @@ class ContractHolder:
         self.loaded = initial is not None
         self._listeners: list[Listener] = []
         self._lock = asyncio.Lock()
+        self._indexed: Contract | None = None
+        self._brokers: dict[str, Broker] = {}
+
+    def broker(self, key: str) -> Broker | None:
+        """The broker `<namespace>/<name>` of the current contract, by dict lookup (hot path)."""
+        if self._indexed is not self.current:
+            self._brokers = {b.key: b for b in self.current.brokers}
+            self._indexed = self.current
+        return self._brokers.get(key)
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)

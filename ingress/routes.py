@@ -112,7 +112,7 @@ class BrokerIngress:
             return None
         if method != "POST":
             raise Reject(405, f"method {method} not allowed; POST CloudEvents here", _ALLOW)
-        broker = self.holder.current.broker(f"{ns}/{name}")
+        broker = self.holder.broker(f"{ns}/{name}")
         if broker is None:
             raise Reject(404, f"broker {ns}/{name} not found")
         channel = self.channels.get(broker.channel)
@@ -185,9 +185,9 @@ class BrokerIngress:
     ) -> None:
         ns, name = broker.namespace, broker.name
         try:
-            await asyncio.wait_for(
-                channel.append(broker, envelopes, durability), self.settings.append_timeout
-            )
+            # asyncio.timeout, not wait_for: no extra task per request on the hot path.
+            async with asyncio.timeout(self.settings.append_timeout):
+                await channel.append(broker, envelopes, durability)
         except (TimeoutError, ChannelUnavailable) as exc:
             log.warning("broker %s/%s: append failed: %s", ns, name, exc or "timeout")
             raise Reject(
