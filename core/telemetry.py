@@ -279,7 +279,8 @@ class Tracing:
         self,
         broker: contract.Broker,
         evs: Sequence[CloudEvent],
-        headers: Sequence[tuple[bytes, bytes]],
+        parent_tp: str | None,
+        parent_ts: str | None,
         started: float | None = None,
     ) -> Span:
         """The broker's receive span, joining the producer's trace; `started` (perf_counter) dates
@@ -288,12 +289,6 @@ class Tracing:
         The HTTP `traceparent` header (the hop that reached us) wins over the CloudEvents
         distributed-tracing extension (the event's origin), which is used when no header came.
         """
-        parent_tp = parent_ts = None
-        for hname, hvalue in headers:
-            if hname == b"traceparent":
-                parent_tp = hvalue.decode("latin-1")
-            elif hname == b"tracestate":
-                parent_ts = hvalue.decode("latin-1")
         if parent_tp is None and evs:
             ext = evs[0].attributes.get("traceparent")
             if isinstance(ext, str):

@@ -125,6 +125,7 @@ class BrokerIngress:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         durability = broker.default_durability
         limits = self.settings.limits
+        traceparent = tracestate = None  # W3C context: the parent, or passed through as is
         for hname, hvalue in headers:
             if hname == b"content-length":
                 try:
@@ -141,6 +142,10 @@ class BrokerIngress:
                 if d is None:
                     raise Reject(400, "Kbroker-Durability must be one of none, leader, all")
                 durability = d
+            elif hname == b"traceparent":
+                traceparent = hvalue.decode("latin-1")
+            elif hname == b"tracestate":
+                tracestate = hvalue.decode("latin-1")
         body = await read_body(receive, limits.max_body_bytes)
         try:
             evs = events.decode_http(headers, body, limits)
@@ -157,11 +162,9 @@ class BrokerIngress:
         now = time.time()
         span: Span | None = None
         if self.tracing.enabled:
-            span = self.tracing.ingress(broker, evs, headers, started)
+            span = self.tracing.ingress(broker, evs, traceparent, tracestate, started)
             traceparent, tracestate = telemetry.context_of(span)
-            envelopes = [Envelope(ev, now, traceparent, tracestate) for ev in evs]
-        else:
-            envelopes = [Envelope(ev, now) for ev in evs]
+        envelopes = [Envelope(ev, now, traceparent, tracestate) for ev in evs]
         t0 = time.perf_counter()
         try:
             await self._append(channel, broker, envelopes, durability)

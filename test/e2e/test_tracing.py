@@ -27,7 +27,7 @@ import pytest
 from e2e import knative_yaml as ky
 from fixtures.broker import StartBroker, make_event
 from fixtures.otlp import OtlpReceiver
-from fixtures.subscriber import SinkServer
+from fixtures.subscriber import Received, Sink, SinkServer
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -339,3 +339,23 @@ async def test_otlp_export_from_kbroker_run(
     assert received["s"] == f"00-{trace_id}-{send.span_id}-01"
     assert received["u"].startswith("00-11112222333344445555666677778888-")
     assert received["u"].endswith("-00")
+
+
+async def test_tracing_off_passes_context_through(
+    start_broker: StartBroker, sinks: SinkServer
+) -> None:
+    """No OTEL_* variables: no spans, yet the producer's context reaches the subscriber as sent."""
+    sink = sinks.sink("s")
+    proc = await start_broker({"o.yaml": ky.dump(ky.broker(), ky.trigger("t", sink.url))})
+    await proc.wait_ready_object("Trigger", "t")
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = {"traceparent": tp, "tracestate": "congo=t61rcWkgMzE"}
+    assert (await proc.send(make_event("p"), headers=headers)).status_code == 202
+    (received,) = [r.headers for r in (await _received(sink, 1))]
+    assert received["traceparent"] == tp
+    assert received["tracestate"] == "congo=t61rcWkgMzE"
+
+
+async def _received(sink: Sink, count: int) -> list[Received]:
+    await sink.wait_for(count)
+    return sink.received
