@@ -17,8 +17,10 @@ import time
 from collections.abc import Mapping
 
 import httpx
+import pytest
 from e2e import knative_yaml as ky
 from fixtures.broker import BrokerProcess, StartBroker, make_event
+from fixtures.kafka import Cluster
 from fixtures.subscriber import SinkServer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -202,3 +204,29 @@ async def test_readyz_follows_the_channel(start_broker: StartBroker) -> None:
     assert (await proc.send(make_event("after"))).status_code == 202
     healthz = await proc.client.get(f"{proc.base}/healthz")
     assert healthz.status_code == 200
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+async def test_readyz_follows_kafka(
+    start_broker: StartBroker, kafka_single: Cluster | None, kafka_bootstrap: str
+) -> None:
+    """Kafka stopped (SIGKILL of its only node): /readyz 503; started again: 200."""
+    if kafka_single is None:
+        pytest.skip("KAFKA_BOOTSTRAP names an external Kafka, which this test must not stop")
+    proc = await start_broker(
+        {"o.yaml": ky.dump(ky.broker("kready"))}, extra_args=["--kafka", kafka_bootstrap]
+    )
+    await proc.wait_ready_object("Broker", "kready", timeout=60.0)
+
+    async def not_ready() -> bool:
+        resp = await proc.client.get(f"{proc.base}/readyz", timeout=httpx.Timeout(30.0))
+        return resp.status_code == 503 and "channel kafka" in resp.text
+
+    await asyncio.to_thread(kafka_single.kill_node, 1)
+    try:
+        await proc.until(not_ready, 60.0, "/readyz stayed 200 with Kafka down")
+    finally:
+        await asyncio.to_thread(kafka_single.restart_node, 1)
+    await proc.wait_ready(60.0)
+    assert (await proc.send(make_event("back"), broker="kready")).status_code == 202
