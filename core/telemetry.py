@@ -193,6 +193,14 @@ def build_provider(ts: TraceSettings) -> TracerProvider | None:
             exporter = ConsoleSpanExporter()
         # BatchSpanProcessor reads OTEL_BSP_* itself: export never runs on the event path.
         provider.add_span_processor(BatchSpanProcessor(exporter))
+    log.info(
+        "tracing on: exporters=%s endpoint=%s sampler=%s ratio=%g service=%s",
+        ",".join(ts.exporters),
+        ts.endpoint if "otlp" in ts.exporters else "-",
+        ts.sampler,
+        ts.ratio,
+        ts.service_name,
+    )
     return provider
 
 
