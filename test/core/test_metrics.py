@@ -120,7 +120,7 @@ def test_grafana_dashboard_uses_only_exposed_names() -> None:
 
     from core import telemetry
 
-    text = (Path(__file__).parents[2] / "config" / "grafana-dashboard.json").read_text()
+    text = (Path(__file__).parents[2] / "config" / "grafana" / "kbroker-dashboard.json").read_text()
     json.loads(text)  # valid JSON
     defined = {v for k, v in vars(telemetry).items() if k.startswith("M_")}
     used = set(re.findall(r"kbroker_[a-z0-9_]+", text))
