@@ -577,13 +577,25 @@ class KafkaSubscription:
         return starts
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        try:
-            starts = self._start_positions(consumer, partitions)
-        except (KafkaException, TypeError) as e:  # TypeError: a watermark read timed out (None)
-            log.warning(
-                "kafka consumer %s: start positions: %s; using auto.offset.reset", self.group, e
-            )
-            starts = [OFFSET_INVALID] * len(partitions)
+        # A topic created a moment ago may have no partition leaders yet (NOT_LEADER_FOR_PARTITION):
+        # retry rather than fall back to auto.offset.reset, which would resolve "latest" only at
+        # the first fetch and so skip what was produced in between.
+        deadline = time.monotonic() + self._settings.admin_timeout
+        wait = 0.05
+        while True:
+            try:
+                starts = self._start_positions(consumer, partitions)
+                break
+            except (KafkaException, TypeError) as e:  # TypeError: a watermark read timed out
+                if time.monotonic() + wait < deadline:
+                    time.sleep(wait)  # on the consumer's own thread, never the event loop
+                    wait = min(wait * 2, 1.0)
+                    continue
+                log.warning(
+                    "kafka consumer %s: start positions: %s; using auto.offset.reset", self.group, e
+                )
+                starts = [OFFSET_INVALID] * len(partitions)
+                break
         with self._lock:
             for tp, start in zip(partitions, starts, strict=True):
                 self._positions[tp.partition] = max(start, 0)
