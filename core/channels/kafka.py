@@ -398,7 +398,6 @@ class KafkaSubscription:
         self._stop = threading.Event()
         self._closed = False
         self._paused = False
-        self._consumer: Consumer | None = None
         self._thread = threading.Thread(target=self._run, name=f"kafka-{self.group}", daemon=True)
         self._thread.start()
 
@@ -457,39 +456,40 @@ class KafkaSubscription:
     # --- the consumer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._member()
+            except Exception:  # a dead client, a bad config or a bug: a new member after a pause
+                log.exception("kafka consumer %s failed; starting a new one", self.group)
+                with self._lock:  # the new member re-reads from the committed offsets
+                    self._buffer.clear()
+                    self._positions.clear()
+                    self._pending.clear()
+                self._stop.wait(1.0)
+        self._closed = True
+        self._assigned.set()
+        self._notify()
+
+    def _member(self) -> None:
+        """One consumer-group member, from joining until `_stop`; raises if the client fails."""
+        consumer = Consumer(self._config)
         try:
-            consumer = Consumer(self._config)
-        except KafkaException as e:
-            log.error("kafka consumer %s: %s", self.group, e)
-            self._closed = True
-            self._assigned.set()
-            self._notify()
-            return
-        self._consumer = consumer
-        consumer.subscribe(
-            [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )  # fmt: skip
-        last_commit = 0.0
-        try:
+            consumer.subscribe(
+                [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )  # fmt: skip
+            last_commit = 0.0
             while not self._stop.is_set():
                 self._flow_control(consumer)
                 first = consumer.poll(0.2)
                 if first is not None:
                     # poll returns at the first record; consume(…, 0) takes what else is there
                     self._accept([first, *consumer.consume(499, 0)])
-                if (
-                    self._pending
-                    and time.monotonic() - last_commit >= self._settings.commit_interval
-                ):
+                since = time.monotonic() - last_commit
+                if self._pending and since >= self._settings.commit_interval:
                     self._commit(consumer, asynchronous=True)
                     last_commit = time.monotonic()
-        except Exception:  # a bug or a dead client: log it, do not kill the interpreter's thread
-            log.exception("kafka consumer %s failed", self.group)
         finally:
-            self._closed = True
-            self._assigned.set()
-            self._notify()
             try:
                 self._commit(consumer, asynchronous=False)
                 consumer.close()  # also revokes (sync commit) and leaves the group

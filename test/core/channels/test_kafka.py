@@ -333,6 +333,22 @@ async def test_unreachable_kafka_fails_fast_and_reports_unhealthy() -> None:
     await ch.close()
 
 
+async def test_a_consumer_that_cannot_start_is_retried_and_still_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bad = (("session.timeout.ms", "not-a-number"),)  # librdkafka refuses the consumer config
+    ch = KafkaChannel(settings(f"127.0.0.1:{_closed_port()}", consumer_config=bad))
+    b = broker()
+    sub = ch.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    start = time.monotonic()
+    assert await sub.fetch(10, 1.5) == []
+    assert 1.4 <= time.monotonic() - start < 3
+    await sub.close()
+    await ch.close()
+    failures = [r for r in caplog.records if "starting a new one" in r.getMessage()]
+    assert len(failures) >= 2, "the failed member was not retried"
+
+
 def _closed_port() -> int:
     import socket
 
