@@ -14,7 +14,8 @@ Shape, per Kafka cluster (one per distinct `bootstrap.servers`):
 
 Records use the CloudEvents Kafka binary binding (`core.events.to_kafka/from_kafka`, key =
 partitionkey); what travels beside the event rides in extra headers (`kb_arrival`, `traceparent`,
-`tracestate`) that `from_kafka` ignores. Structured records from other producers are read too.
+`tracestate`, `kb_types`) that `from_kafka` ignores. Structured records from other producers are
+read too. docs/kafka.md has the configuration and the measurements.
 
 Decisions worth knowing:
 - A LATEST trigger starts at the first record stamped at or after `subscribe()` (offsets_for_times),
@@ -24,6 +25,9 @@ Decisions worth knowing:
 - A commit for a partition this member no longer holds is dropped: the new owner re-reads from the
   committed position (at-least-once, like any Kafka consumer).
 - A record that is not a CloudEvent is logged and skipped; a later commit moves past it.
+- `none` durability shares the acks=1 producer (see _PRODUCER_OF for why not acks=0).
+- Longer than the house style's 400 lines: producer and consumer sides both need confluent_kafka,
+  which the import rules keep to this one module.
 
 What it refuses to do: create or delete an external topic, block the event loop on a client call,
 or wait without a bound (delivery, admin and assignment waits all have timeouts).
@@ -367,8 +371,8 @@ def _retype(attributes: dict[str, AttrValue], spec: str) -> None:
 
 
 class KafkaSubscription:
-    """A trigger's consumer-group member. All client calls but the watermark reads of lag() run
-    on its own thread; the event loop only touches the buffer and the commit map (under a lock)."""
+    """A trigger's consumer-group member. Every consumer call runs on its own thread (lag() asks
+    the cluster's admin client); the event loop only touches the buffer and the commit map."""
 
     def __init__(
         self,
