@@ -303,6 +303,15 @@ class _Cluster:
             "group.id": group,
             "enable.auto.commit": False,
             "auto.offset.reset": start_from.value,  # fallback only: on_assign sets positions
+            # A member that died without leaving (kill -9, a lost pod) holds its partitions until
+            # its session expires: Kafka's 45 s default would stall its restarted successor that
+            # long. 10 s (the broker's floor is 6 s) trades that for a little heartbeat traffic.
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 1000,
+            # A dispatcher killed with -9 never leaves its group: its partitions wait for the
+            # session to expire. 10 s (the default is 45 s) bounds that stall after a crash.
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
             "logger": rdlog,
             **dict(self.settings.consumer_config),
         }
