@@ -308,10 +308,6 @@ class _Cluster:
             # long. 10 s (the broker's floor is 6 s) trades that for a little heartbeat traffic.
             "session.timeout.ms": 10000,
             "heartbeat.interval.ms": 1000,
-            # A dispatcher killed with -9 never leaves its group: its partitions wait for the
-            # session to expire. 10 s (the default is 45 s) bounds that stall after a crash.
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 1_000,
             "logger": rdlog,
             **dict(self.settings.consumer_config),
         }
