@@ -191,7 +191,8 @@ def evaluate(results: dict[str, list[ScenarioResult]]) -> list[Verdict]:
                 base = firsts.get(check.baseline)
                 bound = None if base is None else check.bound * base
             if row.key in ("ceiling", "direct") or check.informational:
-                out.append(Verdict(row.key, check.label, measured, None, True, check.unit, True))
+                info = check.informational
+                out.append(Verdict(row.key, check.label, measured, None, True, check.unit, info))
                 continue
             met = (
                 measured is not None
