@@ -85,7 +85,9 @@ class TriggerWorker:
         try:
             while not self.stopping:
                 try:
-                    records = await self.subscription.fetch(self.fetch_batch, 0.2)
+                    # Idle triggers wait long (cheap by the thousand); busy ones return to commit.
+                    wait = self.commit_interval if self._tasks else 1.0
+                    records = await self.subscription.fetch(self.fetch_batch, wait)
                 except ChannelError as exc:
                     log.warning("trigger %s: read failed: %s", self.trigger.name, exc)
                     await asyncio.sleep(1.0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import sqlite3
 import threading
@@ -38,6 +39,8 @@ RETENTION_INTERVAL = 1.0  # seconds between background retention passes
 # Queued work before append pushes back with ChannelUnavailable (503): bounds memory when
 # producers outrun the disk, mostly at durability `none`, which does not wait for the writer.
 MAX_BACKLOG_EVENTS = 100_000
+POLL_INTERVAL = 0.05  # seconds: how stale another process's appends may look to a waiting fetch
+CACHE_RECORDS = 8192  # decoded events kept for the subscriptions that read the log's tail
 MAX_BACKLOG_BYTES = 256 * 1024 * 1024
 
 
@@ -90,6 +93,11 @@ class SqliteLog:
         self._readers_lock = threading.Lock()
         self._wake = asyncio.Event()
         self._last_poll = 0.0
+        self._poller: asyncio.Task[None] | None = None
+        # Recently read events, shared by every subscription of this log: with N triggers the
+        # same new rows are read and decoded once, not N times (fan-out cost).
+        self._cache: deque[Record] = deque()
+        self._cache_lock = threading.Lock()
         self._next_retention = time.monotonic() + retention_interval
         self._thread = threading.Thread(
             target=self._run, name=f"kbroker-log-{path.stem}", daemon=True
@@ -158,6 +166,23 @@ class SqliteLog:
             self.end = end
             self._notify()
 
+    def ensure_poller(self, executor: Executor | None) -> None:
+        """One task per log re-reads the end every POLL_INTERVAL while the log is open, so waiting
+        subscriptions see other processes' appends without each polling on its own (1,000 idle
+        triggers would otherwise wake 20,000 times a second)."""
+        if self._poller is None or self._poller.done():
+            self._poller = self._loop.create_task(self._poll_forever(executor))
+
+    async def _poll_forever(self, executor: Executor | None) -> None:
+        while not self._stopping:
+            await asyncio.sleep(POLL_INTERVAL)
+            await self.poll_end(executor)
+
+    def cancel_poller(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+
     def stop(self) -> None:
         """Flush what is queued, stop the writer and close every connection (blocking)."""
         with self._cond:
@@ -199,8 +224,24 @@ class SqliteLog:
             return store.end(conn)
 
     def read(self, after: int, limit: int) -> list[Record]:
+        with self._cache_lock:
+            cache = self._cache
+            if cache and cache[0].offset <= after + 1 <= cache[-1].offset:
+                start = after + 1 - cache[0].offset  # offsets have no holes (store docstring)
+                return list(itertools.islice(cache, start, start + limit))
         with self._reader() as conn:
-            return store.read(conn, after, limit)
+            records = store.read(conn, after, limit)
+        if records:
+            with self._cache_lock:
+                cache = self._cache
+                if cache and records[0].offset == cache[-1].offset + 1:
+                    cache.extend(records)
+                elif not cache or records[0].offset > cache[-1].offset:
+                    cache.clear()  # a newer window; an old one (a lagging reader) is not cached
+                    cache.extend(records)
+                while len(cache) > CACHE_RECORDS:
+                    cache.popleft()
+        return records
 
     def lag(self, trigger: str) -> int:
         with self._reader() as conn:

@@ -54,7 +54,6 @@ from core.channels import _sqlite_log as sqlite_log
 from core.channels import _sqlite_store as store
 from core.settings import EmbeddedSettings
 
-POLL_INTERVAL = 0.05  # seconds: how stale another process's appends may look to a waiting fetch
 READ_THREADS = 4
 
 T = TypeVar("T")
@@ -145,10 +144,12 @@ class EmbeddedSubscription:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
+            self._log.ensure_poller(self._pool)  # other processes' appends also set `wake`
             try:
-                await asyncio.wait_for(wake.wait(), min(remaining, POLL_INTERVAL))
+                async with asyncio.timeout(remaining):
+                    await wake.wait()
             except TimeoutError:
-                await self._log.poll_end(self._pool)
+                break
         return []
 
     async def commit(self, partition: int, offset: int) -> None:
@@ -198,6 +199,8 @@ class EmbeddedChannel:
     async def close(self) -> None:
         self._loop = None  # no new logs (and writer threads) after close
         logs, self._logs = list(self._logs.values()), {}
+        for log in logs:
+            log.cancel_poller()
         # Stopping flushes each writer's queue; the loop keeps running to receive the results.
         await asyncio.gather(*(asyncio.to_thread(log.stop) for log in logs))
         if self._pool is not None:
@@ -241,6 +244,7 @@ class EmbeddedChannel:
         path = self._path(broker)
         log = self._logs.pop(path, None)
         if log is not None:
+            log.cancel_poller()
             await asyncio.to_thread(log.stop)
         await asyncio.to_thread(_remove_files, path)
 
