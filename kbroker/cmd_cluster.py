@@ -165,21 +165,12 @@ async def _serve(
     name: str, app: Any, settings: RunSettings, background: list[Awaitable[None]]
 ) -> None:
     """Serve `app` and run `background` until SIGINT/SIGTERM or one of them ends."""
+    from ingress.app import server_config
     from kbroker import standalone
 
     sock = standalone.bind(settings.host, settings.port)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            loop="uvloop",
-            http="httptools",
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            timeout_keep_alive=30,
-        )
-    )
+    server = uvicorn.Server(server_config(app))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -227,6 +218,7 @@ async def _ingress(args: argparse.Namespace) -> None:
 
 async def _filter(args: argparse.Namespace) -> None:
     from filter.dispatch import Dispatcher
+    from filter.httpclient import HttpClient
     from filter.pool import WorkerPool
     from filter.sender import AiohttpSender
     from ingress.app import health_routes
@@ -234,7 +226,7 @@ async def _filter(args: argparse.Namespace) -> None:
     settings = _settings(args)
     channels = await _open_channels(settings)
     holder = ContractHolder()
-    sender = AiohttpSender()
+    sender = HttpClient(fallback=AiohttpSender())
     pool = WorkerPool(channels, Dispatcher(sender, settings.dispatcher), settings.dispatcher)
     holder.subscribe(pool.apply)
     pinned = _Pinned(pool)

@@ -28,7 +28,7 @@ from filter.dispatch import Dispatcher
 from filter.httpclient import HttpClient
 from filter.pool import WorkerPool
 from filter.sender import AiohttpSender
-from ingress.app import build_app
+from ingress.app import build_app, server_config
 from kbroker import status_api
 
 log = logging.getLogger(__name__)
@@ -147,15 +147,7 @@ class Standalone:
             observer=self.metrics,
             tracing=self.tracing,
         )
-        config = uvicorn.Config(
-            app,
-            loop="uvloop",
-            http="httptools",
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            timeout_keep_alive=30,
-        )
+        config = server_config(app)
         server = uvicorn.Server(config)
         stop = self.stopping
         loop = asyncio.get_running_loop()
