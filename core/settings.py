@@ -50,6 +50,8 @@ class RunSettings:
     topic_template: str = "knative-broker-{namespace}-{name}"  # Knative's brokers.topic.template
     group_template: str = "knative-trigger-{namespace}-{name}"  # triggers.consumergroup.template
     poll_interval: float = 0.5  # seconds between scans of the config folder
+    processes: int = 1  # ingress processes sharing the port (the first also dispatches)
+    reuse_port: bool = False  # SO_REUSEPORT, so several processes accept on one port
     ingress: IngressSettings = field(default_factory=IngressSettings)
     embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
     dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)

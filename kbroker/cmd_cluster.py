@@ -106,6 +106,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=Path(env("KBROKER_DATA", "data") or "data"))
     p.add_argument("--kafka", metavar="BOOTSTRAP", default=env("KBROKER_KAFKA"))
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--reuse-port", action="store_true", help="share the port with other processes")
 
 
 def _main(
@@ -131,6 +132,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         port=args.port,
         data_dir=args.data,
         kafka_bootstrap=args.kafka,
+        reuse_port=bool(getattr(args, "reuse_port", False)),
         embedded=dataclasses.replace(base.embedded, data_dir=args.data),
     )
 
@@ -168,7 +170,7 @@ async def _serve(
     from ingress.app import server_config
     from kbroker import standalone
 
-    sock = standalone.bind(settings.host, settings.port)
+    sock = standalone.bind(settings.host, settings.port, reuse_port=settings.reuse_port)
     port = sock.getsockname()[1]
     server = uvicorn.Server(server_config(app))
     stop = asyncio.Event()

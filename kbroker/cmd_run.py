@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=RunSettings().group_template,
         help="Kafka consumer group of a Trigger; {namespace}, {name}",
     )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="ingress processes sharing the port (SO_REUSEPORT); the first also dispatches",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=main)
 
@@ -45,6 +51,8 @@ def settings_from(args: Any) -> RunSettings:
         port=args.port,
         data_dir=args.data,
         kafka_bootstrap=args.kafka,
+        processes=max(1, args.processes),
+        reuse_port=args.processes > 1,
         topic_template=args.topic_template,
         group_template=args.group_template,
         embedded=dataclasses.replace(base.embedded, data_dir=args.data),

@@ -13,7 +13,10 @@ import contextlib
 import logging
 import signal
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import uvicorn
 
@@ -95,6 +98,42 @@ class Standalone:
             settings.poll_interval,
         )
 
+    @property
+    def contract_file(self) -> Path:
+        return self.settings.data_dir / "contract.json"
+
+    async def _start_ingress_processes(self) -> list[subprocess.Popen[bytes]]:
+        """`--processes N`: N-1 `kbroker ingress` processes on the same port (SO_REUSEPORT),
+        appending to the same channels; this process alone runs the controller and dispatcher,
+        so no event is dispatched twice. They start once the first contract is written."""
+        if self.settings.processes <= 1:
+            return []
+        while not self.contract_file.exists():
+            await asyncio.sleep(0.05)
+        port = self.sock.getsockname()[1]
+        cmd = [
+            sys.executable,
+            "-m",
+            "kbroker",
+            "ingress",
+            "--contract",
+            str(self.contract_file),
+            "--host",
+            self.settings.host,
+            "--port",
+            str(port),
+            "--data",
+            str(self.settings.data_dir),
+            "--poll",
+            "0.2",
+            "--reuse-port",
+            "--log-level",
+            "warning",
+        ]
+        if self.settings.kafka_bootstrap:
+            cmd += ["--kafka", self.settings.kafka_bootstrap]
+        return [subprocess.Popen(cmd) for _ in range(self.settings.processes - 1)]
+
     async def on_update(self, result: compiler.CompileResult) -> None:
         started = time.perf_counter()
         previous = self.holder.current
@@ -109,6 +148,11 @@ class Standalone:
                 log.error("broker %s: storage not ready: %s", b.key, exc)
                 self.storage_errors[str(b.key)] = str(exc)
         await self.holder.publish(result.contract)
+        if self.settings.processes > 1:
+            # Extra ingress processes (kbroker ingress) read the contract from this file.
+            await asyncio.to_thread(
+                _write_atomically, self.contract_file, result.contract.to_json()
+            )
         # Status only after the workers exist: a Trigger reported Ready has its start position.
         self.result = result
         kept = {b.key for b in result.contract.brokers}
@@ -155,12 +199,16 @@ class Standalone:
             loop.add_signal_handler(sig, stop.set)
         folder_task = asyncio.create_task(self.folder.run(), name="folder-source")
         server_task = asyncio.create_task(server.serve(sockets=[self.sock]), name="http")
+        helpers = await self._start_ingress_processes()
         print(f"kbroker ready on {self.base_url}", flush=True)
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([server_task, folder_task, stopper], return_when=asyncio.FIRST_COMPLETED)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         server.should_exit = True
+        for proc in helpers:
+            proc.terminate()
+        await asyncio.gather(*(asyncio.to_thread(_reap, p) for p in helpers))
         folder_task.cancel()
         await asyncio.gather(folder_task, return_exceptions=True)
         await asyncio.gather(server_task, return_exceptions=True)
@@ -173,10 +221,26 @@ class Standalone:
         stopper.cancel()
 
 
-def bind(host: str, port: int) -> socket.socket:
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:  # the kernel spreads connections over every process bound to the port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.setblocking(False)
@@ -191,6 +255,6 @@ def run(settings: RunSettings) -> None:
     except telemetry.TelemetryConfigError as exc:
         log.error("tracing: %s", exc)
         raise SystemExit(2) from None
-    sock = bind(settings.host, settings.port)
+    sock = bind(settings.host, settings.port, reuse_port=settings.reuse_port)
     app = Standalone(settings, sock, tracing)
     uvloop.run(app.serve())
