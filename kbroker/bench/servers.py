@@ -149,8 +149,7 @@ async def start_broker(
     if kafka:
         argv += ["--kafka", kafka]
     if processes > 1:
-        # TODO(bench): relies on `kbroker run --processes N` (several ingress processes sharing
-        # the port); until the broker has the flag, `kbroker run` rejects it and the run fails.
+        # `kbroker run --processes N`: N ingress processes share the port, the first dispatches.
         argv += ["--processes", str(processes)]
     proc, logfile = await _spawn(argv, env or {}, log)
     target = ProcessTarget(f"http://127.0.0.1:{port}", proc, log, _logfile=logfile)
