@@ -125,23 +125,24 @@ class Dispatcher:
         headers += [("prefer", "reply"), ("kn-namespace", trigger.namespace), *extra_headers]
         timeout = spec.timeout or self.settings.default_timeout
         total = delivery.attempts(spec)
-        failure: Failure | None = None
-        for attempt in range(total):
+        attempts_made = 0
+        while True:
             failure = await self._attempt(
-                trigger, broker, headers, body, timeout, ttl, span, attempt
+                trigger, broker, headers, body, timeout, ttl, span, attempts_made
             )
+            attempts_made += 1
             if failure is None:
-                result = Result(Outcome.DELIVERED, attempt + 1, 200)
+                result = Result(Outcome.DELIVERED, attempts_made, 200)
                 self.hooks.finished(trigger, result, arrival)
                 if span is not None:
                     telemetry.end_trigger(span, result.outcome.value, False)
                 return result
-            if attempt + 1 >= total or not delivery.is_retryable(failure.status):
+            if attempts_made >= total or not delivery.is_retryable(failure.status):
                 break
             self.hooks.retry(trigger)
             wait = delivery.next_wait(
                 spec,
-                attempt,
+                attempts_made - 1,  # the 0-based index of the attempt that just failed
                 failure.status,
                 failure.headers,
                 self.now(),
@@ -149,8 +150,6 @@ class Dispatcher:
             )
             if wait > 0:
                 await self.sleep(wait)
-        assert failure is not None  # the loop ran at least once
-        attempts_made = min(attempt + 1, total)
         if not spec.dead_letter_uri:
             log.warning(
                 "dropping event %s for trigger %s/%s after %d attempts (last status %s)",
@@ -208,8 +207,6 @@ class Dispatcher:
         ttl: int | None,
         parent: Span | None = None,
     ) -> Failure | None:
-        if not resp.body and "ce-specversion" not in resp.headers:
-            return None
         if not _claims_event(resp):
             return None
         try:

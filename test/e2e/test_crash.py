@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 import pytest
 from e2e import knative_yaml as ky
-from fixtures.broker import BrokerProcess, StartBroker, make_event
+from fixtures.broker import StartBroker, make_event
 from fixtures.subscriber import Sink, SinkServer
 
 from core import events
@@ -29,8 +30,12 @@ class Ledger:
     failed: int = 0
 
 
+class Ingress(Protocol):
+    def broker_url(self) -> str: ...
+
+
 async def load(
-    proc: BrokerProcess, ledger: Ledger, stop: asyncio.Event, prefix: str, concurrency: int = 16
+    proc: Ingress, ledger: Ledger, stop: asyncio.Event, prefix: str, concurrency: int = 16
 ) -> None:
     counter = iter(range(10**9))
     async with httpx.AsyncClient(timeout=5.0) as client:

@@ -144,7 +144,7 @@ async def test_kill_9_filter_then_ingress_loses_nothing(
             await filter_.ready(client, 1)  # start positions pinned
             ingress.start()
             await ingress.ready(client, 1)
-            sender = asyncio.create_task(load(Target(address), ledger, stop, "s", concurrency=8))  # type: ignore[arg-type]
+            sender = asyncio.create_task(load(Target(address), ledger, stop, "s", concurrency=8))
             await asyncio.sleep(1.5)
             filter_.kill()  # the dispatcher, mid-stream
             await asyncio.sleep(1.0)
