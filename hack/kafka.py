@@ -90,8 +90,15 @@ def free_port() -> int:
 
 
 def new_cluster_id() -> str:
-    """16 random bytes, URL-safe base64 without padding: the form StorageTool expects."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """16 random bytes, URL-safe base64 without padding: the form StorageTool expects.
+
+    One id in 64 would start with "-", which StorageTool's argument parser reads as an option
+    ("--cluster-id: expected one argument"); Kafka's own Uuid.randomUuid() redraws those too.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,8 +320,7 @@ class KafkaCluster:
                             *self._java(libs, "256m"),
                             "kafka.tools.StorageTool",
                             "format",
-                            "-t",
-                            self.cluster_id,
+                            f"--cluster-id={self.cluster_id}",
                             "-c",
                             str(self._props(n)),
                         ],
