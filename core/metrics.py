@@ -1,11 +1,12 @@
 """Prometheus metrics for ingress, channels, the dispatcher and the controller, served at /metrics.
 
 Why prometheus-client rather than OTel metrics with a Prometheus reader: the hot path increments
-a counter and observes a histogram per request and per delivery attempt, and prometheus-client's
-bound children (`.labels(...)` resolved once, cached here per label tuple) cost a lock and an add,
-where the OTel SDK hashes an attribute dict on every call; its text exposition is the format
-Prometheus and Grafana expect without an extra reader package (opentelemetry-exporter-prometheus
-is not a dependency). Metric *names* still live in core/telemetry.py only.
+a counter and observes a histogram per request and per delivery attempt, where the OTel SDK hashes
+an attribute dict on every call; prometheus-client's text exposition is the format Prometheus and
+Grafana expect without an extra reader package (opentelemetry-exporter-prometheus is not a
+dependency). The per-event metrics go one step further: they are `_hot_metrics` collectors (a
+plain add per update, no lock), with children resolved once per label tuple and cached here.
+Metric *names* still live in core/telemetry.py only.
 
 No globals: each `Metrics` owns a `CollectorRegistry`, so two brokers in one test process count
 separately. Cardinality is bounded: event types are capped per broker (the first
@@ -38,6 +39,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from core import _hot_metrics as hot
 from core import contract, events, telemetry
 from core.channel import Channel
 
@@ -98,67 +100,67 @@ class Metrics:
         broker = ("namespace_name", "broker_name")
         trig = ("namespace_name", "trigger_name", "broker_name")
         code = ("response_code", "response_code_class")
-        self.ingress_events = Counter(
+        self.ingress_events = hot.Counter(
             telemetry.M_INGRESS_EVENTS,
             "Events received by the broker ingress, by type and answer (rejected requests count"
             " once, as event_type unknown)",
             (*broker, "event_type", *code),
             registry=r,
         )
-        self.ingress_requests = Counter(
+        self.ingress_requests = hot.Counter(
             telemetry.M_INGRESS_REQUESTS,
             "HTTP requests to broker ingress",
             (*broker, *code),
             registry=r,
         )
-        self.ingress_latency = Histogram(
+        self.ingress_latency = hot.Histogram(
             telemetry.M_INGRESS_LATENCY,
             "Time from request arrival to the answer, accepted requests",
             broker,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.ingress_batch = Histogram(
+        self.ingress_batch = hot.Histogram(
             telemetry.M_INGRESS_BATCH,
             "Events per accepted request",
             broker,
             buckets=BATCH_BUCKETS,
             registry=r,
         )
-        self.ingress_bytes = Counter(
+        self.ingress_bytes = hot.Counter(
             telemetry.M_INGRESS_BYTES, "Request body bytes of accepted requests", broker, registry=r
         )
-        self.append_latency = Histogram(
+        self.append_latency = hot.Histogram(
             telemetry.M_CHANNEL_APPEND,
             "channel.append time (until safe at the request's durability), accepted requests",
             ("channel", *broker),
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.trigger_events = Counter(
+        self.trigger_events = hot.Counter(
             telemetry.M_TRIGGER_EVENTS,
             "Delivery attempts to subscribers, by answer (response_code none: no response)",
             (*trig, *code),
             registry=r,
         )
-        self.trigger_latency = Histogram(
+        self.trigger_latency = hot.Histogram(
             telemetry.M_TRIGGER_LATENCY,
             "Time of one delivery attempt to the subscriber (request to response)",
             (*trig, "response_code_class"),
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.trigger_e2e = Histogram(
+        self.trigger_e2e = hot.Histogram(
             telemetry.M_TRIGGER_E2E,
             "From ingress acceptance (envelope arrival) to successful delivery",
             trig,
             buckets=E2E_BUCKETS,
             registry=r,
         )
-        self.trigger_retries = Counter(
+        self.trigger_retries = hot.Counter(
             telemetry.M_TRIGGER_RETRIES, "Delivery retries scheduled", trig, registry=r
         )
-        self.trigger_outcomes = Counter(
+        self.trigger_outcomes = hot.Counter(
             telemetry.M_TRIGGER_OUTCOMES,
             "Final outcomes per event and trigger: delivered, dead_lettered, dropped",
             (*trig, "outcome"),
@@ -193,11 +195,13 @@ class Metrics:
         )
         # Bound children, resolved once per label tuple: .labels() is the slow part.
         self._ingress: dict[contract.BrokerKey, _IngressChildren] = {}
-        self._types: dict[tuple[str, str], Any] = {}
+        self._types: dict[tuple[str, str], hot.CounterValue] = {}
         self._type_count: dict[str, int] = {}
-        self._other: dict[str, Any] = {}
-        self._rejected: dict[tuple[str, int], tuple[Any, Any]] = {}
-        self._attempts: dict[tuple[str, str, int | None], tuple[Any, Any]] = {}
+        self._other: dict[str, hot.CounterValue] = {}
+        self._rejected: dict[tuple[str, int], tuple[hot.CounterValue, hot.CounterValue]] = {}
+        self._attempts: dict[
+            tuple[str, str, int | None], tuple[hot.CounterValue, hot.HistogramValue]
+        ] = {}
         self._per_trigger: dict[tuple[str, str], _TriggerChildren] = {}
 
     # -- ingress (ingress.routes.Observer) -----------------------------------------------------
@@ -225,7 +229,7 @@ class Metrics:
                 child = self._type_child(broker, str(etype))
             child.inc()
 
-    def _type_child(self, broker: contract.Broker, etype: str) -> Any:
+    def _type_child(self, broker: contract.Broker, etype: str) -> hot.CounterValue:
         seen = self._type_count.get(broker.key, 0)
         if seen >= self.max_event_types:
             # Not cached under the type: the cache must stay as bounded as the labels.
@@ -325,11 +329,11 @@ class Metrics:
 
 @dataclass(frozen=True, slots=True)
 class _IngressChildren:
-    requests: Any
-    latency: Any
-    batch: Any
-    nbytes: Any
-    append: Any
+    requests: hot.CounterValue
+    latency: hot.HistogramValue
+    batch: hot.HistogramValue
+    nbytes: hot.CounterValue
+    append: hot.HistogramValue
 
     @staticmethod
     def of(m: Metrics, broker: contract.Broker) -> _IngressChildren:
@@ -345,9 +349,9 @@ class _IngressChildren:
 
 @dataclass(frozen=True, slots=True)
 class _TriggerChildren:
-    retries: Any
-    e2e: Any
-    outcomes: dict[str, Any]
+    retries: hot.CounterValue
+    e2e: hot.HistogramValue
+    outcomes: dict[str, hot.CounterValue]
 
     @staticmethod
     def of(m: Metrics, trigger: contract.Trigger) -> _TriggerChildren:
