@@ -217,6 +217,14 @@ def test_binary_invalid(
     assert type(info.value) is EventError
 
 
+def test_extension_names_are_checked_on_every_request() -> None:
+    # Valid extension headers are remembered; a refused one must stay refused, not be cached.
+    for _ in range(3):
+        assert binary(("ce-myext", "1")).attributes["myext"] == "1"
+        with pytest.raises(EventError, match="invalid attribute name"):
+            binary(("ce-my_ext", "1"))
+
+
 @pytest.mark.parametrize(
     ("attr", "value"),
     [
