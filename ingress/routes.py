@@ -11,7 +11,6 @@ the channel cannot take the events in time; 507 when the broker's storage is ful
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 import time
@@ -25,6 +24,7 @@ from core import contract, events, telemetry
 from core.channel import Channel, ChannelFull, ChannelUnavailable, Envelope, EventTooLarge
 from core.contract_source import ContractHolder
 from core.settings import IngressSettings
+from ingress.deadlines import Deadlines
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class BrokerIngress:
         self.observer = observer or NoObserver()
         self.tracing = tracing or telemetry.disabled()
         self.retry_after = str(settings.retry_after).encode()
+        self.deadlines = Deadlines(settings.append_timeout)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, ns: str, name: str) -> None:
         started = time.perf_counter()
@@ -167,7 +168,7 @@ class BrokerIngress:
         envelopes = [Envelope(ev, now, traceparent, tracestate) for ev in evs]
         t0 = time.perf_counter()
         try:
-            await self._append(channel, broker, envelopes, durability)
+            await self._append(channel, broker, envelopes, durability, t0)
         except Reject as rej:
             if span is not None:
                 telemetry.end(span, rej.status)
@@ -185,12 +186,11 @@ class BrokerIngress:
         broker: contract.Broker,
         envelopes: list[Envelope],
         durability: contract.Durability,
+        now: float,
     ) -> None:
         ns, name = broker.namespace, broker.name
         try:
-            # asyncio.timeout, not wait_for: no extra task per request on the hot path.
-            async with asyncio.timeout(self.settings.append_timeout):
-                await channel.append(broker, envelopes, durability)
+            await self.deadlines.wait(channel.append(broker, envelopes, durability), now)
         except (TimeoutError, ChannelUnavailable) as exc:
             log.warning("broker %s/%s: append failed: %s", ns, name, exc or "timeout")
             raise Reject(
