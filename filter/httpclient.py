@@ -30,10 +30,13 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.open = False
         self.used = False
+        self.timed_out = False
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Response] | None = None
         self._headers: list[tuple[bytes, bytes]] = []
@@ -71,6 +74,7 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._stop_timer()
         waiter, self._waiter = self._waiter, None
         raw = tuple(self._headers)
         if waiter is not None and not waiter.done():
@@ -87,6 +91,7 @@ class _Connection(asyncio.Protocol):
 
     # -- use ---------------------------------------------------------------------------------
     def _fail(self, exc: SendError) -> None:
+        self._stop_timer()
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
@@ -97,11 +102,29 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def request(self, data: bytes) -> asyncio.Future[Response]:
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, timeout: float | None) -> None:
+        # The connection is closed, not reused: a late response would answer the next request.
+        self._timer = None
+        self.timed_out = True
+        self._fail(SendError(f"timed out after {timeout} s"))
+
+    def request(
+        self, data: bytes, deadline: float | None, timeout: float | None
+    ) -> asyncio.Future[Response]:
+        """Send `data`; the future fails with SendError at `deadline` (loop time), if any.
+        A timer per request rather than asyncio.timeout: no Timeout object and no
+        get_running_loop() (a getpid() system call each in CPython 3.11) per delivery."""
         assert self.transport is not None
         self._headers, self._body, self._size, self.got_bytes = [], [], 0, False
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self._loop.create_future()
         self.used = True
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._expire, timeout)
         self.transport.write(data)
         return self._waiter
 
@@ -114,6 +137,7 @@ class HttpClient:
         self.max_idle = max_idle_per_host
         self._idle: dict[tuple[str, int], collections.deque[_Connection]] = {}
         self._targets: dict[str, tuple[str, int, bytes]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _target(self, url: str) -> tuple[str, int, bytes]:
         found = self._targets.get(url)
@@ -128,12 +152,18 @@ class HttpClient:
                 self._targets[url] = found
         return found
 
-    async def _connect(self, host: str, port: int) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def _connect(
+        self, host: str, port: int, deadline: float | None, timeout: float | None
+    ) -> _Connection:
+        loop = self._loop
+        assert loop is not None
         try:
-            _, proto = await loop.create_connection(_Connection, host, port)
+            async with asyncio.timeout_at(deadline):
+                _, proto = await loop.create_connection(lambda: _Connection(loop), host, port)
         except OSError as exc:
             raise SendError(f"connect to {host}:{port}: {exc}") from exc
+        except TimeoutError as exc:
+            raise SendError(f"timed out after {timeout} s (connecting)") from exc
         return proto
 
     async def send(
@@ -147,22 +177,24 @@ class HttpClient:
         except UnicodeEncodeError as exc:
             raise SendError(f"header not encodable: {exc}") from exc
         data = b"".join((head, lines, b"content-length: %d\r\n\r\n" % len(body), body))
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._exchange(host, port, data)
-        except TimeoutError as exc:
-            raise SendError(f"timed out after {timeout} s") from exc
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        return await self._exchange(host, port, data, deadline, timeout)
 
-    async def _exchange(self, host: str, port: int, data: bytes) -> Response:
+    async def _exchange(
+        self, host: str, port: int, data: bytes, deadline: float | None, timeout: float | None
+    ) -> Response:
         pool = self._idle.setdefault((host, port), collections.deque())
         while pool:
             conn = pool.pop()
             if not conn.open:
                 continue
             try:
-                response = await conn.request(data)
+                response = await conn.request(data, deadline, timeout)
             except SendError:
-                if conn.got_bytes:
+                if conn.got_bytes or conn.timed_out:
                     raise
                 continue  # the server closed an idle connection: try a fresh one
             except asyncio.CancelledError:
@@ -170,9 +202,9 @@ class HttpClient:
                 raise
             self._release(pool, conn)
             return response
-        conn = await self._connect(host, port)
+        conn = await self._connect(host, port, deadline, timeout)
         try:
-            response = await conn.request(data)
+            response = await conn.request(data, deadline, timeout)
         except asyncio.CancelledError:
             conn.close()
             raise

@@ -112,6 +112,20 @@ async def test_timeout_refusal_and_cap(server: str) -> None:
     await client.close()
 
 
+async def test_timeout_on_a_pooled_connection_is_not_retried(server: str) -> None:
+    client = HttpClient(Fallback())
+    first = await client.send(f"{server}/echo", [("x-a", "y")], b"", 5.0)  # pools a connection
+    assert first.status == 201
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    with pytest.raises(SendError, match=r"timed out after 0\.2 s$"):
+        await client.send(f"{server}/slow", [], b"", 0.2)
+    assert 0.2 <= loop.time() - t0 < 0.5  # one attempt, not a second one on a new connection
+    # The timed-out connection was closed, so its late response cannot answer this request.
+    assert (await client.send(f"{server}/echo", [("x-a", "z")], b"", 5.0)).status == 201
+    await client.close()
+
+
 async def test_https_goes_to_the_fallback() -> None:
     fallback = Fallback()
     client = HttpClient(fallback)
