@@ -648,23 +648,32 @@ class KafkaChannel:
         self._clusters: dict[str, _Cluster] = {}
         self._subs: set[KafkaSubscription] = set()
         self._groups: dict[str, set[str]] = {}  # topic -> consumer groups subscribed through us
+        # A broker's channel config -> its cluster and topic spec: parsed once, not per append.
+        self._specs: dict[tuple[tuple[str, str], ...], tuple[_Cluster, TopicSpec]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        pass  # clients are created lazily, per cluster, on first use
+        self._loop = asyncio.get_running_loop()  # clients are created lazily, per cluster
 
     async def close(self) -> None:
         # Together: each may wait (bounded) for a first assignment, and those waits overlap.
         await asyncio.gather(*(sub.close() for sub in list(self._subs)))
         clusters = list(self._clusters.values())
         self._clusters.clear()
+        self._specs.clear()
         for c in clusters:
             await asyncio.to_thread(c.close)
 
     def _cluster(self, broker: contract.Broker) -> tuple[_Cluster, TopicSpec]:
+        found = self._specs.get(broker.channel_config)
+        if found is not None:
+            return found
         spec = TopicSpec.parse(broker.channel_config, self._settings)
         cluster = self._clusters.get(spec.bootstrap)
         if cluster is None:
             cluster = self._clusters[spec.bootstrap] = _Cluster(spec.bootstrap, self._settings)
+        if len(self._specs) < 10_000:  # configs come from the contract: a small, stable set
+            self._specs[broker.channel_config] = (cluster, spec)
         return cluster, spec
 
     async def ensure_broker(self, broker: contract.Broker) -> None:
@@ -748,14 +757,22 @@ class KafkaChannel:
             if types:
                 extra.append((TYPES_HEADER, types))
             records.append((key, headers + extra, value))
-        fut = cluster.producer(durability).send(
-            topic_of(broker), records, asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        fut = cluster.producer(durability).send(topic_of(broker), records, loop)
+        # librdkafka fails a message after message.timeout.ms; this timer is the net under it
+        # (a timer, not wait_for: no extra future and no getpid() per append).
+        net = loop.call_later(
+            self._settings.delivery_timeout + 2.0,
+            _resolve,
+            fut,
+            ChannelUnavailable("kafka: no delivery report in time"),
         )
         try:
-            # librdkafka fails a message after message.timeout.ms; this is the net under it.
-            await asyncio.wait_for(fut, self._settings.delivery_timeout + 2.0)
-        except TimeoutError:
-            raise ChannelUnavailable("kafka: no delivery report in time") from None
+            await fut
+        finally:
+            net.cancel()
 
     def subscribe(self, broker: contract.Broker, trigger: contract.Trigger) -> KafkaSubscription:
         cluster, _ = self._cluster(broker)
