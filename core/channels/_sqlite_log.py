@@ -223,25 +223,52 @@ class SqliteLog:
         with self._reader() as conn:
             return store.end(conn)
 
-    def read(self, after: int, limit: int) -> list[Record]:
+    def cached(self, after: int, limit: int) -> list[Record]:
+        """Up to `limit` records after offset `after` from the tail cache; [] when not cached.
+        Never blocks on disk, so the event loop may call it."""
         with self._cache_lock:
             cache = self._cache
             if cache and cache[0].offset <= after + 1 <= cache[-1].offset:
                 start = after + 1 - cache[0].offset  # offsets have no holes (store docstring)
                 return list(itertools.islice(cache, start, start + limit))
+        return []
+
+    def read(self, after: int, limit: int) -> list[Record]:
+        records = self.cached(after, limit)
+        if records:
+            return records
         with self._reader() as conn:
             records = store.read(conn, after, limit)
         if records:
-            with self._cache_lock:
-                cache = self._cache
-                if cache and records[0].offset == cache[-1].offset + 1:
-                    cache.extend(records)
-                elif not cache or records[0].offset > cache[-1].offset:
-                    cache.clear()  # a newer window; an old one (a lagging reader) is not cached
-                    cache.extend(records)
-                while len(cache) > CACHE_RECORDS:
-                    cache.popleft()
+            self._cache_extend(records)
         return records
+
+    def _cache_extend(self, records: list[Record]) -> None:
+        with self._cache_lock:
+            cache = self._cache
+            if cache and records[0].offset == cache[-1].offset + 1:
+                cache.extend(records)
+            elif not cache or records[0].offset > cache[-1].offset:
+                cache.clear()  # a newer window; an old one (a lagging reader) is not cached
+                cache.extend(records)
+            while len(cache) > CACHE_RECORDS:
+                cache.popleft()
+
+    def _remember(self, batch: list[store.Op]) -> None:
+        """Put the events this writer just committed into the tail cache (writer thread, before
+        `end` moves): triggers following the tail then read them from memory, with no read, no
+        decoding and no thread hop. Appends by other processes still come from the file."""
+        records: list[Record] = []
+        for op in batch:
+            if op.kind != store.APPEND or op.error is not None or not op.envelopes:
+                continue
+            offset = op.result
+            for env in op.envelopes:
+                key = env.event.attributes.get("partitionkey")
+                records.append(Record(0, offset, None if key is None else str(key), env))
+                offset += 1
+        if records:
+            self._cache_extend(records)
 
     def lag(self, trigger: str) -> int:
         with self._reader() as conn:
@@ -325,6 +352,8 @@ class SqliteLog:
                 self._conn.close()
                 self._conn = None
         else:
+            if applied.events:
+                self._remember(batch)
             self.stats.transactions += 1
             self.stats.synced_transactions += int(sync)
             self.stats.events += applied.events

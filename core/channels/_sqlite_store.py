@@ -21,6 +21,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,14 @@ CREATE TABLE IF NOT EXISTS positions (trigger TEXT PRIMARY KEY, committed INTEGE
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('bytes', 0), ('probe', 0);
 """
-_INSERT = (
-    "INSERT INTO events (key, attrs, data, arrival, traceparent, tracestate, size)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+_INSERT = "INSERT INTO events (key, attrs, data, arrival, traceparent, tracestate, size) VALUES "
+# Rows per INSERT statement, largest first. Why multi-row VALUES rather than executemany:
+# executemany steps once per row, and every step gives up the GIL and must win it back from the
+# event loop's thread, up to a switch interval each time; one statement per chunk makes that a
+# handful of hand-offs per transaction. A fixed ladder keeps the distinct statements (and
+# sqlite3's statement cache) small; 256 rows x 7 parameters is far below SQLite's variable limit.
+_CHUNKS = (256, 64, 16, 4, 1)
+_INSERTS = {n: _INSERT + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n) for n in _CHUNKS}
 _SELECT = (
     "SELECT off, key, attrs, data, arrival, traceparent, tracestate FROM events"
     " WHERE off > ? ORDER BY off LIMIT ?"
@@ -128,11 +133,12 @@ class Op:
     kind: int
     future: asyncio.Future[Any] | None
     rows: list[Row] = field(default_factory=list)
+    envelopes: Sequence[Envelope] = ()  # APPEND: the events of `rows`, for the tail cache
     nbytes: int = 0
     sync: bool = False  # needs the WAL fsynced before the future resolves
     trigger: str = ""
     value: int = 0  # COMMIT: offset; INIT: 1 for EARLIEST
-    result: Any = None
+    result: Any = None  # INIT: the start position; APPEND: the offset of its first row
     error: BaseException | None = None
 
 
@@ -203,7 +209,7 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
 
     def flush() -> None:
         if rows:
-            conn.executemany(_INSERT, rows)
+            insert(conn, rows)
             rows.clear()
 
     for op in batch:
@@ -220,6 +226,7 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
                     )
                     continue
             rows.extend(op.rows)
+            op.result = first_end + events + 1
             stored += op.nbytes
             events += len(op.rows)
             continue
@@ -247,6 +254,16 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
         conn.execute("UPDATE meta SET v = ? WHERE k = 'bytes'", (stored,))
     # Offsets inside one transaction are consecutive (AUTOINCREMENT, no other writer).
     return Applied(events, retained, first_end + events if events else 0)
+
+
+def insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
+    """Insert `rows` in order (offsets follow the list), in few statements (see _CHUNKS)."""
+    done, total = 0, len(rows)
+    for size in _CHUNKS:
+        sql = _INSERTS[size]
+        while total - done >= size:
+            conn.execute(sql, list(chain.from_iterable(rows[done : done + size])))
+            done += size
 
 
 def retain(conn: sqlite3.Connection, need_bytes: int, retention_seconds: float) -> tuple[int, int]:

@@ -137,7 +137,10 @@ class EmbeddedSubscription:
                 )
             wake = self._log.wake  # taken before reading, so a commit in between is not missed
             if self._log.end > cursor:
-                records = await self._in_pool(self._log.read, cursor, max_records)
+                # The tail is usually in the log's cache: read it here, without a thread hop.
+                records = self._log.cached(cursor, max_records)
+                if not records:
+                    records = await self._in_pool(self._log.read, cursor, max_records)
                 if records:
                     self._cursor = records[-1].offset
                     return records
@@ -262,10 +265,10 @@ class EmbeddedChannel:
             raise EventTooLarge(f"event of {max(sizes)} bytes exceeds retention_bytes {limit}")
         log = self._log(broker)
         if durability is contract.Durability.NONE:
-            log.submit(store.Op(store.APPEND, None, rows, sum(sizes)))
+            log.submit(store.Op(store.APPEND, None, rows, envelopes, sum(sizes)))
             return
         sync = durability is contract.Durability.ALL
-        await log.call(store.APPEND, rows=rows, nbytes=sum(sizes), sync=sync)
+        await log.call(store.APPEND, rows=rows, envelopes=envelopes, nbytes=sum(sizes), sync=sync)
 
     def subscribe(self, broker: contract.Broker, trigger: contract.Trigger) -> EmbeddedSubscription:
         earliest = trigger.start_from is contract.StartFrom.EARLIEST

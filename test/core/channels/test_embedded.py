@@ -11,6 +11,7 @@ The crash and fsync tests run a real child process (python -c) on the same data 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -399,6 +400,44 @@ async def test_appends_from_another_process_are_seen(tmp_path: Path) -> None:
     assert sorted(ids(got)) == sorted([f"r{i}" for i in range(30)] + [f"o{i}" for i in range(30)])
     assert [r.offset for r in got] == sorted({r.offset for r in got})
     await reader.close()
+    await other.close()
+
+
+async def test_tail_cache_holds_exactly_what_the_file_holds(tmp_path: Path) -> None:
+    """The writer puts what it commits into the tail cache (offsets computed, not read back);
+    a second channel on the same files reads the same offsets, keys and events from disk.
+    A group refused by the size quota in the middle of the burst must not shift any offset."""
+    settings = EmbeddedSettings(data_dir=tmp_path, retention_bytes=400_000)
+    writer, other = EmbeddedChannel(settings), EmbeddedChannel(settings)
+    await writer.start()
+    await other.start()
+    b = conformance.make_broker()
+    sub = writer.subscribe(b, conformance.make_trigger(b, EARLIEST))
+
+    async def append(i: int) -> None:
+        size = 300_000 if i == 7 else 100  # no room for this one: ChannelFull, others stored
+        batch = [
+            envelope(f"e{i}.{j}", key=f"k{j % 3}" if j else None, size=size)
+            for j in range(i % 4 + 1)
+        ]
+        with contextlib.suppress(ChannelFull):
+            await writer.append(b, batch, ALL if i % 2 else LEADER)
+
+    await asyncio.gather(*(append(i) for i in range(40)))
+    assert writer.stats(b).transactions < 40  # grouped: several appends per transaction
+    cached = await conformance.drain(sub, 96, timeout=2.0)  # 100 events, less the 4 refused
+    from_file = await read_all(other, b)
+    assert [(r.offset, r.key) for r in cached] == [(r.offset, r.key) for r in from_file]
+    assert [r.offset for r in cached] == list(range(1, len(cached) + 1))
+    assert "e7.0" not in ids(cached)
+    for a, f in zip(cached, from_file, strict=True):
+        assert a.envelope.event.attributes == f.envelope.event.attributes
+        assert a.envelope.event.data == f.envelope.event.data
+        assert (a.envelope.arrival, a.envelope.traceparent) == (
+            f.envelope.arrival,
+            f.envelope.traceparent,
+        )
+    await writer.close()
     await other.close()
 
 
