@@ -8,6 +8,7 @@ No module globals: everything comes in as arguments.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import uvicorn
@@ -70,6 +71,16 @@ def server_config(app: ASGIApp) -> uvicorn.Config:
         date_header=False,
         timeout_keep_alive=30,
     )
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive at startup (modules, classes, the app) out of the collector's
+    reach. Full collections otherwise walk that whole static heap again and again: with 100
+    triggers fanning out, they showed up as a quarter of the loop's samples (py-spy) and as
+    latency spikes; frozen, the fan-out p99 fell from 55-64 ms to 21-29 ms at the same CPU
+    (`kbroker bench fanout --rate 300`, 2 runs each). Call once, just before serving."""
+    gc.collect()
+    gc.freeze()
 
 
 def build_app(
