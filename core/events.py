@@ -151,14 +151,10 @@ def decode_http(
 
 
 @functools.lru_cache(maxsize=1024)
-def _extension_header(lname: bytes) -> str:
-    """`ce-<name>` header -> attribute name, validated once per distinct header: producers send
-    the same few extensions on every request, and the name check was ~1.5 µs each time. Invalid
-    names raise, and exceptions are not cached."""
-    return _extension_name(lname[3:].decode("latin-1"), "ce-")
-
-
 def _extension_name(name: str, prefix: str) -> str:
+    """A `ce-`/`ce_` header's attribute name, validated. Cached: producers send the same few
+    extensions on every request, and the check was ~1.5 µs per header; invalid names raise, and
+    exceptions are not cached."""
     if not _validate.valid_name(name):
         raise ValueError(f"invalid attribute name {name!r}")
     if name == "datacontenttype":
@@ -179,7 +175,7 @@ def _decode_binary(
         for lname, raw in ce:
             name = known.get(lname)
             if name is None:
-                name = _extension_header(lname)
+                name = _extension_name(lname[3:].decode("latin-1"), "ce-")
             if name in attrs:
                 raise ValueError(f"header ce-{name} repeated")
             # Fast path: nothing to unquote or percent-decode in the usual header.

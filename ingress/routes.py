@@ -11,7 +11,6 @@ the channel cannot take the events in time; 507 when the broker's storage is ful
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from collections.abc import Mapping
@@ -91,6 +90,7 @@ class BrokerIngress:
         self.tracing = tracing or telemetry.disabled()
         self.retry_after = str(settings.retry_after).encode()
         self.deadlines = Deadlines(settings.append_timeout)
+        self._clock = ArrivalClock()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, ns: str, name: str) -> None:
         started = time.perf_counter()
@@ -159,8 +159,8 @@ class BrokerIngress:
         if not evs:
             await respond(send, 202, "")
             return None
-        self._stamp(evs)
         now = time.time()
+        self._stamp(evs, now)
         span: Span | None = None
         if self.tracing.enabled:
             span = self.tracing.ingress(broker, evs, traceparent, tracestate, started)
@@ -207,7 +207,7 @@ class BrokerIngress:
         except EventTooLarge as exc:
             raise Reject(413, str(exc)) from None
 
-    def _stamp(self, evs: list[events.CloudEvent]) -> None:
+    def _stamp(self, evs: list[events.CloudEvent], now: float) -> None:
         """Loop guard and arrival time, on every event of the request (all-or-nothing)."""
         arrival = None
         for index, ev in enumerate(evs):
@@ -224,8 +224,25 @@ class BrokerIngress:
                     raise Reject(400, f"{where}{TTL} exhausted or invalid ({raw!r}): event loop?")
             if self.settings.add_arrival_time and ARRIVAL not in ev.attributes:
                 if arrival is None:
-                    arrival = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+                    arrival = self._clock.format(now)
                 ev.attributes[ARRIVAL] = arrival
+
+
+class ArrivalClock:
+    """knativearrivaltime values: RFC 3339 UTC with microseconds, as Knative's ingress sets them.
+    The date and time of day are formatted once per second and reused: building a timezone-aware
+    datetime and its isoformat() per request cost ~3 µs, most of `_stamp`."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, epoch: float) -> str:
+        second = int(epoch)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{int((epoch - second) * 1_000_000):06d}Z"
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

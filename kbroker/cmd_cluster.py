@@ -167,7 +167,7 @@ async def _serve(
     name: str, app: Any, settings: RunSettings, background: list[Awaitable[None]]
 ) -> None:
     """Serve `app` and run `background` until SIGINT/SIGTERM or one of them ends."""
-    from ingress.app import freeze_startup_heap, server_config
+    from ingress.app import server_config, tune_gc_for_serving
     from kbroker import standalone
 
     sock = standalone.bind(settings.host, settings.port, reuse_port=settings.reuse_port)
@@ -180,7 +180,7 @@ async def _serve(
     tasks = [asyncio.ensure_future(b) for b in background]
     http = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     stopper = asyncio.create_task(stop.wait())
-    freeze_startup_heap()
+    tune_gc_for_serving()
     print(f"kbroker {name} ready on http://{settings.host}:{port}", flush=True)
     done, _ = await asyncio.wait([http, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     for t in done:

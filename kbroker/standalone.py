@@ -31,7 +31,7 @@ from filter.dispatch import Dispatcher
 from filter.httpclient import HttpClient
 from filter.pool import WorkerPool
 from filter.sender import AiohttpSender
-from ingress.app import build_app, freeze_startup_heap, server_config
+from ingress.app import build_app, server_config, tune_gc_for_serving
 from kbroker import status_api
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class Standalone:
         folder_task = asyncio.create_task(self.folder.run(), name="folder-source")
         server_task = asyncio.create_task(server.serve(sockets=[self.sock]), name="http")
         helpers = await self._start_ingress_processes()
-        freeze_startup_heap()
+        tune_gc_for_serving()
         print(f"kbroker ready on {self.base_url}", flush=True)
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([server_task, folder_task, stopper], return_when=asyncio.FIRST_COMPLETED)

@@ -57,9 +57,10 @@ _INSERT = "INSERT INTO events (key, attrs, data, arrival, traceparent, tracestat
 # Rows per INSERT statement, largest first. Why multi-row VALUES rather than executemany:
 # executemany steps once per row, and every step gives up the GIL and must win it back from the
 # event loop's thread, up to a switch interval each time; one statement per chunk makes that a
-# handful of hand-offs per transaction. A fixed ladder keeps the distinct statements (and
-# sqlite3's statement cache) small; 256 rows x 7 parameters is far below SQLite's variable limit.
-_CHUNKS = (256, 64, 16, 4, 1)
+# handful of hand-offs per transaction. Powers of two: a group of n rows takes popcount(n)
+# statements (at most 9 below 512), and the distinct statements stay few enough for sqlite3's
+# statement cache; 256 rows x 7 parameters is far below SQLite's variable limit.
+_CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 _INSERTS = {n: _INSERT + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n) for n in _CHUNKS}
 _SELECT = (
     "SELECT off, key, attrs, data, arrival, traceparent, tracestate FROM events"

@@ -1,10 +1,10 @@
-"""ingress.app.freeze_startup_heap: what exists at startup leaves the collector's generations."""
+"""ingress.app.tune_gc_for_serving: what exists at startup leaves the collector's generations."""
 
 from __future__ import annotations
 
 import gc
 
-from ingress.app import freeze_startup_heap
+from ingress.app import YOUNG_GENERATION_THRESHOLD, tune_gc_for_serving
 
 
 def tracked(obj: object) -> bool:
@@ -15,12 +15,15 @@ def tracked(obj: object) -> bool:
 def test_startup_objects_are_frozen_and_later_ones_are_not() -> None:
     startup = [1, 2]
     assert tracked(startup)
+    thresholds = gc.get_threshold()
     try:
-        freeze_startup_heap()
+        tune_gc_for_serving()
         assert gc.get_freeze_count() > 1000  # at least the imported modules' objects
         assert not tracked(startup)
         later = [3, 4]
         assert tracked(later)  # objects made while serving are collected as usual
+        assert gc.get_threshold()[0] == YOUNG_GENERATION_THRESHOLD
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
     assert tracked(startup)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import random
+import re
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
@@ -14,6 +17,7 @@ from core.channels.memory import MemoryChannel
 from core.contract_source import ContractHolder
 from core.settings import IngressSettings
 from ingress.app import build_app
+from ingress.routes import ArrivalClock
 
 BROKER = contract.Broker("ns", "b", "uid", "http://x/ns/b", channel="memory")
 BINARY = {
@@ -196,3 +200,16 @@ async def test_health_endpoints(setup) -> None:  # type: ignore[no-untyped-def]
     assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/readyz")).status_code == 200
     assert (await client.post("/", content=b"")).status_code == 404
+
+
+def test_arrival_clock_matches_datetime_across_seconds() -> None:
+    clock = ArrivalClock()
+    rng = random.Random(7)
+    epochs = sorted(1_795_000_000 + rng.random() * 5 for _ in range(500))  # spans 5 seconds
+    epochs += [1_795_000_010.0, 1_795_000_010.999999, 946_684_799.5]  # .0, just below, 1999
+    for epoch in epochs:
+        text = clock.format(epoch)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text), text
+        ours = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        want = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+        assert abs((ours - want).total_seconds()) <= 1e-6, (epoch, text, want)

@@ -441,6 +441,18 @@ async def test_tail_cache_holds_exactly_what_the_file_holds(tmp_path: Path) -> N
     await other.close()
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 255, 256, 257, 511, 1000])
+def test_insert_keeps_row_order_across_statement_chunks(n: int) -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    _sqlite_store.prepare_writer(conn, 1.0)
+    rows: list[_sqlite_store.Row] = [
+        (f"k{i}", b"{}", str(i).encode(), float(i), None, None, 66) for i in range(n)
+    ]
+    _sqlite_store.insert(conn, rows)
+    stored = conn.execute("SELECT off, key, data FROM events ORDER BY off").fetchall()
+    assert stored == [(i + 1, f"k{i}", str(i).encode()) for i in range(n)]
+
+
 async def test_delete_broker_removes_its_files(tmp_path: Path) -> None:
     ch = EmbeddedChannel(EmbeddedSettings(data_dir=tmp_path))
     await ch.start()
