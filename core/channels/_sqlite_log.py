@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -42,6 +43,7 @@ MAX_BACKLOG_EVENTS = 100_000
 POLL_INTERVAL = 0.05  # seconds: how stale another process's appends may look to a waiting fetch
 CACHE_RECORDS = 8192  # decoded events kept for the subscriptions that read the log's tail
 MAX_BACKLOG_BYTES = 256 * 1024 * 1024
+_STOP = store.Op(-1, None)  # queued by stop(): the writer ends after what was queued before it
 
 
 @dataclass(slots=True)
@@ -80,8 +82,11 @@ class SqliteLog:
         self._group_max = max(1, group_commit_max)
         self._limits = store.Limits(path.name, retention_bytes, retention_seconds)
         self._retention_interval = retention_interval
-        self._cond = threading.Condition()
-        self._pending: deque[store.Op] = deque()
+        # A SimpleQueue (C) and a plain Lock for the counters, not a Condition: Condition's
+        # notify() is Python code, and submit() runs once per request on the event loop.
+        self._queue: queue.SimpleQueue[store.Op] = queue.SimpleQueue()
+        self._carry: store.Op | None = None  # taken from the queue, left for the next group
+        self._lock = threading.Lock()
         self._backlog = 0  # events queued
         self._backlog_bytes = 0
         self._max_backlog_bytes = max_backlog_bytes
@@ -108,7 +113,7 @@ class SqliteLog:
 
     def submit(self, op: store.Op) -> None:
         """Queue `op` for the writer (never blocks on disk); pushes back when the queue is full."""
-        with self._cond:
+        with self._lock:  # and put under it too: stop() must not slip in before the put
             if self._stopping:
                 raise ChannelUnavailable("embedded log is closing")
             if (op.rows and self._backlog) and (  # an empty queue takes any one batch
@@ -116,10 +121,9 @@ class SqliteLog:
                 or self._backlog_bytes + op.nbytes > self._max_backlog_bytes
             ):
                 raise ChannelUnavailable("embedded log writer is behind")
-            self._pending.append(op)
             self._backlog += len(op.rows)
             self._backlog_bytes += op.nbytes
-            self._cond.notify()
+            self._queue.put(op)
 
     def call(self, kind: int, **kw: Any) -> asyncio.Future[Any]:
         """Submit an op of `kind` and return the future the writer resolves."""
@@ -185,9 +189,10 @@ class SqliteLog:
 
     def stop(self) -> None:
         """Flush what is queued, stop the writer and close every connection (blocking)."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
+        with self._lock:
+            if not self._stopping:
+                self._stopping = True
+                self._queue.put(_STOP)
         self._thread.join()
         with self._readers_lock:
             for conn in self._readers:
@@ -290,23 +295,34 @@ class SqliteLog:
                 self._conn = None
 
     def _take(self) -> list[store.Op] | None:
-        with self._cond:
-            if not self._pending:
-                if self._stopping:
-                    return None
-                self._cond.wait(self._retention_interval)
-            batch: list[store.Op] = []
-            events = 0
-            while self._pending:
-                n = len(self._pending[0].rows)
-                if batch and events + n > self._group_max:
-                    break
-                op = self._pending.popleft()
-                batch.append(op)
-                events += n
-                self._backlog_bytes -= op.nbytes
+        """The next group: queued ops up to group_commit_max events (the first op whatever its
+        size); [] after an idle retention interval; None once stop() was called and everything
+        queued before it has been taken."""
+        op, self._carry = self._carry, None
+        if op is None:
+            try:
+                op = self._queue.get(timeout=self._retention_interval)
+            except queue.Empty:
+                return []
+        if op is _STOP:
+            return None
+        batch = [op]
+        events, nbytes = len(op.rows), op.nbytes
+        while events < self._group_max:
+            try:
+                op = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if op is _STOP or events + len(op.rows) > self._group_max:
+                self._carry = op
+                break
+            batch.append(op)
+            events += len(op.rows)
+            nbytes += op.nbytes
+        with self._lock:
             self._backlog -= events
-            return batch
+            self._backlog_bytes -= nbytes
+        return batch
 
     def _open(self) -> sqlite3.Connection:
         if self._conn is not None:
