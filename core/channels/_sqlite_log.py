@@ -7,6 +7,15 @@ concurrent appends cost one commit and, for `all`, one fsync (group commit). Fut
 on the loop with a single `call_soon_threadsafe` per transaction. Reads use a small pool of
 read-only connections run on the channel's executor; WAL lets them proceed while the writer writes.
 
+Several processes (`kbroker run --processes N`) append to one file. SQLite lets one of them write
+at a time and makes the others wait in its busy handler, which sleeps 1, 2, 5, 10 ... ms between
+tries: a waiting process lost whole milliseconds per transaction and the holder, always ready with
+its next group, won again (2 processes took no more than 1). So each writer first takes an
+exclusive `flock` on `<file>.lock`: the kernel hands the lock over the moment it is released, the
+waiter meanwhile gathers a bigger group, and SQLite's own lock is then always free. A process that
+dies releases its flock; one that hangs holding it stalls the others' writers, whose appends then
+time out as 503s, exactly as a hung SQLite lock holder would make them.
+
 Durability: `synchronous=NORMAL` commits reach the WAL (survive a process kill); a transaction
 holding an `all` append runs with `synchronous=FULL`, which fsyncs the WAL before COMMIT returns.
 A failed transaction is rolled back whole and every waiter in it gets the translated error
@@ -18,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -92,6 +103,7 @@ class SqliteLog:
         self._max_backlog_bytes = max_backlog_bytes
         self._stopping = False
         self._conn: sqlite3.Connection | None = None
+        self._writers_lock: int | None = None  # fd of <file>.lock (flock; see the docstring)
         self._synchronous_full: bool | None = None
         self._opened = threading.Event()
         self._readers: list[sqlite3.Connection] = []
@@ -293,6 +305,9 @@ class SqliteLog:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._writers_lock is not None:
+                os.close(self._writers_lock)
+                self._writers_lock = None
 
     def _take(self) -> list[store.Op] | None:
         """The next group: queued ops up to group_commit_max events (the first op whatever its
@@ -334,6 +349,8 @@ class SqliteLog:
         except BaseException:
             conn.close()
             raise
+        if self._writers_lock is None:
+            self._writers_lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._conn, self._synchronous_full = conn, False
         self._opened.set()
         return conn
@@ -346,8 +363,10 @@ class SqliteLog:
             if sync is not self._synchronous_full:
                 conn.execute(f"PRAGMA synchronous = {'FULL' if sync else 'NORMAL'}")
                 self._synchronous_full = sync
-            conn.execute("BEGIN IMMEDIATE")
+            assert self._writers_lock is not None  # opened with the connection
+            fcntl.flock(self._writers_lock, fcntl.LOCK_EX)  # releases the GIL while it waits
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 applied = store.apply_group(conn, batch, self._limits)
                 conn.execute("COMMIT")
             except BaseException:
@@ -355,6 +374,8 @@ class SqliteLog:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                 raise
+            finally:
+                fcntl.flock(self._writers_lock, fcntl.LOCK_UN)
         except Exception as err:  # the writer must never die with waiters queued
             failure = store.translate(err)
             for op in batch:

@@ -9,7 +9,7 @@ transaction and, at durability `all`, one fsync.
 Why one database file per broker rather than one shared file: SQLite has one writer at a time per
 database, so separate files let brokers commit in parallel (and one busy broker cannot stall
 another's 202s); a full or locked database affects only its broker (507/503 stay per broker, as
-the reliability targets require); `delete_broker` is removing three files, with no VACUUM of a
+the reliability targets require); `delete_broker` is removing four files, with no VACUUM of a
 shared file; and a broker's size (for `retention_bytes`) is its own. The cost is one writer thread
 and one set of file handles per broker, which is fine for the tens of brokers a single node hosts.
 The file is `<data_dir>/<broker.topic or namespace.name>.db`, sanitised (see `db_path`).
@@ -302,7 +302,7 @@ class EmbeddedChannel:
 
 
 def _remove_files(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", ".lock"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -317,6 +318,34 @@ async def test_locked_database_is_unavailable_within_busy_timeout(tmp_path: Path
     await ch.append(b, [envelope("later")], ALL)
     assert await ch.healthy()
     assert ids(await read_all(ch, b)) == ["queued", "later"]
+    await ch.close()
+
+
+async def test_writers_take_turns_through_the_lock_file(tmp_path: Path) -> None:
+    """Another process's writer holding `<file>.lock` makes ours wait for it (kernel hand-over,
+    no SQLite busy sleeps), and its group grows meanwhile: one transaction for what queued up."""
+    ch = EmbeddedChannel(EmbeddedSettings(data_dir=tmp_path), retention_interval=QUIET)
+    await ch.start()
+    b = conformance.make_broker()
+    await ch.append(b, [envelope("first")], LEADER)  # opens the log and its lock file
+    lock_file = Path(f"{db_path(tmp_path, b)}.lock")
+    fd = os.open(lock_file, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a separate open file: conflicts like another process
+    try:
+        before = ch.stats(b).transactions
+        waiting = asyncio.gather(*(ch.append(b, [envelope(f"w{i}")], LEADER) for i in range(20)))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # held back by the lock, not failed
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    start = time.monotonic()
+    await waiting
+    assert time.monotonic() - start < 0.2  # handed over at once, no busy-handler back-off
+    assert ch.stats(b).transactions - before <= 2  # the queued appends went in together
+    assert ids(await read_all(ch, b)) == ["first", *[f"w{i}" for i in range(20)]]
+    await ch.delete_broker(b)
+    assert not lock_file.exists()
     await ch.close()
 
 
