@@ -15,7 +15,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core import telemetry
@@ -103,7 +103,12 @@ def build_app(
     extra_routes: Sequence[BaseRoute] = (),
     observer: Observer | None = None,
     tracing: telemetry.Tracing | None = None,
+    fallback: ASGIApp | None = None,
 ) -> IngressApp:
+    """`fallback` answers what no route matches (an extra process's AdminProxy); else 404."""
     ingress = BrokerIngress(settings, channels, holder, observer, tracing)
-    admin = Starlette(routes=[*health_routes(ready), *extra_routes])
+    routes = [*health_routes(ready), *extra_routes]
+    if fallback is not None:
+        routes.append(Mount("/", app=fallback))
+    admin = Starlette(routes=routes)
     return IngressApp(ingress, admin)

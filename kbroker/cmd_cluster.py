@@ -96,6 +96,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             help="contract JSON file (the mounted ConfigMap), hot-reloaded",
         )
         p.add_argument("--poll", type=float, default=1.0, help="seconds between contract checks")
+        if name == "ingress":
+            p.add_argument(
+                "--admin-proxy",
+                type=Path,
+                metavar="SOCKET",
+                help="pass requests that are not events to the process listening on this Unix "
+                "socket (set by `kbroker run --processes N` for its extra ingress processes)",
+            )
         _common(p)
         p.set_defaults(func=_main(_ingress if name == "ingress" else _filter))
 
@@ -195,6 +203,7 @@ async def _serve(
 
 
 async def _ingress(args: argparse.Namespace) -> None:
+    from ingress.admin_proxy import AdminProxy
     from ingress.app import build_app
 
     settings = _settings(args)
@@ -212,10 +221,19 @@ async def _ingress(args: argparse.Namespace) -> None:
         return True, "ok"
 
     generation = _generation_route(lambda: holder.current.generation if holder.loaded else -1)
-    app = build_app(settings.ingress, channels, holder, ready, extra_routes=[generation])
+    proxy = AdminProxy(args.admin_proxy) if args.admin_proxy else None
+    app = build_app(
+        settings.ingress, channels, holder, ready, extra_routes=[generation], fallback=proxy
+    )
+    # Read the contract before listening: an extra ingress of `kbroker run --processes N` shares
+    # the port through SO_REUSEPORT, with no readiness gate in front of it, so the kernel hands it
+    # connections the moment it listens; they must not meet "broker not found".
+    await source.poll_once()
     try:
         await _serve("ingress", app, settings, [source.run()])
     finally:
+        if proxy is not None:
+            await proxy.aclose()
         await _close_channels(channels)
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import uvicorn
 
@@ -102,6 +105,11 @@ class Standalone:
     def contract_file(self) -> Path:
         return self.settings.data_dir / "contract.json"
 
+    @property
+    def admin_socket(self) -> Path:
+        """Where extra ingress processes send requests that are not events (ingress/admin_proxy)."""
+        return self.settings.data_dir / "kbroker-admin.sock"
+
     async def _start_ingress_processes(self) -> list[subprocess.Popen[bytes]]:
         """`--processes N`: N-1 `kbroker ingress` processes on the same port (SO_REUSEPORT),
         appending to the same channels; this process alone runs the controller and dispatcher,
@@ -127,12 +135,28 @@ class Standalone:
             "--poll",
             "0.2",
             "--reuse-port",
+            "--admin-proxy",
+            str(self.admin_socket),
             "--log-level",
             "warning",
         ]
         if self.settings.kafka_bootstrap:
             cmd += ["--kafka", self.settings.kafka_bootstrap]
-        return [subprocess.Popen(cmd) for _ in range(self.settings.processes - 1)]
+        procs = [
+            subprocess.Popen(cmd, stdout=subprocess.PIPE)
+            for _ in range(self.settings.processes - 1)
+        ]
+        # "kbroker ready" only once every extra process listens: clients that connect at once
+        # and keep their connections (keep-alive) would otherwise all land on this process.
+        ready = await asyncio.gather(
+            *(asyncio.to_thread(_wait_ready, p, HELPER_READY_TIMEOUT) for p in procs)
+        )
+        for p, ok in zip(procs, ready, strict=True):
+            if not ok:
+                log.error(
+                    "extra ingress process %d did not report ready; serving without it", p.pid
+                )
+        return procs
 
     async def on_update(self, result: compiler.CompileResult) -> None:
         started = time.perf_counter()
@@ -198,7 +222,10 @@ class Standalone:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         folder_task = asyncio.create_task(self.folder.run(), name="folder-source")
-        server_task = asyncio.create_task(server.serve(sockets=[self.sock]), name="http")
+        sockets = [self.sock]
+        if self.settings.processes > 1:
+            sockets.append(bind_unix(self.admin_socket))
+        server_task = asyncio.create_task(server.serve(sockets=sockets), name="http")
         helpers = await self._start_ingress_processes()
         tune_gc_for_serving()
         print(f"kbroker ready on {self.base_url}", flush=True)
@@ -220,6 +247,48 @@ class Standalone:
                 await channel.close()
         self.tracing.shutdown()  # flush the last spans
         stopper.cancel()
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A listening Unix socket at `path` (a stale one from a killed run is replaced), owner-only."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    path.chmod(0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+HELPER_READY_TIMEOUT = 60.0  # seconds for an extra ingress process to start listening
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Copy the helper's stdout to our stderr until its "ready on" line (True), or until it exits
+    or `timeout` passes (False); then keep copying in the background. Stderr, because our own
+    first stdout line is `kbroker ready on URL`, which scripts and tests read."""
+    out = proc.stdout
+    assert out is not None
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([out], [], [], left)
+        if not readable:
+            break
+        line = out.readline()
+        if not line:
+            return False  # it exited
+        sys.stderr.buffer.write(line)
+        sys.stderr.flush()
+        if b" ready on " in line:
+            threading.Thread(target=_pass_through, args=(out,), daemon=True).start()
+            return True
+    return False
+
+
+def _pass_through(out: IO[bytes]) -> None:
+    for line in out:
+        sys.stderr.buffer.write(line)
+        sys.stderr.flush()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -47,3 +47,35 @@ async def test_two_ingress_processes_deliver_each_event_once(
     await sink.wait_for(40, 30)
     await asyncio.sleep(0.5)
     assert sorted(sink.ids()) == sorted(f"p{i}" for i in range(40))  # once each
+
+
+async def test_extra_processes_listen_before_ready_is_reported(start_broker: StartBroker) -> None:
+    """Connections opened the moment `kbroker ready` is printed already spread over both
+    processes, and the extra one knows the broker (no 404 before its first contract poll);
+    what is not an event (/status, /metrics) is answered by the primary whichever one it reaches."""
+    proc = await start_broker({"o.yaml": ky.dump(ky.broker())}, extra_args=["--processes", "2"])
+
+    async def send(i: int) -> int:
+        headers, body = events.encode_binary(make_event(f"q{i}"))
+        async with httpx.AsyncClient() as client:  # a new connection each
+            return (await client.post(proc.broker_url(), headers=headers, content=body)).status_code
+
+    statuses = await asyncio.gather(*(send(i) for i in range(40)))
+    assert statuses == [202] * 40
+
+    async def status() -> int:
+        async with httpx.AsyncClient() as client:  # the extra process passes it to the primary
+            return (await client.get(f"{proc.base}/status")).status_code
+
+    assert await asyncio.gather(*(status() for _ in range(20))) == [200] * 20
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{proc.base}/metrics")).text
+    served_here = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("kbroker_broker_ingress_request_count_total{")
+        and 'broker_name="default"' in line
+    )
+    # This process's metrics count only its own requests; 40 new connections all hashed to one of
+    # two listeners has a chance of 2^-40.
+    assert 0 < served_here < 40, [x for x in text.splitlines() if "request_count" in x]
