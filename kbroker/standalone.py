@@ -225,8 +225,10 @@ class Standalone:
         sockets = [self.sock]
         if self.settings.processes > 1:
             sockets.append(bind_unix(self.admin_socket))
-        server_task = asyncio.create_task(server.serve(sockets=sockets), name="http")
+        # Extra processes first, serving after: a client that sees this process answer (even
+        # /readyz) and then opens its keep-alive connections must find every process listening.
         helpers = await self._start_ingress_processes()
+        server_task = asyncio.create_task(server.serve(sockets=sockets), name="http")
         tune_gc_for_serving()
         print(f"kbroker ready on {self.base_url}", flush=True)
         stopper = asyncio.create_task(stop.wait())
