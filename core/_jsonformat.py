@@ -92,7 +92,8 @@ def parse_event(obj: Any, max_depth: int) -> tuple[dict[str, AttrValue], bytes |
             continue  # a null attribute is an absent one
         if not _validate.valid_name(name):
             raise ValueError(f"invalid attribute name {name!r}")
-        _validate.check_value(name, value)
+        if type(value) is not str:  # strings are valid for every attribute: the common case
+            _validate.check_value(name, value)
         attrs[name] = value
     _validate.check(attrs)
     has_data = "data" in obj
@@ -104,7 +105,7 @@ def parse_event(obj: Any, max_depth: int) -> tuple[dict[str, AttrValue], bytes |
     if not has_data:
         return attrs, None
     value = obj["data"]
-    if not depth_ok(value, 2, max_depth):
+    if isinstance(value, dict | list) and not depth_ok(value, 2, max_depth):
         raise ValueError(f"JSON nested deeper than {max_depth} levels")
     encoding = attrs.get("datacontentencoding")
     if attrs["specversion"] == "0.3" and encoding is not None:  # "base64", as checked

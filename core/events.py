@@ -118,7 +118,8 @@ _KNOWN_HEADERS = {
 def _event_size(attrs: dict[str, AttrValue], data: bytes | None) -> int:
     size = len(data) if data is not None else 0
     for name, value in attrs.items():
-        size += len(name) + len(attr_string(value))
+        # Nearly every value is a string already: skip the canonical-form call for those.
+        size += len(name) + (len(value) if type(value) is str else len(attr_string(value)))
     return size
 
 
