@@ -29,6 +29,9 @@ class EmbeddedSettings:
     retention_seconds: float = 7 * 24 * 3600.0
     group_commit_max: int = 1000  # events per transaction at most
     busy_timeout: float = 2.0  # seconds SQLite waits on a lock before the append fails (503)
+    # Several processes append to the same logs (kbroker run --processes N): their writers take
+    # turns through a lock file. Off for one process, where the lock would only cost GIL hand-offs.
+    shared_writers: bool = False
 
 
 @dataclass(frozen=True, slots=True)

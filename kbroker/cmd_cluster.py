@@ -141,7 +141,12 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         data_dir=args.data,
         kafka_bootstrap=args.kafka,
         reuse_port=bool(getattr(args, "reuse_port", False)),
-        embedded=dataclasses.replace(base.embedded, data_dir=args.data),
+        embedded=dataclasses.replace(
+            base.embedded,
+            data_dir=args.data,
+            # --reuse-port: another process on this port, and so on this data folder, appends too.
+            shared_writers=bool(getattr(args, "reuse_port", False)),
+        ),
     )
 
 

@@ -55,7 +55,9 @@ def settings_from(args: Any) -> RunSettings:
         reuse_port=args.processes > 1,
         topic_template=args.topic_template,
         group_template=args.group_template,
-        embedded=dataclasses.replace(base.embedded, data_dir=args.data),
+        embedded=dataclasses.replace(
+            base.embedded, data_dir=args.data, shared_writers=args.processes > 1
+        ),
     )
 
 

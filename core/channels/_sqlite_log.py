@@ -10,11 +10,12 @@ read-only connections run on the channel's executor; WAL lets them proceed while
 Several processes (`kbroker run --processes N`) append to one file. SQLite lets one of them write
 at a time and makes the others wait in its busy handler, which sleeps 1, 2, 5, 10 ... ms between
 tries: a waiting process lost whole milliseconds per transaction and the holder, always ready with
-its next group, won again (2 processes took no more than 1). So each writer first takes an
-exclusive `flock` on `<file>.lock`: the kernel hands the lock over the moment it is released, the
-waiter meanwhile gathers a bigger group, and SQLite's own lock is then always free. A process that
-dies releases its flock; one that hangs holding it stalls the others' writers, whose appends then
-time out as 503s, exactly as a hung SQLite lock holder would make them.
+its next group, won again (2 processes took no more than 1). So with `shared_writers` set, each
+writer first takes an exclusive `flock` on `<file>.lock`: the kernel hands the lock over the
+moment it is released, the waiter meanwhile gathers a bigger group, and SQLite's own lock is then
+always free. A process that dies releases its flock; one that hangs holding it stalls the others'
+writers, whose appends then time out as 503s, exactly as a hung SQLite lock holder would make
+them. A single process skips the lock: each flock call hands the GIL over and back.
 
 Durability: `synchronous=NORMAL` commits reach the WAL (survive a process kill); a transaction
 holding an `all` append runs with `synchronous=FULL`, which fsyncs the WAL before COMMIT returns.
@@ -83,8 +84,10 @@ class SqliteLog:
         retention_seconds: float,
         retention_interval: float = RETENTION_INTERVAL,
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
+        shared_writers: bool = False,
     ) -> None:
         self.path = path
+        self._shared_writers = shared_writers
         self.stats = Stats()
         self.end = 0  # highest offset known committed (writer and polls raise it, never lower)
         self._loop = loop
@@ -349,7 +352,7 @@ class SqliteLog:
         except BaseException:
             conn.close()
             raise
-        if self._writers_lock is None:
+        if self._shared_writers and self._writers_lock is None:
             self._writers_lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._conn, self._synchronous_full = conn, False
         self._opened.set()
@@ -363,8 +366,9 @@ class SqliteLog:
             if sync is not self._synchronous_full:
                 conn.execute(f"PRAGMA synchronous = {'FULL' if sync else 'NORMAL'}")
                 self._synchronous_full = sync
-            assert self._writers_lock is not None  # opened with the connection
-            fcntl.flock(self._writers_lock, fcntl.LOCK_EX)  # releases the GIL while it waits
+            lock = self._writers_lock
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # releases the GIL while it waits
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 applied = store.apply_group(conn, batch, self._limits)
@@ -375,7 +379,8 @@ class SqliteLog:
                         conn.execute("ROLLBACK")
                 raise
             finally:
-                fcntl.flock(self._writers_lock, fcntl.LOCK_UN)
+                if lock is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
         except Exception as err:  # the writer must never die with waiters queued
             failure = store.translate(err)
             for op in batch:

@@ -234,6 +234,7 @@ class EmbeddedChannel:
                 retention_seconds=self._settings.retention_seconds,
                 retention_interval=self._retention_interval,
                 max_backlog_bytes=self._max_backlog_bytes,
+                shared_writers=self._settings.shared_writers,
             )
             self._logs[path] = log
         return log

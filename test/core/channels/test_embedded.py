@@ -324,7 +324,13 @@ async def test_locked_database_is_unavailable_within_busy_timeout(tmp_path: Path
 async def test_writers_take_turns_through_the_lock_file(tmp_path: Path) -> None:
     """Another process's writer holding `<file>.lock` makes ours wait for it (kernel hand-over,
     no SQLite busy sleeps), and its group grows meanwhile: one transaction for what queued up."""
-    ch = EmbeddedChannel(EmbeddedSettings(data_dir=tmp_path), retention_interval=QUIET)
+    single = EmbeddedChannel(EmbeddedSettings(data_dir=tmp_path / "one"))
+    await single.start()
+    await single.append(conformance.make_broker(), [envelope("alone")], LEADER)
+    assert not list((tmp_path / "one").glob("*.lock"))  # one process: no lock file, no flock
+    await single.close()
+    settings = EmbeddedSettings(data_dir=tmp_path, shared_writers=True)
+    ch = EmbeddedChannel(settings, retention_interval=QUIET)
     await ch.start()
     b = conformance.make_broker()
     await ch.append(b, [envelope("first")], LEADER)  # opens the log and its lock file
