@@ -120,7 +120,7 @@ async def test_timeout_on_a_pooled_connection_is_not_retried(server: str) -> Non
     t0 = loop.time()
     with pytest.raises(SendError, match=r"timed out after 0\.2 s$"):
         await client.send(f"{server}/slow", [], b"", 0.2)
-    assert 0.2 <= loop.time() - t0 < 0.5  # one attempt, not a second one on a new connection
+    assert 0.2 <= loop.time() - t0 < 2.0  # one attempt (a retry would say "(connecting)")
     # The timed-out connection was closed, so its late response cannot answer this request.
     assert (await client.send(f"{server}/echo", [("x-a", "z")], b"", 5.0)).status == 201
     await client.close()

@@ -53,13 +53,13 @@ async def test_a_stuck_channel_answers_503_after_the_append_timeout() -> None:
         took = time.perf_counter() - t0
         assert resp.status_code == 503
         assert resp.headers["retry-after"] == "1"
-        assert 0.3 <= took < 0.3 + 0.3  # the timeout, plus at most about one sweep
+        assert 0.3 <= took < 2.0  # the timeout (plus a sweep), far below the 5 s default
         channel.stuck = False  # the same task machinery still serves healthy appends
         assert (await c.post("/ns/b", headers=BINARY, content=b"{}")).status_code == 202
 
 
 async def test_only_overdue_tasks_are_cancelled() -> None:
-    d = Deadlines(0.2, granularity=0.02)
+    d = Deadlines(0.5, granularity=0.02)
     gate = asyncio.Event()
 
     async def slow() -> str:
@@ -71,9 +71,9 @@ async def test_only_overdue_tasks_are_cancelled() -> None:
         return "done"
 
     stuck = asyncio.create_task(d.wait(slow(), time.perf_counter()))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)
     fine = asyncio.create_task(d.wait(quick(), time.perf_counter()))
-    await asyncio.sleep(0.15)  # the first is overdue now, the second is not
+    await asyncio.sleep(0.35)  # the first is overdue (0.5 s), the second not (due at 0.8 s)
     assert stuck.done() and not fine.done()
     with pytest.raises(TimeoutError):
         stuck.result()
