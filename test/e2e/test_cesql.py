@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from e2e import knative_yaml as ky
-from fixtures.broker import StartBroker, make_event
+from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
 from fixtures.subscriber import SinkServer
 
 COMBO = "source LIKE '/shop/%' AND amount > 100 AND region IN ('eu', 'us')"
 
 
-@pytest.fixture(params=["embedded", "kafka"])
-def broker_channel(request: pytest.FixtureRequest) -> str:
-    """Every test here runs on the embedded log and on a real Kafka."""
-    return str(request.param)
+pytestmark = ON_BOTH_CHANNELS
 
 
 async def test_cesql_triggers_deliver_exactly_matching_events(

@@ -16,14 +16,10 @@ import json
 
 import pytest
 from e2e import knative_yaml as ky
-from fixtures.broker import BrokerProcess, StartBroker, make_event
+from fixtures.broker import ON_BOTH_CHANNELS, BrokerProcess, StartBroker, make_event
 from fixtures.subscriber import Sink, SinkServer
 
-
-@pytest.fixture(params=["embedded", "kafka"])
-def broker_channel(request: pytest.FixtureRequest) -> str:
-    """Every test here runs on the embedded log and on a real Kafka."""
-    return str(request.param)
+pytestmark = ON_BOTH_CHANNELS
 
 
 FAST = {"backoffPolicy": "linear", "backoffDelay": "PT0.01S"}

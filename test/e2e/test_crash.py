@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
-import pytest
 from e2e import knative_yaml as ky
-from fixtures.broker import StartBroker, make_event
+from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
 from fixtures.subscriber import Sink, SinkServer
 
 from core import events
+
+pytestmark = ON_BOTH_CHANNELS
 
 
 @dataclass
@@ -72,13 +73,6 @@ async def wait_delivered(sink: Sink, ids: set[str], timeout: float) -> set[str]:
             return set()
         await asyncio.sleep(0.1)
     return ids - set(sink.ids())
-
-
-@pytest.fixture(params=["embedded", "kafka"])
-def broker_channel(request: pytest.FixtureRequest) -> str:
-    """kill -9 of the whole process: the ingress with requests in flight and the dispatcher
-    mid-stream, on the embedded log and on a real Kafka."""
-    return str(request.param)
 
 
 async def test_kill_9_under_load_loses_no_acknowledged_event(

@@ -10,18 +10,13 @@ import asyncio
 import subprocess
 import sys
 
-import pytest
 from e2e import knative_yaml as ky
-from fixtures.broker import StartBroker, make_event
+from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
 from fixtures.subscriber import SinkServer
 
 from core import events
 
-
-@pytest.fixture(params=["embedded", "kafka"])
-def broker_channel(request: pytest.FixtureRequest) -> str:
-    """Every test here runs on the embedded log and on a real Kafka."""
-    return str(request.param)
+pytestmark = ON_BOTH_CHANNELS
 
 
 def sent(i: int, **attrs: str) -> events.CloudEvent:

@@ -15,7 +15,7 @@ import itertools
 import pytest
 from e2e import knative_yaml as ky
 from e2e.test_crash import Ledger, load, wait_delivered
-from fixtures.broker import StartBroker, make_event
+from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
 from fixtures.kafka import Cluster
 from fixtures.subscriber import SinkServer
 
@@ -55,11 +55,7 @@ async def test_kafka_node_killed_under_load(
     )
 
 
-@pytest.fixture(params=["embedded", "kafka"])
-def broker_channel(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
+@ON_BOTH_CHANNELS
 async def test_subscriber_down_for_a_while_then_dead_letter(
     start_broker: StartBroker, sinks: SinkServer
 ) -> None:

@@ -6,15 +6,11 @@ producer (interleaved keys k0..k3) --> kbroker run --> slow sink (ordered trigge
 
 from __future__ import annotations
 
-import pytest
 from e2e import knative_yaml as ky
-from fixtures.broker import StartBroker, make_event
+from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
 from fixtures.subscriber import SinkServer
 
-
-@pytest.fixture(params=["embedded", "kafka"])
-def broker_channel(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+pytestmark = ON_BOTH_CHANNELS
 
 
 async def test_ordered_per_key_and_in_flight_bound(

@@ -20,14 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 from e2e.test_crash import Ledger, load, wait_delivered
+from fixtures.broker import ON_BOTH_CHANNELS
 from fixtures.subscriber import SinkServer
 
 from core import contract
 
-
-@pytest.fixture(params=["embedded", "kafka"])
-def broker_channel(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+pytestmark = ON_BOTH_CHANNELS
 
 
 def free_port() -> int:
