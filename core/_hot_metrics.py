@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+V = TypeVar("V")
 
 
 class CounterValue:
@@ -46,37 +49,43 @@ class HistogramValue:
         self.sum += value
 
 
-class _Labeled:
+class _Labeled(Generic[V]):
+    """Children by label values, created on first use; subclasses say how to make one."""
+
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self._name = name
         self._doc = documentation
         self._labelnames = list(labelnames)
+        self._children: dict[tuple[str, ...], V] = {}
 
-    def _check(self, values: tuple[str, ...]) -> None:
-        if len(values) != len(self._labelnames):
-            raise ValueError(f"{self._name}: expected labels {self._labelnames}, got {values}")
+    def _new_child(self) -> V:
+        raise NotImplementedError
+
+    def labels(self, *values: str) -> V:
+        """The child for these label values (cache it: this is a dict lookup per call)."""
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self._labelnames):
+                raise ValueError(f"{self._name}: expected labels {self._labelnames}, got {values}")
+            child = self._children[values] = self._new_child()
+        return child
 
 
-class Counter(_Labeled):
-    """A labelled counter; `labels(...)` returns the value to `inc()` (cache it)."""
+class Counter(_Labeled[CounterValue]):
+    """A labelled counter; `labels(...)` returns the value to `inc()`."""
 
     def __init__(
         self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
     ) -> None:
         super().__init__(name, documentation, labelnames)
-        self._children: dict[tuple[str, ...], CounterValue] = {}
         registry.register(self)
+
+    def _new_child(self) -> CounterValue:
+        return CounterValue()
 
     def describe(self) -> list[Metric]:
         """The family without samples: lets the registry refuse a second metric of this name."""
         return [CounterMetricFamily(self._name, self._doc, labels=self._labelnames)]
-
-    def labels(self, *values: str) -> CounterValue:
-        child = self._children.get(values)
-        if child is None:
-            self._check(values)
-            child = self._children[values] = CounterValue()
-        return child
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
@@ -85,9 +94,9 @@ class Counter(_Labeled):
         yield family
 
 
-class Histogram(_Labeled):
+class Histogram(_Labeled[HistogramValue]):
     """A labelled histogram with fixed bucket bounds; `labels(...)` returns the value to
-    `observe()` (cache it)."""
+    `observe()`."""
 
     def __init__(
         self,
@@ -101,18 +110,13 @@ class Histogram(_Labeled):
         self._bounds = tuple(float(b) for b in buckets)
         if list(self._bounds) != sorted(set(self._bounds)):
             raise ValueError(f"{name}: bucket bounds must be increasing")
-        self._children: dict[tuple[str, ...], HistogramValue] = {}
         registry.register(self)
+
+    def _new_child(self) -> HistogramValue:
+        return HistogramValue(self._bounds)
 
     def describe(self) -> list[Metric]:
         return [HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)]
-
-    def labels(self, *values: str) -> HistogramValue:
-        child = self._children.get(values)
-        if child is None:
-            self._check(values)
-            child = self._children[values] = HistogramValue(self._bounds)
-        return child
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
