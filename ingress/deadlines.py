@@ -67,8 +67,3 @@ class Deadlines:
                 self._expired.add(task)
                 task.cancel()
         # Idle: the next request starts a new sweeper, so an idle ingress costs no wake-ups.
-
-    def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None

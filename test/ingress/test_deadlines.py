@@ -92,4 +92,3 @@ async def test_other_cancellations_pass_through() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not d._waiting and not d._expired
-    d.close()
