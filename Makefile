@@ -37,7 +37,7 @@ lint: install
 	$(VENV)/bin/ruff check $(PYTHON_SOURCES)
 
 typecheck: install
-	$(VENV)/bin/mypy core ingress filter controller kbroker test
+	$(PY) hack/typecheck.py
 
 check: lint typecheck
 

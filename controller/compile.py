@@ -27,9 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller import defaults as br_defaults
-from controller import resolve, status, validate
-from core import contract
+from kbroker.controller import defaults as br_defaults
+from kbroker.controller import resolve, status, validate
+from kbroker.core import contract
 
 EVENTING_API = "eventing.knative.dev/v1"
 

@@ -30,9 +30,8 @@ from typing import Any
 
 import orjson
 import yaml
-
-from controller import compile as compiler
-from core import contract
+from kbroker.controller import compile as compiler
+from kbroker.core import contract
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,10 @@ from typing import Any
 
 import aiohttp
 import orjson
+from kbroker.controller.kube_api import JSON, KubeError, Obj
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
-
-from controller.kube_api import JSON, KubeError, Obj
 
 REQUEST_TIMEOUT = 30.0
 

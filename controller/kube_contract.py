@@ -17,9 +17,8 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-
-from controller.kube_api import CONFIGMAPS, KubeClient, KubeError, Obj
-from core import contract
+from kbroker.controller.kube_api import CONFIGMAPS, KubeClient, KubeError, Obj
+from kbroker.core import contract
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller import compile as compiler
-from controller import defaults as br_defaults
-from controller import kube_logic as logic
-from controller.kube_api import (
+from kbroker.controller import compile as compiler
+from kbroker.controller import defaults as br_defaults
+from kbroker.controller import kube_logic as logic
+from kbroker.controller.kube_api import (
     BROKERS,
     CONFIGMAPS,
     MERGE_PATCH,
@@ -43,11 +43,11 @@ from controller.kube_api import (
     Obj,
     Resource,
 )
-from controller.kube_contract import Conflict, ContractStore, DataPlaneProbe
-from controller.kube_resolve import KubeResolver
-from controller.kube_watch import Informer
-from core import contract as ct
-from core.channel import Channel, ChannelError
+from kbroker.controller.kube_contract import Conflict, ContractStore, DataPlaneProbe
+from kbroker.controller.kube_resolve import KubeResolver
+from kbroker.controller.kube_watch import Informer
+from kbroker.core import contract as ct
+from kbroker.core.channel import Channel, ChannelError
 
 log = logging.getLogger(__name__)
 

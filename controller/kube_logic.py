@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from controller import defaults as br_defaults
-from controller import status, validate
+from kbroker.controller import defaults as br_defaults
+from kbroker.controller import status, validate
 
 FINALIZER = "kbroker.dev/broker"
 ACCEPTED_ANNOTATION = "kbroker.dev/accepted"

@@ -15,9 +15,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller import kube_logic
-from controller.kube_api import SERVICES, KubeClient, KubeError
-from controller.resolve import ResolveError
+from kbroker.controller import kube_logic
+from kbroker.controller.kube_api import SERVICES, KubeClient, KubeError
+from kbroker.controller.resolve import ResolveError
 
 log = logging.getLogger(__name__)
 

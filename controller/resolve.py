@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
-from controller import status
+from kbroker.controller import status
 
 BROKER_API_VERSION = "eventing.knative.dev/v1"
 

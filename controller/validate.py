@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller import defaults as br_defaults
-from controller import durations
-from core import contract
+from kbroker.controller import defaults as br_defaults
+from kbroker.controller import durations
+from kbroker.core import contract
 
 CLASS_ANNOTATION = "eventing.knative.dev/broker.class"
 EXTERNAL_TOPIC_ANNOTATION = "kafka.eventing.knative.dev/external.topic"
@@ -181,7 +181,7 @@ def _check_cesql(expression: str, where: str, issues: Issues) -> None:
     # and a Trigger without CESQL must still compile.
     cesql: Any
     try:
-        cesql = importlib.import_module("core.cesql")
+        cesql = importlib.import_module("kbroker.core.cesql")
     except ImportError:
         cesql = None
     parse = getattr(cesql, "parse", None)

@@ -23,8 +23,7 @@ import binascii
 from typing import Any
 
 import orjson
-
-from core import _validate
+from kbroker.core import _validate
 
 AttrValue = str | int | bool
 _MEMBERS = frozenset({"data", "data_base64"})

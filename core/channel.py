@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from core import contract
-from core.events import CloudEvent
+from kbroker.core import contract
+from kbroker.core.events import CloudEvent
 
 
 class ChannelError(Exception):

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from core.contract import Broker, Contract
+from kbroker.core.contract import Broker, Contract
 
 log = logging.getLogger(__name__)
 

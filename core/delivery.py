@@ -18,7 +18,7 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Mapping
 
-from core.contract import BackoffPolicy, DeliverySpec
+from kbroker.core.contract import BackoffPolicy, DeliverySpec
 
 RETRYABLE_STATUSES = frozenset({404, 408, 409, 429})
 

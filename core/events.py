@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core import _jsonformat, _percent, _validate
+from kbroker.core import _jsonformat, _percent, _validate
 
 AttrValue = str | int | bool
 

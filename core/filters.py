@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from core.contract import FilterSpec
-from core.events import AttrValue, attr_string
+from kbroker.core.contract import FilterSpec
+from kbroker.core.events import AttrValue, attr_string
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _not(spec: FilterSpec) -> Predicate:
 
 def _cesql(spec: FilterSpec) -> Predicate:
     try:
-        from core import cesql
+        from kbroker.core import cesql
 
         compiled: Predicate = cesql.compile_filter(spec.expression)
     except Exception as exc:  # fail closed: whatever went wrong, this filter matches nothing

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from kbroker.core import _hot_metrics as hot
+from kbroker.core import contract, events, telemetry
+from kbroker.core.channel import Channel
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -38,10 +41,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
-from core import _hot_metrics as hot
-from core import contract, events, telemetry
-from core.channel import Channel
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 OTHER = "other"
@@ -415,7 +414,7 @@ class _ChannelCollector:
 def storage_bytes_for(embedded_dir: Path) -> Callable[[Channel, contract.Broker], int | None]:
     """Storage size per broker: a channel's own `storage_bytes(broker)` when it offers one, else
     the embedded log's files (database + WAL) under `embedded_dir`; None when unknown (Kafka)."""
-    from core.channels.embedded import db_path
+    from kbroker.core.channels.embedded import db_path
 
     def size(channel: Channel, broker: contract.Broker) -> int | None:
         own = getattr(channel, "storage_bytes", None)

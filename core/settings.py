@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.events import DecodeLimits
+from kbroker.core.events import DecodeLimits
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from kbroker.core import contract, settings
+from kbroker.core.events import CloudEvent
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -41,9 +43,6 @@ from opentelemetry.sdk.trace import sampling as sdk_sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from opentelemetry.trace.span import TraceFlags, TraceState
-
-from core import contract, settings
-from core.events import CloudEvent
 
 log = logging.getLogger(__name__)
 

@@ -29,12 +29,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kbroker.core import contract, delivery, events, telemetry
+from kbroker.core.events import CloudEvent
+from kbroker.core.settings import DispatcherSettings
+from kbroker.filter.sender import Response, Sender, SendError
 from opentelemetry.trace import Span
-
-from core import contract, delivery, events, telemetry
-from core.events import CloudEvent
-from core.settings import DispatcherSettings
-from filter.sender import Response, Sender, SendError
 
 log = logging.getLogger(__name__)
 

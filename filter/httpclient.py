@@ -23,8 +23,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
-
-from filter.sender import Response, Sender, SendError
+from kbroker.filter.sender import Response, Sender, SendError
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 

@@ -13,11 +13,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core import contract
-from core.channel import Channel
-from core.settings import DispatcherSettings
-from filter.dispatch import Dispatcher
-from filter.worker import TriggerWorker
+from kbroker.core import contract
+from kbroker.core.channel import Channel
+from kbroker.core.settings import DispatcherSettings
+from kbroker.filter.dispatch import Dispatcher
+from kbroker.filter.worker import TriggerWorker
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import functools
 import logging
 import time
 
-from core import contract, filters
-from core.channel import ChannelError, Record, Subscription
-from filter.dispatch import Dispatcher
+from kbroker.core import contract, filters
+from kbroker.core.channel import ChannelError, Record, Subscription
+from kbroker.filter.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 

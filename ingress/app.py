@@ -12,17 +12,16 @@ import gc
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import uvicorn
+from kbroker.core import telemetry
+from kbroker.core.channel import Channel
+from kbroker.core.contract_source import ContractHolder
+from kbroker.core.settings import IngressSettings
+from kbroker.ingress.routes import BrokerIngress, Observer, respond
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from core import telemetry
-from core.channel import Channel
-from core.contract_source import ContractHolder
-from core.settings import IngressSettings
-from ingress.routes import BrokerIngress, Observer, respond
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
 

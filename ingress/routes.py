@@ -16,14 +16,13 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
+from kbroker.core import contract, events, telemetry
+from kbroker.core.channel import Channel, ChannelFull, ChannelUnavailable, Envelope, EventTooLarge
+from kbroker.core.contract_source import ContractHolder
+from kbroker.core.settings import IngressSettings
+from kbroker.ingress.deadlines import Deadlines
 from opentelemetry.trace import Span
 from starlette.types import Receive, Scope, Send
-
-from core import contract, events, telemetry
-from core.channel import Channel, ChannelFull, ChannelUnavailable, Envelope, EventTooLarge
-from core.contract_source import ContractHolder
-from core.settings import IngressSettings
-from ingress.deadlines import Deadlines
 
 log = logging.getLogger(__name__)
 

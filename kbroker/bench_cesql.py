@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from core import cesql
+from kbroker.core import cesql
 
 Attributes = Mapping[str, str | int | bool]
 Predicate = Callable[[Attributes], bool]
@@ -99,7 +99,7 @@ class Case:
 
 def cases() -> list[Case]:
     try:
-        from core.contract import FilterSpec
+        from kbroker.core.contract import FilterSpec
     except ImportError:  # pragma: no cover - core.contract is part of the project
         return []
     return [
@@ -193,7 +193,7 @@ def _core_filter(spec: object | None) -> Predicate | None:
     if spec is None:
         return None
     try:
-        from core import filters
+        from kbroker.core import filters
     except ImportError:
         return None
     built: Predicate = filters.build([spec])  # type: ignore[list-item]

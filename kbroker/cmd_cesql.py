@@ -17,9 +17,9 @@ from typing import TextIO
 
 import orjson
 
-from core import cesql
-from core.cesql import ast, printer
-from core.cesql.casts import INT32_MAX, INT32_MIN, Value, type_name
+from kbroker.core import cesql
+from kbroker.core.cesql import ast, printer
+from kbroker.core.cesql.casts import INT32_MAX, INT32_MIN, Value, type_name
 
 _NOT_ATTRIBUTES = ("data", "data_base64")
 

@@ -35,14 +35,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from core.channel import Channel, ChannelError
-from core.contract import Contract
-from core.contract_source import ContractHolder, FileContractSource
-from core.settings import RunSettings, env
+from kbroker.core.channel import Channel, ChannelError
+from kbroker.core.contract import Contract
+from kbroker.core.contract_source import ContractHolder, FileContractSource
+from kbroker.core.settings import RunSettings, env
 
 if TYPE_CHECKING:
-    from filter.pool import WorkerPool
-    from filter.worker import TriggerWorker
+    from kbroker.filter.pool import WorkerPool
+    from kbroker.filter.worker import TriggerWorker
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +180,8 @@ async def _serve(
     name: str, app: Any, settings: RunSettings, background: list[Awaitable[None]]
 ) -> None:
     """Serve `app` and run `background` until SIGINT/SIGTERM or one of them ends."""
-    from ingress.app import server_config, tune_gc_for_serving
     from kbroker import standalone
+    from kbroker.ingress.app import server_config, tune_gc_for_serving
 
     sock = standalone.bind(settings.host, settings.port, reuse_port=settings.reuse_port)
     port = sock.getsockname()[1]
@@ -208,8 +208,8 @@ async def _serve(
 
 
 async def _ingress(args: argparse.Namespace) -> None:
-    from ingress.admin_proxy import AdminProxy
-    from ingress.app import build_app
+    from kbroker.ingress.admin_proxy import AdminProxy
+    from kbroker.ingress.app import build_app
 
     settings = _settings(args)
     channels = await _open_channels(settings)
@@ -243,11 +243,11 @@ async def _ingress(args: argparse.Namespace) -> None:
 
 
 async def _filter(args: argparse.Namespace) -> None:
-    from filter.dispatch import Dispatcher
-    from filter.httpclient import HttpClient
-    from filter.pool import WorkerPool
-    from filter.sender import AiohttpSender
-    from ingress.app import health_routes
+    from kbroker.filter.dispatch import Dispatcher
+    from kbroker.filter.httpclient import HttpClient
+    from kbroker.filter.pool import WorkerPool
+    from kbroker.filter.sender import AiohttpSender
+    from kbroker.ingress.app import health_routes
 
     settings = _settings(args)
     channels = await _open_channels(settings)
@@ -308,9 +308,9 @@ class _Pinned:
 
 
 async def _controller(args: argparse.Namespace) -> None:
-    from controller import kube
-    from controller.kube_controller import KubeController, KubeSettings
-    from ingress.app import health_routes
+    from kbroker.controller import kube
+    from kbroker.controller.kube_controller import KubeController, KubeSettings
+    from kbroker.ingress.app import health_routes
 
     ns = args.system_namespace
     plane = args.data_plane

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from core.settings import RunSettings
+from kbroker.core.settings import RunSettings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from core import events
+from kbroker.core import events
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

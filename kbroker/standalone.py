@@ -23,26 +23,26 @@ from typing import IO
 
 import uvicorn
 
-from controller import compile as compiler
-from controller import files
-from core import metrics, telemetry
-from core.channel import Channel, ChannelError
-from core.channels.embedded import EmbeddedChannel
-from core.contract_source import ContractHolder
-from core.settings import RunSettings
-from filter.dispatch import Dispatcher
-from filter.httpclient import HttpClient
-from filter.pool import WorkerPool
-from filter.sender import AiohttpSender
-from ingress.app import build_app, server_config, tune_gc_for_serving
 from kbroker import status_api
+from kbroker.controller import compile as compiler
+from kbroker.controller import files
+from kbroker.core import metrics, telemetry
+from kbroker.core.channel import Channel, ChannelError
+from kbroker.core.channels.embedded import EmbeddedChannel
+from kbroker.core.contract_source import ContractHolder
+from kbroker.core.settings import RunSettings
+from kbroker.filter.dispatch import Dispatcher
+from kbroker.filter.httpclient import HttpClient
+from kbroker.filter.pool import WorkerPool
+from kbroker.filter.sender import AiohttpSender
+from kbroker.ingress.app import build_app, server_config, tune_gc_for_serving
 
 log = logging.getLogger(__name__)
 
 
 def open_channels(settings: RunSettings) -> dict[str, Channel]:
     """Every backend this process can serve; which one a broker uses is its class's choice."""
-    from core.channels import kafka
+    from kbroker.core.channels import kafka
 
     return {
         "embedded": EmbeddedChannel(settings.embedded),

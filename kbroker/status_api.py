@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from controller import compile as compiler
-from core import metrics
-from core.contract_source import ContractHolder
-from filter.pool import WorkerPool
+from kbroker.controller import compile as compiler
+from kbroker.core import metrics
+from kbroker.core.contract_source import ContractHolder
+from kbroker.filter.pool import WorkerPool
 
 API_VERSION = "eventing.knative.dev/v1"
 

@@ -24,9 +24,9 @@ import httpx
 import pytest
 from fixtures.broker import make_event
 from fixtures.subscriber import SinkServer
+from kbroker.core import contract, events
 from tiltfile_reader import evaluate
 
-from core import contract, events
 from kbroker.__main__ import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,10 +10,10 @@ Semantics and the decisions beyond the spec are in docs/cesql.md.
 
 from __future__ import annotations
 
-from core.cesql.ast import Expr
-from core.cesql.compiler import compile, compile_filter
-from core.cesql.errors import CesqlError, ParseError
-from core.cesql.lint import warnings
-from core.cesql.parser import parse
+from kbroker.core.cesql.ast import Expr
+from kbroker.core.cesql.compiler import compile, compile_filter
+from kbroker.core.cesql.errors import CesqlError, ParseError
+from kbroker.core.cesql.lint import warnings
+from kbroker.core.cesql.parser import parse
 
 __all__ = ["CesqlError", "Expr", "ParseError", "compile", "compile_filter", "parse", "warnings"]

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-from core.cesql.errors import Abort, CesqlError
+from kbroker.core.cesql.errors import Abort, CesqlError
 
 Value = str | int | bool
 Type = type[str] | type[int] | type[bool] | None  # None: only known per event (an attribute)

@@ -26,11 +26,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from core.cesql import ast, casts, operators, selections
-from core.cesql.casts import Value
-from core.cesql.errors import Abort, CesqlError
-from core.cesql.nodes import Attributes, Builder, Node, Pred
-from core.cesql.parser import parse
+from kbroker.core.cesql import ast, casts, operators, selections
+from kbroker.core.cesql.casts import Value
+from kbroker.core.cesql.errors import Abort, CesqlError
+from kbroker.core.cesql.nodes import Attributes, Builder, Node, Pred
+from kbroker.core.cesql.parser import parse
 
 Evaluator = Callable[[Attributes], tuple[Value, list[CesqlError]]]
 _EMPTY: Final[Mapping[str, Value]] = {}

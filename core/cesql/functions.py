@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from core.cesql import casts
-from core.cesql.casts import INT32_MAX, INT32_MIN, Type, Value
-from core.cesql.errors import Abort, CesqlError
+from kbroker.core.cesql import casts
+from kbroker.core.cesql.casts import INT32_MAX, INT32_MIN, Type, Value
+from kbroker.core.cesql.errors import Abort, CesqlError
 
 # Unicode White_Space minus control characters (Go's unicode.IsSpace): Python's str.strip()
 # would also strip U+001C..U+001F, which are controls.

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.cesql import ast, casts, functions, operators
-from core.cesql.casts import Type, Value
-from core.cesql.errors import Abort, CesqlError
+from kbroker.core.cesql import ast, casts, functions, operators
+from kbroker.core.cesql.casts import Type, Value
+from kbroker.core.cesql.errors import Abort, CesqlError
 
 Result = tuple[Value, CesqlError | None]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from core.cesql.errors import ParseError
+from kbroker.core.cesql.errors import ParseError
 
 TokenKind = Literal["int", "string", "word", "op", "(", ")", ",", "end"]
 _WHITESPACE: Final = frozenset(" \t\r\n")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from core.cesql import ast, functions
-from core.cesql.parser import parse_with_warnings
+from kbroker.core.cesql import ast, functions
+from kbroker.core.cesql.parser import parse_with_warnings
 
 
 def warnings(expression: str) -> list[str]:

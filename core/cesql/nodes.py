@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from core.cesql import ast, casts
-from core.cesql.casts import Type, Value
-from core.cesql.errors import Abort, CesqlError
+from kbroker.core.cesql import ast, casts
+from kbroker.core.cesql.casts import Type, Value
+from kbroker.core.cesql.errors import Abort, CesqlError
 
 Attributes = Mapping[str, Value]
 Fn = Callable[[Attributes], Value]

@@ -15,10 +15,10 @@ import operator
 from collections.abc import Callable
 from typing import Final
 
-from core.cesql import ast, casts
-from core.cesql.casts import INT32_MAX, INT32_MIN, Value
-from core.cesql.errors import Abort, CesqlError
-from core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, coerce, missing
+from kbroker.core.cesql import ast, casts
+from kbroker.core.cesql.casts import INT32_MAX, INT32_MIN, Value
+from kbroker.core.cesql.errors import Abort, CesqlError
+from kbroker.core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, coerce, missing
 
 Op = Callable[[Value, Value], Value]
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from core.cesql import ast
-from core.cesql.errors import ParseError
-from core.cesql.lexer import Token, tokenize
+from kbroker.core.cesql import ast
+from kbroker.core.cesql.errors import ParseError
+from kbroker.core.cesql.lexer import Token, tokenize
 
 DEPTH_CEILING: Final = 100  # above this, recursive passes could near Python's stack limit
 KEYWORDS: Final = frozenset({"AND", "OR", "XOR", "NOT", "LIKE", "IN", "EXISTS", "TRUE", "FALSE"})

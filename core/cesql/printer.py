@@ -12,7 +12,7 @@ cannot come out of the parser; printing one raises ValueError.
 
 from __future__ import annotations
 
-from core.cesql import ast
+from kbroker.core.cesql import ast
 
 _ATOM, _NOT, _NEGATE, _LIKE, _IN, _MUL, _ADD, _COMPARE, _LOGIC = 10, 9, 8, 7, 5, 4, 3, 2, 1
 

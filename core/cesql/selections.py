@@ -11,12 +11,12 @@ import typing
 from collections.abc import Callable
 from typing import Final
 
-from core.cesql import ast, casts, functions
-from core.cesql.casts import Value
-from core.cesql.errors import Abort, CesqlError
-from core.cesql.like import compile_like
-from core.cesql.like import shape as like_shape
-from core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, coerce, missing
+from kbroker.core.cesql import ast, casts, functions
+from kbroker.core.cesql.casts import Value
+from kbroker.core.cesql.errors import Abort, CesqlError
+from kbroker.core.cesql.like import compile_like
+from kbroker.core.cesql.like import shape as like_shape
+from kbroker.core.cesql.nodes import Attributes, Builder, Fn, Node, Pred, coerce, missing
 
 # Per left type: (the cast items before the first failing cast, that cast's Abort or None).
 Table = dict[type, tuple[frozenset[Value], Abort | None]]

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.channel import ChannelError, ChannelUnavailable, Record
-from core.channels import _sqlite_store as store
+from kbroker.core.channel import ChannelError, ChannelUnavailable, Record
+from kbroker.core.channels import _sqlite_store as store
 
 _log = logging.getLogger(__name__)
 

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from core.channel import ChannelError, ChannelFull, ChannelUnavailable, Envelope, Record
-from core.events import CloudEvent
+from kbroker.core.channel import ChannelError, ChannelFull, ChannelUnavailable, Envelope, Record
+from kbroker.core.events import CloudEvent
 
 Connect = Callable[[Path, float], sqlite3.Connection]
 """Opens a connection to a database file with a busy timeout (seconds); injectable for tests."""

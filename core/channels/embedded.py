@@ -48,11 +48,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from core import contract
-from core.channel import ChannelError, ChannelUnavailable, Envelope, EventTooLarge, Record
-from core.channels import _sqlite_log as sqlite_log
-from core.channels import _sqlite_store as store
-from core.settings import EmbeddedSettings
+from kbroker.core import contract
+from kbroker.core.channel import ChannelError, ChannelUnavailable, Envelope, EventTooLarge, Record
+from kbroker.core.channels import _sqlite_log as sqlite_log
+from kbroker.core.channels import _sqlite_store as store
+from kbroker.core.settings import EmbeddedSettings
 
 READ_THREADS = 4
 

@@ -57,16 +57,15 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 from confluent_kafka.cimpl import NewTopic
-
-from core import contract
-from core.channel import (
+from kbroker.core import contract
+from kbroker.core.channel import (
     ChannelError,
     ChannelUnavailable,
     Envelope,
     EventTooLarge,
     Record,
 )
-from core.events import AttrValue, EventError, from_kafka, to_kafka
+from kbroker.core.events import AttrValue, EventError, from_kafka, to_kafka
 
 log = logging.getLogger(__name__)
 # librdkafka's own log lines (one per failed connect while Kafka is down): a child logger, so an

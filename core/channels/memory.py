@@ -16,8 +16,8 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from core import contract
-from core.channel import ChannelUnavailable, Envelope, Record
+from kbroker.core import contract
+from kbroker.core.channel import ChannelUnavailable, Envelope, Record
 
 
 @dataclass(eq=False)

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-
-from controller import compile as compiler
-from controller import resolve, status
-from core import contract
+from kbroker.controller import compile as compiler
+from kbroker.controller import resolve, status
+from kbroker.core import contract
 
 BASE = "http://127.0.0.1:8080"
 TESTDATA = Path(__file__).parent / "testdata"
@@ -449,7 +448,7 @@ def test_attribute_names(where: str, name: str) -> None:
 
 def _real_cesql() -> Any:
     try:
-        module = importlib.import_module("core.cesql")
+        module = importlib.import_module("kbroker.core.cesql")
     except ImportError:
         return None
     return module if hasattr(module, "parse") and hasattr(module, "ParseError") else None
@@ -457,7 +456,7 @@ def _real_cesql() -> Any:
 
 def test_cesql_without_the_cesql_package_is_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
     # What a build without core.cesql looks like to the compiler: a package with no parser.
-    monkeypatch.setitem(sys.modules, "core.cesql", types.ModuleType("core.cesql"))
+    monkeypatch.setitem(sys.modules, "kbroker.core.cesql", types.ModuleType("kbroker.core.cesql"))
     r = run(
         docs(broker_yaml(), trigger_yaml(filters=[{"cesql": "type = 'a'"}]), trigger_yaml("ok"))
     )
@@ -478,7 +477,7 @@ def test_cesql_with_the_real_parser() -> None:
 
 def test_cesql_parse_errors_and_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     # A stand-in module: this test pins how the compiler uses the CESQL API, whatever its state.
-    fake = types.ModuleType("core.cesql")
+    fake = types.ModuleType("kbroker.core.cesql")
 
     class ParseError(Exception):
         pass
@@ -494,7 +493,7 @@ def test_cesql_parse_errors_and_warnings(monkeypatch: pytest.MonkeyPatch) -> Non
     fake.ParseError = ParseError  # type: ignore[attr-defined]
     fake.parse = parse  # type: ignore[attr-defined]
     fake.warnings = warnings  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "core.cesql", fake)
+    monkeypatch.setitem(sys.modules, "kbroker.core.cesql", fake)
     good = trigger_yaml("good", filters=[{"cesql": "subject = 'a'"}])
     bad = trigger_yaml("bad", filters=[{"not": {"cesql": "type == 'a'"}}])
     r = run(docs(broker_yaml(), good, bad))

@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from controller import compile as compiler
-from controller import files
+from kbroker.controller import compile as compiler
+from kbroker.controller import files
 
 BASE = "http://127.0.0.1:8080"
 TESTDATA = Path(__file__).parent / "testdata"
@@ -103,7 +102,7 @@ async def test_bad_yaml_is_reported_and_other_files_keep_working(
     watched.write("t.yaml", trigger())
     r = await watched.next()
     assert len(r.contract.triggers) == 1
-    caplog.set_level(logging.WARNING, logger="controller.files")
+    caplog.set_level(logging.WARNING, logger="kbroker.controller.files")
     watched.write("t.yaml", trigger() + "\n  bad: [indent\n")
     watched.write("new.yaml", "key: [unclosed\n")
     r = await watched.next()
@@ -139,7 +138,7 @@ async def test_immutable_update_keeps_the_accepted_version(watched: Watched) -> 
 
 
 async def test_other_kinds_are_warnings(watched: Watched, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="controller.files")
+    caplog.set_level(logging.WARNING, logger="kbroker.controller.files")
     await watched.next()
     watched.write("svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n")
     r = await watched.next()

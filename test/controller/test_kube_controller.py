@@ -32,10 +32,9 @@ import httpx
 import pytest
 from fixtures.kube import Kube
 from fixtures.subscriber import Sink, SinkServer
-
-from controller import kube
-from controller.kube_resolve import KubeResolver
-from core import events as ce
+from kbroker.controller import kube
+from kbroker.controller.kube_resolve import KubeResolver
+from kbroker.core import events as ce
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
-from controller import kube_logic as logic
-from controller import status
+from kbroker.controller import kube_logic as logic
+from kbroker.controller import status
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CLASS = "eventing.knative.dev/broker.class"

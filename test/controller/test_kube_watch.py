@@ -13,13 +13,12 @@ from typing import Any
 
 import orjson
 import pytest
-
-from controller.kube_api import BROKERS, KubeError, Obj
-from controller.kube_contract import CONTRACT_KEY, Conflict, ContractStore
-from controller.kube_resolve import KubeResolver
-from controller.kube_watch import Informer
-from controller.resolve import ResolveError
-from core import contract
+from kbroker.controller.kube_api import BROKERS, KubeError, Obj
+from kbroker.controller.kube_contract import CONTRACT_KEY, Conflict, ContractStore
+from kbroker.controller.kube_resolve import KubeResolver
+from kbroker.controller.kube_watch import Informer
+from kbroker.controller.resolve import ResolveError
+from kbroker.core import contract
 
 
 def obj(name: str, rv: str) -> Obj:

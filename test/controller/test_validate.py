@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from controller import defaults, durations, status, validate
+from kbroker.controller import defaults, durations, status, validate
 
 # --- ISO-8601 durations ---------------------------------------------------------------------
 

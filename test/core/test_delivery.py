@@ -5,9 +5,8 @@ from __future__ import annotations
 import email.utils
 
 import pytest
-
-from core import delivery
-from core.contract import BackoffPolicy, DeliverySpec
+from kbroker.core import delivery
+from kbroker.core.contract import BackoffPolicy, DeliverySpec
 
 
 @pytest.mark.parametrize(

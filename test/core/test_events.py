@@ -6,9 +6,14 @@ from typing import Any
 
 import orjson
 import pytest
-
-from core import events
-from core.events import CloudEvent, DecodeLimits, EventError, PayloadTooLarge, UnsupportedMediaType
+from kbroker.core import events
+from kbroker.core.events import (
+    CloudEvent,
+    DecodeLimits,
+    EventError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 STRUCTURED = "application/cloudevents+json; charset=utf-8"
 BATCH = "application/cloudevents-batch+json"

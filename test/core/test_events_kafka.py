@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from core import events
-from core.events import CloudEvent, EventError, UnsupportedMediaType
+from kbroker.core import events
+from kbroker.core.events import CloudEvent, EventError, UnsupportedMediaType
 
 BASE = {"specversion": "1.0", "id": "1", "source": "/src", "type": "com.example.t"}
 

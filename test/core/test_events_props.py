@@ -10,9 +10,8 @@ from typing import Any
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from core import _percent, _validate, events
-from core.events import AttrValue, CloudEvent, DecodeLimits, EventError
+from kbroker.core import _percent, _validate, events
+from kbroker.core.events import AttrValue, CloudEvent, DecodeLimits, EventError
 
 settings.register_profile("events", max_examples=80, deadline=None)
 settings.load_profile("events")

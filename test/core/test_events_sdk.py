@@ -17,9 +17,8 @@ from cloudevents.core.bindings import http as sdk_http
 from cloudevents.core.bindings import kafka as sdk_kafka
 from cloudevents.core.v03.event import CloudEvent as SdkEvent03
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
-
-from core import events
-from core.events import CloudEvent
+from kbroker.core import events
+from kbroker.core.events import CloudEvent
 
 T = dt.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
 T_TEXT = "2024-01-02T03:04:05.123456+02:00"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from core import filters
-from core.contract import FilterSpec
-from core.events import AttrValue
+from kbroker.core import filters
+from kbroker.core.contract import FilterSpec
+from kbroker.core.events import AttrValue
 
 EVENT: dict[str, AttrValue] = {
     "specversion": "1.0",

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from kbroker.core import _hot_metrics as hot
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram as PromHistogram
 from prometheus_client.parser import text_string_to_metric_families
-
-from core import _hot_metrics as hot
 
 BOUNDS = (0.001, 0.01, 0.1, 1.0)
 VALUES = [0.0, 0.0005, 0.001, 0.001000001, 0.01, 0.05, 0.1, 0.7, 1.0, 3.0, 1e9]

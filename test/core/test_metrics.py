@@ -6,10 +6,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from kbroker.core import contract, metrics
+from kbroker.core.events import CloudEvent
 from prometheus_client.parser import text_string_to_metric_families
-
-from core import contract, metrics
-from core.events import CloudEvent
 
 BROKER = contract.Broker("ns", "b", "uid", "http://x/ns/b")
 TRIGGER = contract.Trigger("ns", "t", contract.TriggerUid("tuid"), "b", "http://sub/")
@@ -118,7 +117,7 @@ def test_grafana_dashboard_uses_only_exposed_names() -> None:
     import re
     from pathlib import Path
 
-    from core import telemetry
+    from kbroker.core import telemetry
 
     text = (Path(__file__).parents[2] / "config" / "grafana" / "kbroker-dashboard.json").read_text()
     json.loads(text)  # valid JSON

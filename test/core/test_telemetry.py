@@ -7,13 +7,12 @@ table-driven, with an in-memory exporter behind an injected provider.
 from __future__ import annotations
 
 import pytest
+from kbroker.core import contract, telemetry
+from kbroker.core.events import CloudEvent
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-from core import contract, telemetry
-from core.events import CloudEvent
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

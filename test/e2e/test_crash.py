@@ -18,8 +18,7 @@ import httpx
 from e2e import knative_yaml as ky
 from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
 from fixtures.subscriber import Sink, SinkServer
-
-from core import events
+from kbroker.core import events
 
 pytestmark = ON_BOTH_CHANNELS
 

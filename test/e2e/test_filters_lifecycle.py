@@ -13,8 +13,7 @@ import sys
 from e2e import knative_yaml as ky
 from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
 from fixtures.subscriber import SinkServer
-
-from core import events
+from kbroker.core import events
 
 pytestmark = ON_BOTH_CHANNELS
 

@@ -22,9 +22,8 @@ from e2e import knative_yaml as ky
 from fixtures.broker import BrokerProcess, StartBroker, make_event
 from fixtures.kafka import Cluster
 from fixtures.subscriber import SinkServer
+from kbroker.core import events
 from prometheus_client.parser import text_string_to_metric_families
-
-from core import events
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 FAST = {"backoffPolicy": "linear", "backoffDelay": "PT0.01S"}

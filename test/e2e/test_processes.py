@@ -13,8 +13,7 @@ import httpx
 from e2e import knative_yaml as ky
 from fixtures.broker import StartBroker, make_event
 from fixtures.subscriber import SinkServer
-
-from core import events
+from kbroker.core import events
 
 
 async def test_two_ingress_processes_deliver_each_event_once(

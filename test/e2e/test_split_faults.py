@@ -22,8 +22,7 @@ import pytest
 from e2e.test_crash import Ledger, load, wait_delivered
 from fixtures.broker import ON_BOTH_CHANNELS
 from fixtures.subscriber import SinkServer
-
-from core import contract
+from kbroker.core import contract
 
 pytestmark = ON_BOTH_CHANNELS
 
@@ -91,7 +90,7 @@ async def test_kill_9_filter_then_ingress_loses_nothing(
     extra: list[str] = []
     if broker_channel == "kafka":
         bootstrap = request.getfixturevalue("kafka_bootstrap")
-        from core.channels import kafka
+        from kbroker.core.channels import kafka
 
         broker = contract.Broker(
             "default",

@@ -28,13 +28,13 @@ from e2e import knative_yaml as ky
 from fixtures.broker import StartBroker, make_event
 from fixtures.otlp import OtlpReceiver
 from fixtures.subscriber import Received, Sink, SinkServer
+from kbroker.core import events, telemetry
+from kbroker.core.settings import EmbeddedSettings, RunSettings
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from core import events, telemetry
-from core.settings import EmbeddedSettings, RunSettings
 from kbroker import standalone
 
 FAST = {"backoffPolicy": "linear", "backoffDelay": "PT0.01S"}

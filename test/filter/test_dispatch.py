@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from fixtures.subscriber import SinkServer
-
-from core import events
-from core.contract import BackoffPolicy, Broker, DeliverySpec, Trigger, TriggerUid
-from filter.dispatch import Dispatcher, Outcome
-from filter.httpclient import HttpClient
-from filter.sender import AiohttpSender
+from kbroker.core import events
+from kbroker.core.contract import BackoffPolicy, Broker, DeliverySpec, Trigger, TriggerUid
+from kbroker.filter.dispatch import Dispatcher, Outcome
+from kbroker.filter.httpclient import HttpClient
+from kbroker.filter.sender import AiohttpSender
 
 
 class Sleeps:

@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from aiohttp import web
-
-from filter import httpclient
-from filter.httpclient import HttpClient
-from filter.sender import Response, SendError
+from kbroker.filter import httpclient
+from kbroker.filter.httpclient import HttpClient
+from kbroker.filter.sender import Response, SendError
 
 
 class Fallback:

@@ -11,13 +11,13 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from core import contract, events
-from core.channel import Envelope
-from core.channels.memory import MemoryChannel
-from core.settings import DispatcherSettings
-from filter.dispatch import Dispatcher
-from filter.pool import WorkerPool
-from filter.sender import Response
+from kbroker.core import contract, events
+from kbroker.core.channel import Envelope
+from kbroker.core.channels.memory import MemoryChannel
+from kbroker.core.settings import DispatcherSettings
+from kbroker.filter.dispatch import Dispatcher
+from kbroker.filter.pool import WorkerPool
+from kbroker.filter.sender import Response
 
 BROKER = contract.Broker("ns", "b", "ub", "http://unused/ns/b", channel="memory")
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp import web
-
-from ingress.admin_proxy import MAX_BODY, AdminProxy
+from kbroker.ingress.admin_proxy import MAX_BODY, AdminProxy
 
 
 @pytest.fixture

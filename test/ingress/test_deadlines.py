@@ -8,14 +8,13 @@ from collections.abc import Sequence
 
 import httpx
 import pytest
-
-from core import contract
-from core.channel import Envelope
-from core.channels.memory import MemoryChannel
-from core.contract_source import ContractHolder
-from core.settings import IngressSettings
-from ingress.app import build_app
-from ingress.deadlines import Deadlines
+from kbroker.core import contract
+from kbroker.core.channel import Envelope
+from kbroker.core.channels.memory import MemoryChannel
+from kbroker.core.contract_source import ContractHolder
+from kbroker.core.settings import IngressSettings
+from kbroker.ingress.app import build_app
+from kbroker.ingress.deadlines import Deadlines
 
 BROKER = contract.Broker("ns", "b", "uid", "http://x/ns/b", channel="memory")
 BINARY = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from ingress.app import YOUNG_GENERATION_THRESHOLD, tune_gc_for_serving
+from kbroker.ingress.app import YOUNG_GENERATION_THRESHOLD, tune_gc_for_serving
 
 
 def tracked(obj: object) -> bool:

@@ -10,14 +10,13 @@ from collections.abc import AsyncIterator, Sequence
 import httpx
 import orjson
 import pytest
-
-from core import contract
-from core.channel import ChannelFull, ChannelUnavailable, Envelope
-from core.channels.memory import MemoryChannel
-from core.contract_source import ContractHolder
-from core.settings import IngressSettings
-from ingress.app import build_app
-from ingress.routes import ArrivalClock
+from kbroker.core import contract
+from kbroker.core.channel import ChannelFull, ChannelUnavailable, Envelope
+from kbroker.core.channels.memory import MemoryChannel
+from kbroker.core.contract_source import ContractHolder
+from kbroker.core.settings import IngressSettings
+from kbroker.ingress.app import build_app
+from kbroker.ingress.routes import ArrivalClock
 
 BROKER = contract.Broker("ns", "b", "uid", "http://x/ns/b", channel="memory")
 BINARY = {

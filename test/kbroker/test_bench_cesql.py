@@ -18,7 +18,7 @@ def test_measure_reports_every_case() -> None:
 
 def test_hand_written_filters_agree_with_cesql_on_other_events() -> None:
     """The contenders are equivalent filters, not just fast ones: same answer off the happy path."""
-    from core import cesql
+    from kbroker.core import cesql
 
     variants = [
         {**bench_cesql.EVENT, "type": "com.example.b"},

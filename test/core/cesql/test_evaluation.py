@@ -8,10 +8,9 @@ drift apart on these cases.
 from __future__ import annotations
 
 import pytest
-
-from core.cesql import compile, compile_filter, parse
-from core.cesql.casts import Value
-from core.cesql.interpreter import evaluate
+from kbroker.core.cesql import compile, compile_filter, parse
+from kbroker.core.cesql.casts import Value
+from kbroker.core.cesql.interpreter import evaluate
 
 EVENT: dict[str, Value] = {
     "specversion": "1.0",
@@ -263,7 +262,7 @@ def test_trim_strips_exactly_unicode_white_space_without_controls() -> None:
     import sys
     import unicodedata
 
-    from core.cesql.functions import BUILTINS
+    from kbroker.core.cesql.functions import BUILTINS
 
     trim = next(f for f in BUILTINS if f.name == "TRIM").impl
     spaces = {

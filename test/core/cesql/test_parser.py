@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from core.cesql import ParseError, compile, parse, warnings
-from core.cesql.ast import (
+from kbroker.core.cesql import ParseError, compile, parse, warnings
+from kbroker.core.cesql.ast import (
     Arithmetic,
     Attribute,
     Call,
@@ -19,9 +18,9 @@ from core.cesql.ast import (
     Negate,
     Not,
 )
-from core.cesql.interpreter import evaluate
-from core.cesql.parser import BARE_NOT_WARNING, MIXED_LOGIC_WARNING
-from core.cesql.printer import to_source
+from kbroker.core.cesql.interpreter import evaluate
+from kbroker.core.cesql.parser import BARE_NOT_WARNING, MIXED_LOGIC_WARNING
+from kbroker.core.cesql.printer import to_source
 
 a, b, c = Attribute("a"), Attribute("b"), Attribute("c")
 

@@ -10,13 +10,12 @@ from typing import Final
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
-from core.cesql import ParseError, compile, compile_filter, parse, warnings
-from core.cesql import ast as t
-from core.cesql.casts import INT32_MAX, INT32_MIN, Value
-from core.cesql.interpreter import evaluate
-from core.cesql.parser import KEYWORDS
-from core.cesql.printer import quote, to_source
+from kbroker.core.cesql import ParseError, compile, compile_filter, parse, warnings
+from kbroker.core.cesql import ast as t
+from kbroker.core.cesql.casts import INT32_MAX, INT32_MIN, Value
+from kbroker.core.cesql.interpreter import evaluate
+from kbroker.core.cesql.parser import KEYWORDS
+from kbroker.core.cesql.printer import quote, to_source
 
 FAST: Final = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-
-from core import settings
-from core.cesql import ParseError, compile, parse
+from kbroker.core import settings
+from kbroker.core.cesql import ParseError, compile, parse
 
 _REPO = Path(__file__).resolve().parents[3]
 TCK = Path(settings.env("KBROKER_CESQL_TCK") or _REPO.parent / "shared" / "cesql-tck")

@@ -26,12 +26,11 @@ from pathlib import Path
 
 import pytest
 from fixtures import channel_conformance as conformance
-
-from core import contract
-from core.channel import ChannelFull, ChannelUnavailable, EventTooLarge, Record
-from core.channels import _sqlite_store
-from core.channels.embedded import EmbeddedChannel, db_path
-from core.settings import EmbeddedSettings
+from kbroker.core import contract
+from kbroker.core.channel import ChannelFull, ChannelUnavailable, EventTooLarge, Record
+from kbroker.core.channels import _sqlite_store
+from kbroker.core.channels.embedded import EmbeddedChannel, db_path
+from kbroker.core.settings import EmbeddedSettings
 
 EARLIEST, LATEST = conformance.EARLIEST, conformance.LATEST
 envelope, ids = conformance.envelope, conformance.ids
@@ -133,11 +132,11 @@ async def test_group_commit_shares_transactions_and_fsyncs(tmp_path: Path) -> No
 _FSYNC_CHILD = """
 import asyncio, sys, time
 from pathlib import Path
-from core import contract
-from core.channel import Envelope
-from core.channels.embedded import EmbeddedChannel
-from core.events import CloudEvent
-from core.settings import EmbeddedSettings
+from kbroker.core import contract
+from kbroker.core.channel import Envelope
+from kbroker.core.channels.embedded import EmbeddedChannel
+from kbroker.core.events import CloudEvent
+from kbroker.core.settings import EmbeddedSettings
 
 async def main(data: str, concurrent: bool) -> None:
     ch = EmbeddedChannel(EmbeddedSettings(data_dir=Path(data)), retention_interval=3600)
@@ -190,11 +189,11 @@ def test_all_fsyncs_once_per_group_not_per_event(tmp_path: Path) -> None:
 _CRASH_CHILD = """
 import asyncio, sys, time
 from pathlib import Path
-from core import contract
-from core.channel import Envelope
-from core.channels.embedded import EmbeddedChannel
-from core.events import CloudEvent
-from core.settings import EmbeddedSettings
+from kbroker.core import contract
+from kbroker.core.channel import Envelope
+from kbroker.core.channels.embedded import EmbeddedChannel
+from kbroker.core.events import CloudEvent
+from kbroker.core.settings import EmbeddedSettings
 
 async def main(data: str) -> None:
     ch = EmbeddedChannel(EmbeddedSettings(data_dir=Path(data)))
@@ -521,11 +520,11 @@ async def test_closed_channel_refuses_with_channel_errors(tmp_path: Path) -> Non
 _WRITER_CHILD = """
 import asyncio, sys, time
 from pathlib import Path
-from core import contract
-from core.channel import Envelope
-from core.channels.embedded import EmbeddedChannel
-from core.events import CloudEvent
-from core.settings import EmbeddedSettings
+from kbroker.core import contract
+from kbroker.core.channel import Envelope
+from kbroker.core.channels.embedded import EmbeddedChannel
+from kbroker.core.events import CloudEvent
+from kbroker.core.settings import EmbeddedSettings
 
 async def main(data: str, tag: str) -> None:
     ch = EmbeddedChannel(EmbeddedSettings(data_dir=Path(data), busy_timeout=5.0))
@@ -596,11 +595,11 @@ async def test_backlog_pushes_back_instead_of_growing(tmp_path: Path) -> None:
 _ENOSPC_CHILD = """
 import asyncio, json, sys, time, os
 from pathlib import Path
-from core import contract
-from core.channel import ChannelFull, ChannelError, Envelope
-from core.channels.embedded import EmbeddedChannel
-from core.events import CloudEvent
-from core.settings import EmbeddedSettings
+from kbroker.core import contract
+from kbroker.core.channel import ChannelFull, ChannelError, Envelope
+from kbroker.core.channels.embedded import EmbeddedChannel
+from kbroker.core.events import CloudEvent
+from kbroker.core.settings import EmbeddedSettings
 
 EARLIEST = contract.StartFrom.EARLIEST
 

@@ -23,11 +23,10 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from confluent_kafka import Consumer, KafkaError, Producer
 from fixtures import channel_conformance as conformance
 from fixtures.kafka import Cluster
-
-from core import contract
-from core.channel import ChannelError, ChannelUnavailable, EventTooLarge, Record
-from core.channels import kafka
-from core.channels.kafka import KafkaChannel, KafkaSettings, KafkaSubscription, topic_of
+from kbroker.core import contract
+from kbroker.core.channel import ChannelError, ChannelUnavailable, EventTooLarge, Record
+from kbroker.core.channels import kafka
+from kbroker.core.channels.kafka import KafkaChannel, KafkaSettings, KafkaSubscription, topic_of
 
 ALL = contract.Durability.ALL
 EARLIEST = contract.StartFrom.EARLIEST

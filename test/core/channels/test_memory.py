@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 from fixtures import channel_conformance as conformance
-
-from core import contract
-from core.channels.memory import MemoryChannel, MemoryStore
+from kbroker.core import contract
+from kbroker.core.channels.memory import MemoryChannel, MemoryStore
 
 
 @pytest.mark.parametrize("check", conformance.CHECKS, ids=conformance.check_id)

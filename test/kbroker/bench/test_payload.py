@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from kbroker.core import events
 
-from core import events
 from kbroker.bench import payload
 
 
