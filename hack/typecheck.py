@@ -2,7 +2,7 @@
 
 The top-level folders (core/, ingress/, filter/, controller/) install as kbroker.core, ... through
 setuptools' package-dir mapping, which mypy cannot follow. This script lays out the same namespace
-as a tree of symlinks under .cache/typecheck/ (from pyproject.toml's mapping, so there is one
+as a tree of symlinks under build/typecheck/ (from pyproject.toml's mapping, so there is one
 source of truth) and type-checks it together with the tests and scripts. Errors are reported with
 the real paths rewritten back, so an editor can jump to them.
 """
@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TREE = ROOT / ".cache" / "typecheck"
+TREE = ROOT / "build" / "typecheck"
 
 
 def layout() -> Path:
