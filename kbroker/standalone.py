@@ -24,8 +24,7 @@ from typing import IO
 import uvicorn
 
 from kbroker import status_api
-from kbroker.controller import compile as compiler
-from kbroker.controller import files
+from kbroker.controller import compiler, files
 from kbroker.core import metrics, telemetry
 from kbroker.core.channel import Channel, ChannelError
 from kbroker.core.channels.embedded import EmbeddedChannel

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from kbroker.controller import compile as compiler
+from kbroker.controller import compiler
 from kbroker.core import metrics
 from kbroker.core.contract_source import ContractHolder
 from kbroker.filter.pool import WorkerPool
