@@ -19,8 +19,9 @@ than Brokers goes through the `Resolver` in the `Environment`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from kbroker.controller import brokers, status, validate
 from kbroker.controller.compilation import (
@@ -53,6 +54,8 @@ class CompileResult:
     contract: contract.Contract
     statuses: dict[Key, status.ObjectStatus]
     problems: tuple[Problem, ...]
+    # The object each status is about, as given (what `kbroker get -o yaml` shows as written).
+    objects: Mapping[Key, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def compile(
@@ -84,9 +87,11 @@ def compile(
         generation = previous.generation
     else:
         generation = previous.generation + 1
+    given = {"Broker": c.brokers, "Trigger": c.triggers}
     return CompileResult(
         contract=dataclasses.replace(content, generation=generation),
         statuses=dict(sorted(c.statuses.items())),
+        objects={(k, ns, n): given[k][(ns, n)].raw for k, ns, n in sorted(c.statuses)},
         problems=tuple(
             sorted(
                 c.problems, key=lambda p: (p.source, p.kind, p.namespace, p.name, p.field, p.reason)
