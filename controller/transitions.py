@@ -30,10 +30,10 @@ from typing import Any
 
 import orjson
 from kbroker.controller import status
+from kbroker.controller.compilation import Key
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str, str]  # (kind, namespace, name), as in compiler.Key
 _VERSION = 1
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kbroker.controller import status, transitions
+from kbroker.controller import compiler, status, transitions
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 KEY = ("Trigger", "default", "t")
@@ -34,7 +34,7 @@ def trigger(subscriber: str = status.TRUE) -> status.ObjectStatus:
     )
 
 
-def times(ct: transitions.ConditionTimes, key: transitions.Key = KEY) -> dict[str, str]:
+def times(ct: transitions.ConditionTimes, key: compiler.Key = KEY) -> dict[str, str]:
     doc = trigger().to_k8s(now=datetime(2030, 1, 1, tzinfo=UTC), previous=ct.previous(key))
     return {c["type"]: c["lastTransitionTime"] for c in doc["conditions"]}
 
