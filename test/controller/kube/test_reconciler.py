@@ -36,7 +36,7 @@ from kbroker.controller.kube import client as kube_client
 from kbroker.controller.kube.resolve import KubeResolver
 from kbroker.core import events as ce
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 T = TypeVar("T")
 
 TEST_CRD = """
