@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 import yaml
-from kbroker.controller import compile as compiler
+from kbroker.controller import compiler
 from kbroker.core import contract
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,7 @@ from typing import IO
 import uvicorn
 
 from kbroker import status_api
-from kbroker.controller import compile as compiler
-from kbroker.controller import files
+from kbroker.controller import compiler, files, transitions
 from kbroker.core import metrics, telemetry
 from kbroker.core.channel import Channel, ChannelError
 from kbroker.core.channels.embedded import EmbeddedChannel
@@ -94,6 +93,7 @@ class Standalone:
         self.result: compiler.CompileResult | None = None
         self.stopping = asyncio.Event()  # set by SIGINT/SIGTERM, or by a test running us in-process
         self.storage_errors: dict[str, str] = {}
+        self.conditions = transitions.ConditionTimes(settings.data_dir / "conditions.json")
         self.folder = files.FolderSource(
             settings.config_dir,
             environment(settings, self.base_url),
@@ -179,6 +179,7 @@ class Standalone:
             )
         # Status only after the workers exist: a Trigger reported Ready has its start position.
         self.result = result
+        status_api.observe(self)
         kept = {b.key for b in result.contract.brokers}
         for b in previous.brokers:
             if b.key not in kept and (channel := self.channels.get(b.channel)) is not None:
