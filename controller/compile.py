@@ -5,7 +5,7 @@ YAML it loaded, the Kubernetes controller with its informers' caches) and get ba
 for the data plane, a status per Broker/Trigger, and the problems found. It is level-based: the
 same objects always give the same result, so a caller simply recompiles on every change.
 
-Rules that shape the result (../shared/reference/knative.md §1-§3):
+Rules that shape the result (Knative's Broker, Trigger and delivery semantics):
 - Only Brokers whose class (annotation, else config-br-defaults, else the Environment) maps to
   a channel are ours; others are left alone, status included, as Knative's class filter does.
 - A Trigger's delivery is its own `spec.delivery` if set, else its Broker's, whole-object: fields

@@ -2,7 +2,7 @@
 
 Why our own codec rather than the `cloudevents` SDK: the SDK invents attributes (`id`, `time`),
 rewrites `time`, mis-detects the content mode and decodes percent-encoding leniently
-(../shared/reference/cloudevents.md §6). A broker must forward what it received, unchanged, and
+(it serves applications, not forwarders). A broker must forward what it received, unchanged, and
 reject what is invalid with a message naming the problem. The SDK is used in tests only, as an
 independent encoder/decoder to cross-check this module in both directions.
 
