@@ -13,7 +13,7 @@ decodes with `datacontenttype: application/json` written out, because the binary
 data needs that Content-Type (spec: re-encoding structured -> binary); `data_base64` with no type
 stays untyped. Encoding data that has no type always uses `data_base64` (never assume JSON).
 
-Decisions (reference notes §7): the mode comes from Content-Type only, batch prefix first; a
+Decisions: the mode comes from Content-Type only, batch prefix first; a
 repeated `ce-` header and `ce-datacontenttype` are rejected; a malformed `%` sequence is kept
 literally when `DecodeLimits.lenient_percent` (Go/Java senders do not encode), else rejected;
 invalid UTF-8 is always rejected. Kafka headers are not percent-encoded, the last of a repeated
@@ -297,7 +297,7 @@ def from_kafka(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None)
     for key, raw in headers or ():
         lkey = key.lower()
         # confluent-kafka gives None for a header without a value; Kafka keys may repeat and
-        # the last one wins (§2).
+        # the last one wins.
         if lkey.startswith("ce_"):
             ce[lkey[3:]] = raw or b""
         elif lkey == "content-type":
