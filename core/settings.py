@@ -35,6 +35,22 @@ class EmbeddedSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap: str | None = None  # cluster of brokers whose config names no bootstrap.servers
+    default_partitions: int = 10  # Knative's kafka-broker-config default
+    default_replication: int = -1  # -1: the cluster's default.replication.factor
+    delivery_timeout: float = 5.0  # message.timeout.ms: an append fails (503) after this
+    admin_timeout: float = 10.0  # create/delete topic, delete group, committed offsets
+    health_timeout: float = 1.0  # metadata request behind healthy()
+    health_ttl: float = 1.0  # seconds a healthy() answer is reused
+    commit_interval: float = 0.2  # seconds between asynchronous offset commits of a subscription
+    fetch_buffer: int = 2000  # records a subscription holds before pausing its partitions
+    assignment_timeout: float = 15.0  # lag()/close() wait this long for the first assignment
+    producer_config: tuple[tuple[str, str], ...] = ()  # extra librdkafka producer properties
+    consumer_config: tuple[tuple[str, str], ...] = ()  # extra librdkafka consumer properties
+
+
+@dataclass(frozen=True, slots=True)
 class DispatcherSettings:
     default_max_in_flight: int = 100
     default_timeout: float = 600.0  # per attempt when the delivery spec sets none (Kafka parity)
