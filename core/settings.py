@@ -10,13 +10,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kbroker.core import ttl
 from kbroker.core.events import DecodeLimits
 
 
 @dataclass(frozen=True, slots=True)
 class IngressSettings:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
-    max_ttl: int = 255  # knativebrokerttl given to events that arrive without one
+    max_ttl: int = ttl.DEFAULT  # knativebrokerttl given to events that arrive without one
     append_timeout: float = 5.0  # seconds before a slow channel turns into 503
     retry_after: int = 1  # seconds advertised in Retry-After on 503
     add_arrival_time: bool = True  # add the knativearrivaltime extension, as Knative does
