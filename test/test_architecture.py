@@ -8,7 +8,8 @@ a layer is written `from kbroker.<layer> import x`. The rules:
 - nobody imports a layer by its bare folder name (`from core import x` would load a second copy);
 - `confluent_kafka` only in the Kafka channel's modules, and only its public modules;
   `kubernetes_asyncio` only in `controller/kube/`; nobody writes `import kbroker.filter` bare
-  (always `from ... import x`).
+  (always `from ... import x`);
+- only `core/settings.py` reads the environment (`os.environ`, `os.getenv`).
 """
 
 from __future__ import annotations
@@ -82,6 +83,49 @@ def test_import_rules(path: Path) -> None:
         if top == "confluent_kafka":
             assert module in PUBLIC_KAFKA, f"{rel}: {module} is not confluent_kafka's public API"
         assert not (bare and module.startswith("kbroker.filter")), f"{rel}: from kbroker.filter"
+
+
+ENVIRONMENT_READER = "core/settings.py"
+
+
+def reads_environment(path: Path) -> bool:
+    """Whether a module touches os.environ / os.getenv / os.environb, however imported."""
+    names = ("environ", "environb", "getenv")
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "os" and node.attr in names:
+                return True
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and any(a.name in names for a in node.names)
+        ):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_settings_read_the_environment(path: Path) -> None:
+    rel = str(path.relative_to(ROOT))
+    if rel != ENVIRONMENT_READER:
+        assert not reads_environment(path), f"{rel} reads the environment: use core.settings"
+
+
+@pytest.mark.parametrize(
+    ("source", "reads"),
+    [
+        ("import os\nx = os.environ.get('A')\n", True),
+        ("import os\nx = os.getenv('A')\n", True),
+        ("from os import environ\n", True),
+        ("import os\nx = os.stat('.')\n", False),
+        ("env = {'environ': 1}\n", False),
+    ],
+    ids=["environ", "getenv", "from-import", "other-os", "not-os"],
+)
+def test_environment_reads_are_seen(tmp_path: Path, source: str, reads: bool) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(source)
+    assert reads_environment(module) is reads
 
 
 def test_rules_see_a_violation(tmp_path: Path) -> None:
