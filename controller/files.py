@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 import yaml
 from kbroker.controller import compile as compiler
+from kbroker.controller import readiness
 from kbroker.core import contract
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class FolderSource:
         self._accepted: dict[compiler.Key, Mapping[str, Any]] = {}
         self._generations: dict[compiler.Key, tuple[bytes, int]] = {}
         self._stamps: tuple[tuple[str, int, int, int], ...] | None = None
+        self.readiness = readiness.ReadinessLog()
 
     async def run(self) -> None:
         """Load, then poll for changes until cancelled; `on_update` sees every new result."""
@@ -74,6 +76,8 @@ class FolderSource:
                     outcome = self.on_update(result)
                     if inspect.isawaitable(outcome):
                         await outcome
+                    # After on_update: by then a Ready Trigger's worker exists, as /status says.
+                    self.readiness.observe(readiness.from_compile(result))
             except Exception:
                 # A watcher that dies leaves the broker serving a stale config with no sign of
                 # it; one that logs and keeps polling recovers on the next edit.
