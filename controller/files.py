@@ -95,11 +95,13 @@ class FolderSource:
         for p in result.problems:
             (log.warning if p.severity == "warning" else log.error)("%s", p)
         log.info(
-            "config compiled: generation=%d brokers=%d triggers=%d problems=%d",
-            result.contract.generation,
-            len(result.contract.brokers),
-            len(result.contract.triggers),
-            len(result.problems),
+            "config compiled",
+            extra={
+                "generation": result.contract.generation,
+                "brokers": len(result.contract.brokers),
+                "triggers": len(result.contract.triggers),
+                "problems": len(result.problems),
+            },
         )
         return result
 

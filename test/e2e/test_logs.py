@@ -44,7 +44,8 @@ async def test_json_log_lines(start_broker: StartBroker, sinks: SinkServer) -> N
     logged = records(proc)
     msgs = [r["msg"] for r in logged]
     assert all({"ts", "level", "logger", "msg"} <= r.keys() for r in logged)
-    assert any(m.startswith("config compiled") for m in msgs)
+    [compiled] = [r for r in logged if r["msg"] == "config compiled"]
+    assert (compiled["generation"], compiled["triggers"], compiled["problems"]) == (1, 1, 0)
     [ready] = [r for r in logged if r["msg"] == "trigger ready"]
     assert (ready["namespace"], ready["trigger"], ready["broker"]) == ("default", "t", "default")
     retries = [r for r in logged if r["msg"] == "delivery failed, retrying"]
