@@ -33,9 +33,10 @@ import orjson
 FORMATS: Final = ("text", "json")
 LEVELS: Final = ("debug", "info", "warning", "error")
 
-# Attributes every LogRecord has; whatever else a record carries came from `extra=`.
+# Attributes every LogRecord has; whatever else a record carries came from `extra=`. uvicorn
+# adds `color_message` (its message with terminal colours) to some lines: not a field either.
 _RECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | frozenset(
-    {"message", "asctime", "taskName"}
+    {"message", "asctime", "taskName", "color_message"}
 )
 
 

@@ -336,6 +336,7 @@ class Dispatcher:
                     if delivery.is_success(resp.status):
                         return resp.status
                     status: int | None = resp.status
+                    error = ""
                 except SendError as exc:
                     status, error = None, str(exc) or type(exc).__name__
                 if attempt + 1 < delivery.attempts(spec):

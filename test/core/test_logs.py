@@ -168,6 +168,11 @@ def test_json_line_has_the_base_keys_and_the_extra_fields() -> None:
     assert doc["url"].startswith("<object")  # anything else is rendered with str()
 
 
+def test_uvicorn_color_message_is_not_a_field() -> None:
+    doc = json.loads(logs.JsonFormatter().format(_record(color_message="\x1b[32mx\x1b[0m")))
+    assert "color_message" not in doc
+
+
 def test_json_keeps_a_traceback_on_one_line() -> None:
     try:
         raise RuntimeError("boom\nsecond line")
