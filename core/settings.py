@@ -58,6 +58,22 @@ class DispatcherSettings:
     fetch_batch: int = 500
     commit_interval: float = 0.2  # seconds between position commits of a busy trigger
     max_backoff: float = 3600.0  # cap on any single backoff wait (Knative has none: #9278)
+    # Delivery log lines (retry, dead-letter, ...) per trigger and kind: a burst, then a trickle,
+    # so a subscriber failing every event cannot flood the log.
+    log_burst: int = 10
+    log_per_interval: int = 6
+    log_interval: float = 60.0  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    format: str = "text"  # "text" or "json" (one object per line); KBROKER_LOG_FORMAT
+    level: str = "info"
+
+
+def log_format_default() -> str:
+    """`--log-format`'s default: KBROKER_LOG_FORMAT, else text."""
+    return env("KBROKER_LOG_FORMAT") or LogSettings().format
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +91,7 @@ class RunSettings:
     ingress: IngressSettings = field(default_factory=IngressSettings)
     embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
     dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
+    logs: LogSettings = field(default_factory=LogSettings)
 
 
 def env(name: str, default: str | None = None) -> str | None:

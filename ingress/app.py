@@ -65,6 +65,7 @@ def server_config(app: ASGIApp) -> uvicorn.Config:
         http="httptools",
         lifespan="off",
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through our handler, in --log-format like the rest
         access_log=False,
         proxy_headers=False,
         server_header=False,

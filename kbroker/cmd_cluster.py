@@ -35,10 +35,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from kbroker.core import logs
 from kbroker.core.channel import Channel, ChannelError
 from kbroker.core.contract import Contract
 from kbroker.core.contract_source import ContractHolder, FileContractSource
-from kbroker.core.settings import RunSettings, env
+from kbroker.core.settings import RunSettings, env, log_format_default
 
 if TYPE_CHECKING:
     from kbroker.filter.pool import WorkerPool
@@ -113,7 +114,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=_env_int("KBROKER_PORT", 8080), help="0 = free")
     p.add_argument("--data", type=Path, default=Path(env("KBROKER_DATA", "data") or "data"))
     p.add_argument("--kafka", metavar="BOOTSTRAP", default=env("KBROKER_KAFKA"))
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default="info", choices=logs.LEVELS)
+    p.add_argument(
+        "--log-format",
+        default=log_format_default(),
+        type=logs.log_format,
+        choices=logs.FORMATS,
+        help="log lines as text or one JSON object each (default text; KBROKER_LOG_FORMAT)",
+    )
     p.add_argument("--reuse-port", action="store_true", help="share the port with other processes")
 
 
@@ -123,10 +131,9 @@ def _main(
     def main(args: argparse.Namespace) -> int:
         import uvloop
 
-        logging.basicConfig(
-            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        logs.configure_logging(args.log_format, args.log_level)
         uvloop.run(run(args))
+        logs.log_shutdown(log, "stopped", f"kbroker {args.command}")
         return 0
 
     return main
@@ -196,6 +203,7 @@ async def _serve(
     tune_gc_for_serving()
     print(f"kbroker {name} ready on http://{settings.host}:{port}", flush=True)
     done, _ = await asyncio.wait([http, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    logs.log_shutdown(log, "stopping", f"kbroker {name}")
     for t in done:
         if t is not stopper and not t.cancelled() and t.exception() is not None:
             log.error("%s stopped: %r", name, t.exception())
@@ -269,6 +277,7 @@ async def _filter(args: argparse.Namespace) -> None:
         await _serve("filter", Starlette(routes=routes), settings, [source.run()])
     finally:
         await pool.close()
+        pool.dispatcher.flush_log()
         await sender.close()
         await _close_channels(channels)
 

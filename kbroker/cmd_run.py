@@ -8,7 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kbroker.core.settings import RunSettings
+from kbroker.core import logs
+from kbroker.core.settings import LogSettings, RunSettings, log_format_default
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +39,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=1,
         help="ingress processes sharing the port (SO_REUSEPORT); the first also dispatches",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default="info", choices=logs.LEVELS)
+    p.add_argument(
+        "--log-format",
+        default=log_format_default(),
+        type=logs.log_format,
+        choices=logs.FORMATS,
+        help="log lines as text or one JSON object each (default text; KBROKER_LOG_FORMAT)",
+    )
     p.set_defaults(func=main)
 
 
@@ -58,13 +66,12 @@ def settings_from(args: Any) -> RunSettings:
         embedded=dataclasses.replace(
             base.embedded, data_dir=args.data, shared_writers=args.processes > 1
         ),
+        logs=LogSettings(format=args.log_format, level=args.log_level),
     )
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure_logging(args.log_format, args.log_level)
     if not args.config.is_dir():
         logging.error("--config %s is not a folder", args.config)
         return 2

@@ -25,7 +25,7 @@ import uvicorn
 
 from kbroker import status_api
 from kbroker.controller import compiler, files, transitions
-from kbroker.core import metrics, telemetry
+from kbroker.core import logs, metrics, telemetry
 from kbroker.core.channel import Channel, ChannelError
 from kbroker.core.channels.embedded import EmbeddedChannel
 from kbroker.core.contract_source import ContractHolder
@@ -139,6 +139,8 @@ class Standalone:
             str(self.admin_socket),
             "--log-level",
             "warning",
+            "--log-format",
+            self.settings.logs.format,
         ]
         if self.settings.kafka_bootstrap:
             cmd += ["--kafka", self.settings.kafka_bootstrap]
@@ -234,6 +236,7 @@ class Standalone:
         print(f"kbroker ready on {self.base_url}", flush=True)
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([server_task, folder_task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        logs.log_shutdown(log, "stopping", "kbroker run")
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         server.should_exit = True
@@ -250,6 +253,8 @@ class Standalone:
                 await channel.close()
         self.tracing.shutdown()  # flush the last spans
         stopper.cancel()
+        self.dispatcher.flush_log()
+        logs.log_shutdown(log, "stopped", "kbroker run")
 
 
 def bind_unix(path: Path) -> socket.socket:
