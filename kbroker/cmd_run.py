@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kbroker.core.settings import RunSettings
+from kbroker.core.settings import RunSettings, ShutdownSettings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,6 +38,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=1,
         help="ingress processes sharing the port (SO_REUSEPORT); the first also dispatches",
     )
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=ShutdownSettings().grace,
+        metavar="SECONDS",
+        help="on SIGTERM, how long in-flight requests get to finish (default %(default)s)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=main)
 
@@ -58,6 +65,7 @@ def settings_from(args: Any) -> RunSettings:
         embedded=dataclasses.replace(
             base.embedded, data_dir=args.data, shared_writers=args.processes > 1
         ),
+        shutdown=dataclasses.replace(base.shutdown, grace=args.shutdown_grace),
     )
 
 
@@ -65,10 +73,6 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not args.config.is_dir():
-        logging.error("--config %s is not a folder", args.config)
-        return 2
     from kbroker import standalone
 
-    standalone.run(settings_from(args))
-    return 0
+    return standalone.run(settings_from(args))
