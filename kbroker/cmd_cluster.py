@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -159,11 +160,11 @@ def _settings(args: argparse.Namespace) -> RunSettings:
 async def _serve(
     name: str,
     app: Any,
+    sock: socket.socket,
     settings: RunSettings,
     background: list[Callable[[], Coroutine[Any, Any, None]]],
 ) -> None:
-    """Listen, serve `app` and run `background` until SIGINT/SIGTERM or one of them ends."""
-    sock = wiring.bind(settings.host, settings.port, reuse_port=settings.reuse_port)
+    """Serve `app` on `sock` and run `background` until SIGINT/SIGTERM or one of them ends."""
     port = sock.getsockname()[1]
     stop = asyncio.Event()
     remove = wiring_http.stop_on_signals(stop)
@@ -182,11 +183,17 @@ async def _serve(
         remove()
 
 
+def _bind(settings: RunSettings) -> socket.socket:
+    """First thing each deployable does: a busy port is reported before anything is started."""
+    return wiring.bind(settings.host, settings.port, reuse_port=settings.reuse_port)
+
+
 async def _ingress(args: argparse.Namespace) -> None:
     from kbroker.ingress.admin_proxy import AdminProxy
     from kbroker.ingress.app import build_app, ingress_ready
 
     settings = _settings(args)
+    sock = _bind(settings)
     observability = wiring.Observability(wiring.tracing_from_env())
     channels = wiring.open_channels(settings)
     await wiring.start_channels(channels, required=False)
@@ -211,11 +218,11 @@ async def _ingress(args: argparse.Namespace) -> None:
         fallback=proxy,
     )
     try:
-        # Read the contract before listening: an extra ingress of `kbroker run --processes N`
-        # shares the port through SO_REUSEPORT, so the kernel hands it connections the moment it
-        # listens; they should meet the brokers, not "starting" (503).
+        # Read the contract before serving: an extra ingress of `kbroker run --processes N`
+        # shares the port through SO_REUSEPORT, so the kernel queues connections for it from the
+        # moment it listens; they should meet the brokers, not "starting" (503).
         await source.poll_once()
-        await _serve("ingress", app, settings, [source.run])
+        await _serve("ingress", app, sock, settings, [source.run])
     finally:
         if proxy is not None:
             await proxy.aclose()
@@ -228,6 +235,7 @@ async def _filter(args: argparse.Namespace) -> None:
     from kbroker.filter.service import FilterService
 
     settings = _settings(args)
+    sock = _bind(settings)
     observability = wiring.Observability(wiring.tracing_from_env())
     channels = wiring.open_channels(settings)
     await wiring.start_channels(channels, required=False)
@@ -251,7 +259,7 @@ async def _filter(args: argparse.Namespace) -> None:
         observability.metrics_route(service.trigger_states),
     ]
     try:
-        await _serve("filter", Starlette(routes=routes), settings, [source.run])
+        await _serve("filter", Starlette(routes=routes), sock, settings, [source.run])
     finally:
         await service.close(settings.shutdown.drain_workers)
         await wiring.close_channels(channels)
@@ -279,6 +287,7 @@ async def _controller(args: argparse.Namespace) -> None:
         finalize_timeout=args.finalize_timeout,
     )
     run_settings = _settings(args)
+    sock = _bind(run_settings)
     observability = wiring.Observability()  # the controller makes no spans
     channels = wiring.open_channels(run_settings)
     await wiring.start_channels(channels, required=False)
@@ -295,7 +304,7 @@ async def _controller(args: argparse.Namespace) -> None:
     )
     routes = [*wiring.health_routes(ready), generation, observability.metrics_route()]
     try:
-        await _serve("controller", Starlette(routes=routes), run_settings, [controller.run])
+        await _serve("controller", Starlette(routes=routes), sock, run_settings, [controller.run])
     finally:
         await client.close()
         await wiring.close_channels(channels)
