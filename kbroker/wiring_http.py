@@ -7,12 +7,12 @@ reset instead of an answer, and cannot know whether the event was stored. Here S
 1. log "shutting down"; stop accepting new connections (the listening sockets close);
 2. every response from now on carries `Connection: close`, so each busy connection ends after the
    answer to the request it carries; a connection that stays idle for `idle_linger` is closed
-   (as racy as an ordinary keep-alive timeout, no more);
+   (as racy as an ordinary keep-alive timeout, no more; one idle that long already goes at once);
 3. after `grace` seconds whatever is still running is cancelled and its connection closed;
 4. the caller's cleanup runs (trigger workers finish and commit, channels flush), then "stopped".
 
-What it refuses: installing uvicorn's signal handlers (it re-raises the signal after serving,
-which would turn a clean exit into death by SIGTERM) and deciding what the cleanup is.
+What it refuses: installing uvicorn's signal handlers (they replace the process's own, and
+re-raise the signal once serving ends) and deciding what the cleanup is.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class _Server(uvicorn.Server):
             for conn in list(state.connections):
                 cycle = getattr(conn, "cycle", None)
                 if cycle is None or cycle.response_complete:
-                    if now - idle_since.setdefault(conn, now) >= linger:
+                    if now - idle_since.setdefault(conn, _idle_start(conn, now)) >= linger:
                         conn.shutdown()  # idle: closes the transport
                 else:
                     idle_since.pop(conn, None)
@@ -91,7 +91,7 @@ class _Server(uvicorn.Server):
             await asyncio.sleep(_POLL)
         if state.connections or state.tasks:
             log.warning(
-                "grace period of %.0f s over: closing %d connection(s), cancelling %d request(s)",
+                "grace period of %g s over: closing %d connection(s), cancelling %d request(s)",
                 settings.grace,
                 len(state.connections),
                 len(state.tasks),
@@ -105,6 +105,17 @@ class _Server(uvicorn.Server):
             await asyncio.gather(*state.tasks, return_exceptions=True)
         for server in self.servers:
             await server.wait_closed()
+
+
+def _idle_start(conn: object, now: float) -> float:
+    """When the connection went idle: its keep-alive timer was armed then (same loop clock), so
+    a connection idle for long before the drain began is closed at once; `now` if unknown."""
+    timer = getattr(conn, "timeout_keep_alive_task", None)
+    timeout = getattr(conn, "timeout_keep_alive", None)
+    when = getattr(timer, "when", None)
+    if when is None or not isinstance(timeout, int | float):
+        return now
+    return min(now, float(when()) - timeout)
 
 
 def stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
@@ -143,7 +154,7 @@ async def serve(
     for t in done:
         if t is not stopper and not t.cancelled() and t.exception() is not None:
             log.error("%s: %s stopped: %r", name, t.get_name(), t.exception())
-    log.info("%s shutting down (grace period %.0f s)", name, settings.grace)
+    log.info("%s shutting down (grace period %g s)", name, settings.grace)
     if before_drain is not None:
         await before_drain()
     server.should_exit = True

@@ -100,6 +100,21 @@ async def test_idle_connection_is_closed_after_the_linger() -> None:
     writer.close()
 
 
+async def test_connection_idle_since_before_the_drain_is_closed_at_once() -> None:
+    app = SlowApp(delay=0.0)
+    task, port, stop = await start(app, ShutdownSettings(grace=5.0, idle_linger=1.0))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(REQUEST)
+    assert (await read_response(reader))[0] == 200
+    await asyncio.sleep(1.2)  # idle longer than the linger already
+    began = time.monotonic()
+    stop.set()
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert time.monotonic() - began < 0.6
+    await asyncio.wait_for(task, 5)
+    writer.close()
+
+
 async def test_request_longer_than_the_grace_period_is_cut() -> None:
     app = SlowApp(delay=30.0)
     task, port, stop = await start(app, ShutdownSettings(grace=0.5))
