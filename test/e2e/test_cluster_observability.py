@@ -188,6 +188,12 @@ async def test_ingress_and_filter_processes_expose_metrics_and_one_trace(
     received = {r.event.id: r.headers["traceparent"] for r in sink.received if r.event}
     assert {tp.split("-")[1] for tp in received.values()} == set(traces)
 
+    for d in (ingress, filter_):  # SIGTERM: a clean stop, said in the log
+        d.proc.terminate()
+        assert await asyncio.to_thread(d.proc.wait, 30) == 0, d.tail()
+        log = d.tail()
+        assert f"kbroker {d.kind} shutting down" in log and f"kbroker {d.kind} stopped" in log, log
+
 
 async def test_ingress_without_a_contract_answers_503_not_404(
     tmp_path: Path, spawn: Spawn, http: httpx.AsyncClient
