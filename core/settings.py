@@ -77,6 +77,27 @@ def log_format_default() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class ShutdownSettings:
+    """What SIGTERM (or SIGINT) does: stop accepting, let what is in flight finish, then stop.
+
+    `grace` bounds the whole drain of HTTP requests: a request still running when it ends is
+    cancelled and its connection closed. `idle_linger` is how long a keep-alive connection that
+    carries nothing may stay open during the drain: a client that sends on it meanwhile gets its
+    real answer (with `Connection: close`) instead of a reset, so closing it is only ever as racy
+    as an ordinary keep-alive timeout.
+    """
+
+    grace: float = 5.0  # seconds; cluster deployables default to CLUSTER_SHUTDOWN_GRACE
+    idle_linger: float = 1.0  # seconds, capped by grace
+    drain_workers: float = 5.0  # seconds trigger workers get to finish their deliveries
+
+
+# Under Kubernetes' default terminationGracePeriodSeconds (30 s), leaving the trigger workers
+# time to finish before the kubelet's SIGKILL.
+CLUSTER_SHUTDOWN_GRACE = 20.0
+
+
+@dataclass(frozen=True, slots=True)
 class RunSettings:
     config_dir: Path = Path("examples")
     host: str = "127.0.0.1"
@@ -92,6 +113,7 @@ class RunSettings:
     embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
     dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
     logs: LogSettings = field(default_factory=LogSettings)
+    shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
 
 
 def env(name: str, default: str | None = None) -> str | None:
