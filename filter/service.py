@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from kbroker.core import contract, metrics, telemetry
 from kbroker.core.channel import Channel
 from kbroker.core.contract_source import ContractHolder
+from kbroker.core.reporters import DispatchReporter, Silent
 from kbroker.core.settings import DispatcherSettings
-from kbroker.filter.dispatch import Dispatcher, Hooks, NoHooks
+from kbroker.filter.dispatch import Dispatcher
 from kbroker.filter.httpclient import HttpClient
 from kbroker.filter.pool import WorkerPool
 from kbroker.filter.sender import AiohttpSender, Sender
@@ -37,7 +38,7 @@ class FilterService:
         channels: Mapping[str, Channel],
         holder: ContractHolder,
         settings: DispatcherSettings,
-        hooks: Hooks | None = None,
+        hooks: DispatchReporter | None = None,
         tracing: telemetry.Tracing | None = None,
         sender: Sender | None = None,
         pin_generations: bool = False,
@@ -47,7 +48,7 @@ class FilterService:
         self.dispatcher = Dispatcher(
             self.sender,
             settings,
-            hooks=hooks or NoHooks(),
+            hooks=hooks or Silent(),
             tracing=tracing or telemetry.disabled(),
         )
         self.pool = WorkerPool(channels, self.dispatcher, settings)
