@@ -25,7 +25,7 @@ import uvicorn
 
 from kbroker import status_api
 from kbroker.controller import compile as compiler
-from kbroker.controller import files
+from kbroker.controller import files, retirement
 from kbroker.core import metrics, telemetry
 from kbroker.core.channel import Channel, ChannelError
 from kbroker.core.channels.embedded import EmbeddedChannel
@@ -89,7 +89,10 @@ class Standalone:
         self.dispatcher = Dispatcher(
             self.sender, settings.dispatcher, hooks=self.metrics, tracing=self.tracing
         )
-        self.pool = WorkerPool(self.channels, self.dispatcher, settings.dispatcher)
+        self.retirement = retirement.Retirement(self.channels, settings.removal_grace)
+        self.pool = WorkerPool(
+            self.channels, self.dispatcher, settings.dispatcher, forget=self.retirement.forget
+        )
         self.holder.subscribe(self.pool.apply)
         self.result: compiler.CompileResult | None = None
         self.stopping = asyncio.Event()  # set by SIGINT/SIGTERM, or by a test running us in-process
@@ -179,11 +182,7 @@ class Standalone:
             )
         # Status only after the workers exist: a Trigger reported Ready has its start position.
         self.result = result
-        kept = {b.key for b in result.contract.brokers}
-        for b in previous.brokers:
-            if b.key not in kept and (channel := self.channels.get(b.channel)) is not None:
-                with contextlib.suppress(ChannelError):
-                    await channel.delete_broker(b)
+        await self.retirement.retire(previous, result.contract)
         self.metrics.reconciled(
             (
                 (kind, st.ready and f"{ns}/{name}" not in self.storage_errors)
@@ -201,6 +200,8 @@ class Standalone:
                 return False, f"channel {b.channel} of broker {b.key} unavailable"
         if not self.pool.healthy():
             return False, "a trigger worker stopped"
+        if not self.folder.health.ok:  # still serving the last good configuration
+            return True, "ok, degraded: " + "; ".join(self.folder.health.errors)
         return True, "ok"
 
     async def serve(self) -> None:
@@ -243,6 +244,7 @@ class Standalone:
         await asyncio.gather(folder_task, return_exceptions=True)
         await asyncio.gather(server_task, return_exceptions=True)
         await self.pool.close()
+        await self.retirement.close()
         await self.sender.close()
         for channel in self.channels.values():
             with contextlib.suppress(Exception):

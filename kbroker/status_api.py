@@ -1,11 +1,14 @@
 """GET /status: Brokers and Triggers with Knative-shaped status, for `kbroker get` and humans.
 
 Objects come out the way `kubectl get -o json` shows them (apiVersion, kind, metadata, status), so
-scripts written against Knative's status fields read ours unchanged.
+scripts written against Knative's status fields read ours unchanged. The process's own condition
+that no Knative object carries (a config folder that cannot be read, so the last good configuration
+stays in force; removed Brokers whose events are still kept) is a separate top-level `config`.
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Protocol
 
 import orjson
@@ -14,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from kbroker.controller import compile as compiler
+from kbroker.controller import files
 from kbroker.core import metrics
 from kbroker.core.contract_source import ContractHolder
 from kbroker.filter.pool import WorkerPool
@@ -21,7 +25,23 @@ from kbroker.filter.pool import WorkerPool
 API_VERSION = "eventing.knative.dev/v1"
 
 
+class _Watched(Protocol):
+    @property
+    def health(self) -> files.Health: ...
+
+
+class _Retiring(Protocol):
+    @property
+    def pending(self) -> tuple[str, ...]: ...
+
+
 class StatusSource(Protocol):
+    @property
+    def folder(self) -> _Watched: ...
+
+    @property
+    def retirement(self) -> _Retiring: ...
+
     result: compiler.CompileResult | None
     storage_errors: dict[str, str]
     holder: ContractHolder
@@ -29,10 +49,22 @@ class StatusSource(Protocol):
     metrics: metrics.Metrics
 
 
+def config_status(src: StatusSource) -> dict[str, Any]:
+    """`readable` false: the folder (or a file) cannot be read and the last good configuration
+    is in force; `removedBrokersKept`: removed Brokers whose events wait out the grace period."""
+    health = src.folder.health
+    out: dict[str, Any] = {"readable": health.ok, "errors": list(health.errors)}
+    if health.since is not None:
+        since = datetime.datetime.fromtimestamp(health.since, datetime.UTC)
+        out["since"] = since.isoformat(timespec="seconds").replace("+00:00", "Z")
+    out["removedBrokersKept"] = list(src.retirement.pending)
+    return out
+
+
 async def snapshot(src: StatusSource) -> dict[str, Any]:
     result = src.result
     if result is None:
-        return {"brokers": [], "triggers": [], "problems": []}
+        return {"brokers": [], "triggers": [], "problems": [], "config": config_status(src)}
     lags: dict[tuple[str, str], int] = {}
     for worker in src.pool.workers.values():
         try:
@@ -64,8 +96,9 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
     return {
         "brokers": brokers,
         "triggers": triggers,
-        "problems": [str(p) for p in result.problems],
+        "problems": [*src.folder.health.errors, *(str(p) for p in result.problems)],
         "generation": src.holder.current.generation,
+        "config": config_status(src),
     }
 
 
