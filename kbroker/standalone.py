@@ -2,7 +2,8 @@
 
 Wiring only, in the order an event needs things: channels first, then the folder source that
 compiles YAML into a contract (creating each broker's storage before the contract is published, and
-deleting a removed broker's storage only after its workers stopped), then the dispatcher pool and
+deleting a removed broker's storage only after its workers stopped and controller/retirement's
+grace period passed), then the dispatcher pool and
 the HTTP server. Shutdown runs in reverse and lets in-flight deliveries finish for a moment.
 """
 
