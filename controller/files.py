@@ -39,7 +39,7 @@ from typing import Any
 
 import orjson
 import yaml
-from kbroker.controller import compile as compiler
+from kbroker.controller import compiler
 from kbroker.controller.folder_fs import Filesystem, LocalFilesystem
 from kbroker.core import contract
 

@@ -2,12 +2,13 @@
 
 The standalone controller shows these through `kbroker get` and `/status`; the Kubernetes
 controller patches `to_k8s()` into the object's `status`. Condition types and reasons follow
-Knative's MT broker (../shared/reference/knative.md §1) so `kn broker|trigger list` reads our
-objects the way it reads Knative's: `Ready` is a "living" aggregate that is True only when every
-other condition is True, and when it is not, it carries the reason of the first one that fails.
+Knative's MT broker so `kn broker|trigger list` reads our objects the way it reads Knative's:
+`Ready` is a "living" aggregate that is True only when every other condition is True, and when it
+is not, it carries the reason of the first one that fails.
 
 What this module refuses: clocks and I/O. `lastTransitionTime` is stamped only in `to_k8s`, from
-a caller-supplied time, and kept from the previous status when a condition did not change.
+a caller-supplied time, and kept from the previous status when a condition did not change (in
+Kubernetes the object's stored status; standalone, `controller.transitions`).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class ObjectStatus:
     ) -> dict[str, Any]:
         """Knative's status JSON. `previous` (the object's current status) keeps the
         lastTransitionTime of conditions whose status did not change, as Kubernetes expects."""
-        stamp = _rfc3339(now or datetime.now(UTC))
+        stamp = rfc3339(now or datetime.now(UTC))
         before = {
             c.get("type"): c
             for c in (previous or {}).get("conditions", ()) or ()
@@ -136,7 +137,8 @@ class ObjectStatus:
 WARNINGS_ANNOTATION = "kbroker.dev/warnings"
 
 
-def _rfc3339(t: datetime) -> str:
+def rfc3339(t: datetime) -> str:
+    """Kubernetes' time format: UTC, whole seconds."""
     return t.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -12,7 +12,6 @@ fail closed where Knative's MT data plane would skip the child and match more th
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ from typing import Any
 
 from kbroker.controller import defaults as br_defaults
 from kbroker.controller import durations
-from kbroker.core import contract
+from kbroker.core import cesql, contract
 
 CLASS_ANNOTATION = "eventing.knative.dev/broker.class"
 EXTERNAL_TOPIC_ANNOTATION = "kafka.eventing.knative.dev/external.topic"
@@ -46,7 +45,6 @@ _DELIVERY_FIELDS = (
 
 REASON_INVALID = "InvalidSpec"
 REASON_FILTER = "InvalidFilter"
-REASON_CESQL_UNSUPPORTED = "CESQLUnsupported"
 REASON_DELIVERY = "InvalidDelivery"
 REASON_ANNOTATION = "InvalidAnnotation"
 REASON_CONFIG = "InvalidConfig"
@@ -177,25 +175,12 @@ def _filter(raw: Any, where: str, issues: Issues) -> contract.FilterSpec:
 
 
 def _check_cesql(expression: str, where: str, issues: Issues) -> None:
-    # Looked up lazily and by attribute: CESQL is a separate package that may not be built yet,
-    # and a Trigger without CESQL must still compile.
-    cesql: Any
     try:
-        cesql = importlib.import_module("kbroker.core.cesql")
-    except ImportError:
-        cesql = None
-    parse = getattr(cesql, "parse", None)
-    parse_error = getattr(cesql, "ParseError", None)
-    if parse is None or parse_error is None:
-        issues.error(where, "CESQL is not available in this build", REASON_CESQL_UNSUPPORTED)
-        return
-    try:
-        parse(expression)
-    except parse_error as exc:
+        cesql.parse(expression)
+    except cesql.ParseError as exc:
         issues.error(where, str(exc), REASON_FILTER)
         return
-    warn = getattr(cesql, "warnings", None)
-    for text in warn(expression) if warn is not None else ():
+    for text in cesql.warnings(expression):
         issues.warn(where, str(text))
 
 

@@ -238,7 +238,7 @@ def encode_binary(event: CloudEvent) -> tuple[list[tuple[str, str]], bytes]:
     for name, value in event.attributes.items():
         if name == "datacontenttype":
             ctype = attr_string(value)
-        else:
+        elif name != "datacontentencoding":  # the body is the decoded data: nothing to undo
             headers.append(("ce-" + name, _percent.encode(attr_string(value))))
     if ctype is not None:
         headers.append(("content-type", ctype))
@@ -284,6 +284,8 @@ def to_kafka(event: CloudEvent) -> tuple[bytes | None, list[tuple[str, bytes]], 
     """Kafka binary binding: (key from partitionkey, `ce_` headers + content-type, value)."""
     headers: list[tuple[str, bytes]] = []
     for name, value in event.attributes.items():
+        if name == "datacontentencoding":  # 0.3: the value is the decoded data, as in binary HTTP
+            continue
         text = attr_string(value).encode("utf-8")
         headers.append(("content-type" if name == "datacontenttype" else "ce_" + name, text))
     key = event.attributes.get("partitionkey")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
+from kbroker.core import cesql
 from kbroker.core.contract import FilterSpec
 from kbroker.core.events import AttrValue, attr_string
 
@@ -142,8 +143,6 @@ def _not(spec: FilterSpec) -> Predicate:
 
 def _cesql(spec: FilterSpec) -> Predicate:
     try:
-        from kbroker.core import cesql
-
         compiled: Predicate = cesql.compile_filter(spec.expression)
     except Exception as exc:  # fail closed: whatever went wrong, this filter matches nothing
         log.warning("CESQL filter %r cannot be built (%s): matches nothing", spec.expression, exc)

@@ -6,7 +6,7 @@ Cluster mode splits `kbroker run` in three processes that share nothing but the 
                              |                                                   \--> filter
                              '-- GET /contract-generation on both, before it reports Ready
 
-- `controller` watches Brokers/Triggers (controller/kube_controller.py) and writes the contract
+- `controller` watches Brokers/Triggers (controller/kube/reconciler.py) and writes the contract
   ConfigMap, and with `--contract-file` a local copy (for processes that are not pods: tests, Tilt's
   process mode).
 - `ingress` and `filter` read the contract file with FileContractSource (hot reload) and reuse
@@ -308,8 +308,8 @@ class _Pinned:
 
 
 async def _controller(args: argparse.Namespace) -> None:
-    from kbroker.controller import kube
-    from kbroker.controller.kube_controller import KubeController, KubeSettings
+    from kbroker.controller.kube import client as kube
+    from kbroker.controller.kube.reconciler import KubeController, KubeSettings
     from kbroker.ingress.app import health_routes
 
     ns = args.system_namespace

@@ -1,4 +1,8 @@
-"""`kbroker get brokers|triggers`: status as `kubectl get` shows it, from a running broker."""
+"""`kbroker get brokers|triggers`: objects as `kubectl get` shows them, from a running broker.
+
+`-o yaml|json` prints each object as written plus its status (GET /status serves them so); the
+table picks a few columns from the same documents.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,12 @@ def _condition(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
     return {}
 
 
+def _broker_of(spec: dict[str, Any]) -> str:
+    ref = spec.get("brokerRef")
+    name = spec.get("broker") or (ref.get("name") if isinstance(ref, dict) else "")
+    return str(name or "")
+
+
 def rows(kind: str, objects: list[dict[str, Any]]) -> list[list[str]]:
     if kind == "brokers":
         out = [["NAMESPACE", "NAME", "URL", "READY", "REASON"]]
@@ -40,7 +50,7 @@ def rows(kind: str, objects: list[dict[str, Any]]) -> list[list[str]]:
         if kind == "brokers":
             cells.append(status.get("address", {}).get("url", ""))
         else:
-            cells += [obj.get("spec", {}).get("broker", ""), status.get("subscriberUri", "")]
+            cells += [_broker_of(obj.get("spec") or {}), status.get("subscriberUri", "")]
         cells += [ready.get("status", "Unknown"), ready.get("reason", "")]
         if kind == "triggers":
             cells.append(status.get("annotations", {}).get("kbroker.dev/lag", ""))

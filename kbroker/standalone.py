@@ -25,8 +25,7 @@ from typing import IO
 import uvicorn
 
 from kbroker import status_api
-from kbroker.controller import compile as compiler
-from kbroker.controller import files, retirement
+from kbroker.controller import compiler, files, retirement, transitions
 from kbroker.core import metrics, telemetry
 from kbroker.core.channel import Channel, ChannelError
 from kbroker.core.channels.embedded import EmbeddedChannel
@@ -98,6 +97,7 @@ class Standalone:
         self.result: compiler.CompileResult | None = None
         self.stopping = asyncio.Event()  # set by SIGINT/SIGTERM, or by a test running us in-process
         self.storage_errors: dict[str, str] = {}
+        self.conditions = transitions.ConditionTimes(settings.data_dir / "conditions.json")
         self.folder = files.FolderSource(
             settings.config_dir,
             environment(settings, self.base_url),
@@ -183,6 +183,7 @@ class Standalone:
             )
         # Status only after the workers exist: a Trigger reported Ready has its start position.
         self.result = result
+        status_api.observe(self)
         await self.retirement.retire(previous, result.contract)
         self.metrics.reconciled(
             (

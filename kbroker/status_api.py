@@ -1,14 +1,22 @@
 """GET /status: Brokers and Triggers with Knative-shaped status, for `kbroker get` and humans.
 
-Objects come out the way `kubectl get -o json` shows them (apiVersion, kind, metadata, status), so
-scripts written against Knative's status fields read ours unchanged. The process's own condition
-that no Knative object carries (a config folder that cannot be read, so the last good configuration
-stays in force; removed Brokers whose events are still kept) is a separate top-level `config`.
+Objects come out the way `kubectl get -o json` shows them: the object as written (apiVersion, kind,
+metadata with labels and annotations, the whole spec) plus its status, so scripts written against
+Knative's objects read ours unchanged. `lastTransitionTime` is when the condition last changed, from
+`controller.transitions` (fed by `observe` after every compile), never the time of the request.
+The process's own condition that no Knative object carries (a config folder that cannot be read, so
+the last good configuration stays in force; removed Brokers whose events are still kept) is a
+separate top-level `config`.
+
+What this module refuses: showing a spec other than the one written (defaults and resolved values
+belong in status), and stamping times itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -16,8 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from kbroker.controller import compile as compiler
-from kbroker.controller import files
+from kbroker.controller import compiler, files, status, transitions
 from kbroker.core import metrics
 from kbroker.core.contract_source import ContractHolder
 from kbroker.filter.pool import WorkerPool
@@ -44,6 +51,7 @@ class StatusSource(Protocol):
 
     result: compiler.CompileResult | None
     storage_errors: dict[str, str]
+    conditions: transitions.ConditionTimes
     holder: ContractHolder
     pool: WorkerPool
     metrics: metrics.Metrics
@@ -71,27 +79,19 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             lags[(worker.trigger.namespace, worker.trigger.name)] = await worker.subscription.lag()
         except Exception:  # lag is best effort: a backend hiccup must not break /status
             continue
-    triggers_by_key = {(t.namespace, t.name): t for t in src.holder.current.triggers}
     brokers, triggers = [], []
-    for (kind, ns, name), st in sorted(result.statuses.items()):
-        status = st.to_k8s()
-        obj: dict[str, Any] = {
-            "apiVersion": API_VERSION,
-            "kind": kind,
-            "metadata": {"namespace": ns, "name": name, "generation": st.generation},
-            "status": status,
-        }
+    for key, st in sorted(result.statuses.items()):
+        kind, ns, name = key
+        shown = effective(st, src.storage_errors)
+        status_doc = shown.to_k8s(previous=src.conditions.previous(key))
+        obj = as_written(result.objects.get(key, {}), kind, ns, name, st.generation)
+        obj["status"] = status_doc
         if kind == "Broker":
-            error = src.storage_errors.get(f"{ns}/{name}")
-            if error:
-                _mark_storage_failed(status, error)
             brokers.append(obj)
         else:
-            t = triggers_by_key.get((ns, name))
-            if t is not None:
-                obj["spec"] = {"broker": t.broker}
             if (ns, name) in lags:
-                status.setdefault("annotations", {})["kbroker.dev/lag"] = str(lags[(ns, name)])
+                annotations = status_doc.setdefault("annotations", {})
+                annotations["kbroker.dev/lag"] = str(lags[(ns, name)])
             triggers.append(obj)
     return {
         "brokers": brokers,
@@ -102,10 +102,47 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
     }
 
 
-def _mark_storage_failed(status: dict[str, Any], error: str) -> None:
-    for cond in status.get("conditions", []):
-        if cond.get("type") in ("Ready", "TriggerChannelReady"):
-            cond.update(status="False", reason="StorageNotReady", message=error)
+def as_written(
+    raw: Mapping[str, Any], kind: str, namespace: str, name: str, generation: int
+) -> dict[str, Any]:
+    """The object as its YAML said, with what the API server would fill in: namespace,
+    generation, and an empty spec when there was none. Copied, never shared with the compiler."""
+    doc = orjson.loads(orjson.dumps(dict(raw), default=str, option=orjson.OPT_NON_STR_KEYS))
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    out: dict[str, Any] = {
+        "apiVersion": doc.get("apiVersion") or API_VERSION,
+        "kind": kind,
+        "metadata": {**meta, "namespace": namespace, "name": name, "generation": generation},
+        "spec": doc.get("spec") if doc.get("spec") is not None else {},
+    }
+    for k, v in doc.items():  # fields we do not model are kept, as the API server keeps them
+        if k not in out and k != "status":
+            out[k] = v
+    return out
+
+
+def effective(st: status.ObjectStatus, storage_errors: Mapping[str, str]) -> status.ObjectStatus:
+    """The status as served: a Broker whose storage could not be created is not Ready, whatever
+    its YAML says (its Triggers keep their own conditions)."""
+    error = storage_errors.get(f"{st.namespace}/{st.name}") if st.kind == "Broker" else None
+    if error is None:
+        return st
+    failed = {"Ready", "TriggerChannelReady"}
+    return dataclasses.replace(
+        st,
+        conditions=tuple(
+            status.false(c.type, "StorageNotReady", error) if c.type in failed else c
+            for c in st.conditions
+        ),
+    )
+
+
+def observe(src: StatusSource) -> None:
+    """Call after every new result: records which conditions changed, and when."""
+    if src.result is not None:
+        src.conditions.observe(
+            {k: effective(st, src.storage_errors) for k, st in src.result.statuses.items()}
+        )
 
 
 def routes(src: StatusSource) -> list[BaseRoute]:

@@ -29,7 +29,7 @@ FORBIDDEN = {
 }
 ONLY_IN = {
     "confluent_kafka": ("core/channels/kafka",),
-    "kubernetes_asyncio": ("controller/kube",),
+    "kubernetes_asyncio": ("controller/kube/",),
 }
 
 

@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from kbroker.controller import compile as compiler
-from kbroker.controller import files
+from kbroker.controller import compiler, files
 
 BASE = "http://127.0.0.1:8080"
 TESTDATA = Path(__file__).parent / "testdata"

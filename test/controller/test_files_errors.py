@@ -15,8 +15,7 @@ import os
 from pathlib import Path
 
 import pytest
-from kbroker.controller import compile as compiler
-from kbroker.controller import files
+from kbroker.controller import compiler, files
 from kbroker.controller.folder_fs import LocalFilesystem
 
 BASE = "http://127.0.0.1:8080"

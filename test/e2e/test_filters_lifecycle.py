@@ -7,11 +7,13 @@ folder watcher (add, change, remove, bad YAML), Trigger-before-Broker, status vi
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 
+import yaml
 from e2e import knative_yaml as ky
-from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
+from fixtures.broker import ON_BOTH_CHANNELS, BrokerProcess, StartBroker, make_event
 from fixtures.subscriber import SinkServer
 from kbroker.core import events
 
@@ -228,3 +230,87 @@ async def test_kbroker_get_prints_status(start_broker: StartBroker, sinks: SinkS
     yaml_out = await asyncio.to_thread(get, "triggers", "t", "-o", "yaml")
     assert f"subscriberUri: {s.url}" in yaml_out
     assert "type: SubscriberResolved" in yaml_out
+
+
+def kbroker_get(server: str, *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "kbroker", "get", *args, "--server", server],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return out.stdout
+
+
+async def test_kbroker_get_shows_objects_as_written(
+    start_broker: StartBroker, sinks: SinkServer
+) -> None:
+    s = sinks.sink("s")
+    broker = ky.broker(delivery={"retry": 2, "backoffPolicy": "linear", "backoffDelay": "PT0.1S"})
+    broker["metadata"]["labels"] = {"team": "a"}
+    broker["metadata"]["annotations"] = {"note": "kept as written"}
+    trig = ky.trigger(
+        "t",
+        s.url,
+        filters=[{"prefix": {"type": "com.example"}}, {"not": {"exact": {"source": "x"}}}],
+        delivery={"retry": 1, "timeout": "PT5S"},
+        annotations={"kbroker.dev/max-in-flight": "7", "other": "yes"},
+    )
+    trig["metadata"]["labels"] = {"app": "demo"}
+    proc = await start_broker({"o.yaml": ky.dump(broker, trig)})
+    await proc.wait_ready_object("Trigger", "t")
+
+    shown_t = yaml.safe_load(
+        await asyncio.to_thread(kbroker_get, proc.base, "trigger", "t", "-o", "yaml")
+    )
+    listed = json.loads(await asyncio.to_thread(kbroker_get, proc.base, "brokers", "-o", "json"))
+    [shown_b] = listed["items"]
+    for shown, written in ((shown_t, trig), (shown_b, broker)):
+        assert (shown["apiVersion"], shown["kind"]) == (written["apiVersion"], written["kind"])
+        assert shown["spec"] == written["spec"]
+        for field in ("name", "namespace", "labels", "annotations"):
+            assert shown["metadata"][field] == written["metadata"][field]
+        assert shown["metadata"]["generation"] == 1
+        assert shown["status"]["conditions"]
+    table = await asyncio.to_thread(kbroker_get, proc.base, "triggers")
+    assert "default" in table.splitlines()[1].split()[2]  # BROKER column, from the spec
+
+
+async def condition_times(proc: BrokerProcess, kind: str, name: str) -> dict[str, str]:
+    obj = await proc.object_status(kind, name)
+    assert obj is not None
+    return {c["type"]: c["lastTransitionTime"] for c in obj["status"]["conditions"]}
+
+
+async def test_last_transition_time_is_when_the_condition_changed(
+    start_broker: StartBroker,
+) -> None:
+    # The Trigger delivers to another Broker, so removing that Broker makes its subscriber
+    # unresolvable while nothing about the Trigger itself changes.
+    ref = {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "other"}}
+    trig = ky.trigger("t", "http://unused.invalid/")
+    trig["spec"]["subscriber"] = ref
+    proc = await start_broker(
+        {"a.yaml": ky.dump(ky.broker(), trig), "other.yaml": ky.dump(ky.broker("other"))}
+    )
+    await proc.wait_ready_object("Trigger", "t")
+    first = await condition_times(proc, "Trigger", "t")
+    await asyncio.sleep(1.1)  # the times have a resolution of one second
+    assert await condition_times(proc, "Trigger", "t") == first
+
+    await proc.restart()
+    await proc.wait_ready_object("Trigger", "t")
+    assert await condition_times(proc, "Trigger", "t") == first
+
+    proc.remove("other.yaml")
+
+    async def unresolved() -> bool:
+        cond = await proc.condition("Trigger", "t", "SubscriberResolved")
+        return cond is not None and cond["status"] == "False"
+
+    await proc.until(unresolved, 30, "SubscriberResolved never became False")
+    after = await condition_times(proc, "Trigger", "t")
+    assert after["SubscriberResolved"] > first["SubscriberResolved"]
+    assert after["Ready"] > first["Ready"]
+    assert after["BrokerReady"] == first["BrokerReady"]

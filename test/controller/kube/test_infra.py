@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from fixtures.kube import Kube
 
-CONFIG = Path(__file__).resolve().parents[2] / "config"
+CONFIG = Path(__file__).resolve().parents[3] / "config"
 CONTROLLER_SA = "system:serviceaccount:kbroker-system:kbroker-controller"
 DATA_PLANE_SA = "system:serviceaccount:kbroker-system:kbroker-data-plane"
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kbroker.controller.kube_api import KubeClient, KubeError, Obj, Resource
+from kbroker.controller.kube.api import KubeClient, KubeError, Obj, Resource
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The Kubernetes controller's decisions, as pure functions over plain dicts (no I/O, no clock).
 
-What `controller/kube_controller.py` does with the API server is mechanical (watch, patch,
+What `controller/kube/reconciler.py` does with the API server is mechanical (watch, patch,
 write); what it *decides* lives here so it is tested table-driven without a server:
 
 - immutable fields without a webhook: a Broker's accepted class and `spec.config` are recorded in

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from kbroker.controller.kube_api import CONFIGMAPS, KubeClient, KubeError, Obj
+from kbroker.controller.kube.api import CONFIGMAPS, KubeClient, KubeError, Obj
 from kbroker.core import contract
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,11 @@
 """Destination references resolved against the API server, fetched before each compile.
 
-`controller.compile` is pure and calls a synchronous `Resolver`; looking an object up is async
+`controller.compiler` is pure and calls a synchronous `Resolver`; looking an object up is async
 I/O. So the controller collects every reference the objects contain, fetches them concurrently
-here, and hands compile a `Prefetched` resolver that only answers from those results. The
-Addressable duck type (knative.md §1.2): a `v1/Service` resolves to its cluster DNS name; any
-other object to its `status.address.url`. The REST path of an arbitrary kind comes from API
-discovery (cached), else from the conventional plural.
+here, and hands compile a `Prefetched` resolver that only answers from those results. Knative's
+Addressable duck type: a `v1/Service` resolves to its cluster DNS name; any other object to its
+`status.address.url`. The REST path of an arbitrary kind comes from API discovery (cached), else
+from the conventional plural.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kbroker.controller import kube_logic
-from kbroker.controller.kube_api import SERVICES, KubeClient, KubeError
+from kbroker.controller.kube import decisions
+from kbroker.controller.kube.api import SERVICES, KubeClient, KubeError
 from kbroker.controller.resolve import ResolveError
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class Prefetched:
         self.results = dict(results)
 
     def resolve(self, ref: Mapping[str, Any], namespace: str) -> str:
-        found = self.results.get(kube_logic.ref_key(ref, namespace))
+        found = self.results.get(decisions.ref_key(ref, namespace))
         if found is None:
             raise ResolveError(f"{ref.get('kind')} {ref.get('name')!r} was not looked up")
         if isinstance(found, ResolveError):
@@ -46,7 +46,7 @@ class KubeResolver:
         self._plurals: dict[tuple[str, str], str] = {}
 
     async def prefetch(self, refs: Iterable[tuple[Mapping[str, Any], str]]) -> Prefetched:
-        wanted = {kube_logic.ref_key(ref, ns) for ref, ns in refs}
+        wanted = {decisions.ref_key(ref, ns) for ref, ns in refs}
         wanted = {k for k in wanted if all(k)}  # incomplete refs: compile reports them itself
         gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -75,7 +75,7 @@ class KubeResolver:
                 raise ResolveError(f"{what} ({api_version}) not found") from exc
             raise ResolveError(f"{what}: {exc.message}") from exc
         if api_version == "v1" and kind == "Service":
-            return kube_logic.service_url(name, namespace, obj)
+            return decisions.service_url(name, namespace, obj)
         st = obj.get("status")
         address = st.get("address") if isinstance(st, Mapping) else None
         url = address.get("url") if isinstance(address, Mapping) else None
@@ -88,7 +88,7 @@ class KubeResolver:
         if cached is not None:
             return cached
         root = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
-        plural = kube_logic.plural_guess(kind)
+        plural = decisions.plural_guess(kind)
         try:
             listing = await self.client.request("GET", root)
         except KubeError as exc:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kbroker.controller import kube_logic as logic
 from kbroker.controller import status
+from kbroker.controller.kube import decisions
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CLASS = "eventing.knative.dev/broker.class"
@@ -30,11 +30,13 @@ def broker(cls: str | None = None, config: str | None = None, **ann: str) -> dic
 
 def accepted_of(b: dict[str, Any]) -> dict[str, Any]:
     """Round trip through the status, as the controller stores it."""
-    st = logic.desired_status(
-        ready_broker(), logic.Overrides(accepted=logic.accepted_record(b)), None, NOW
+    st = decisions.desired_status(
+        ready_broker(), decisions.Overrides(accepted=decisions.accepted_record(b)), None, NOW
     )
-    assert logic.accepted_record({"status": st}) == logic.accepted_record(b)  # kept once there
-    return logic.recorded({"status": st}) or {}
+    assert decisions.accepted_record({"status": st}) == decisions.accepted_record(
+        b
+    )  # kept once there
+    return decisions.recorded({"status": st}) or {}
 
 
 @pytest.mark.parametrize(
@@ -53,29 +55,32 @@ def accepted_of(b: dict[str, Any]) -> dict[str, Any]:
 def test_served_broker_keeps_the_accepted_version(
     first: dict[str, Any], then: dict[str, Any], problems: list[str]
 ) -> None:
-    served, found = logic.served_broker(then, accepted_of(first), None, "MTChannelBasedBroker")
+    served, found = decisions.served_broker(then, accepted_of(first), None, "MTChannelBasedBroker")
     assert len(found) == len(problems)
     for want, got in zip(problems, found, strict=True):
         assert want in got and got.startswith("Immutable fields changed")
     if problems:
-        assert logic.accepted_fields(served) == logic.accepted_fields(first)
+        assert decisions.accepted_fields(served) == decisions.accepted_fields(first)
     else:
         assert served is then
 
 
 def test_served_broker_without_a_record_accepts_as_is() -> None:
     b = broker("Kafka", "c")
-    assert logic.served_broker(b, None, None, "X") == (b, [])
-    assert logic.recorded({"status": {"annotations": {logic.ACCEPTED_ANNOTATION: "{"}}}) is None
+    assert decisions.served_broker(b, None, None, "X") == (b, [])
+    assert (
+        decisions.recorded({"status": {"annotations": {decisions.ACCEPTED_ANNOTATION: "{"}}})
+        is None
+    )
 
 
 def test_served_trigger_reverts_spec_broker() -> None:
     t = {"kind": "Trigger", "metadata": {"name": "t"}, "spec": {"broker": "new"}}
-    served, problems = logic.served_trigger(t, "old")
+    served, problems = decisions.served_trigger(t, "old")
     assert served["spec"]["broker"] == "old"
     assert problems == ["Immutable fields changed: spec.broker"]
-    assert logic.served_trigger(t, "new") == (t, [])
-    assert logic.served_trigger(t, None) == (t, [])
+    assert decisions.served_trigger(t, "new") == (t, [])
+    assert decisions.served_trigger(t, None) == (t, [])
 
 
 def ready_broker() -> status.ObjectStatus:
@@ -93,19 +98,19 @@ def ready_of(st: status.ObjectStatus) -> tuple[str, str]:
 @pytest.mark.parametrize(
     ("overrides", "ready"),
     [
-        (logic.Overrides(), ("True", "")),
-        (logic.Overrides(waiting_for=7), ("Unknown", logic.REASON_DATA_PLANE)),
-        (logic.Overrides(storage_error="disk"), ("False", logic.REASON_STORAGE)),
-        (logic.Overrides(violations=("Immutable",)), ("False", logic.REASON_IMMUTABLE)),
+        (decisions.Overrides(), ("True", "")),
+        (decisions.Overrides(waiting_for=7), ("Unknown", decisions.REASON_DATA_PLANE)),
+        (decisions.Overrides(storage_error="disk"), ("False", decisions.REASON_STORAGE)),
+        (decisions.Overrides(violations=("Immutable",)), ("False", decisions.REASON_IMMUTABLE)),
         (
-            logic.Overrides(violations=("Immutable",), waiting_for=7),
-            ("False", logic.REASON_IMMUTABLE),
+            decisions.Overrides(violations=("Immutable",), waiting_for=7),
+            ("False", decisions.REASON_IMMUTABLE),
         ),
     ],
     ids=["plain", "data-plane-behind", "storage", "immutable", "immutable-wins"],
 )
-def test_effective_status(overrides: logic.Overrides, ready: tuple[str, str]) -> None:
-    st = logic.effective(ready_broker(), overrides)
+def test_effective_status(overrides: decisions.Overrides, ready: tuple[str, str]) -> None:
+    st = decisions.effective(ready_broker(), overrides)
     assert ready_of(st) == ready
     channel = st.condition("TriggerChannelReady")
     assert channel is not None
@@ -118,18 +123,20 @@ def test_waiting_never_makes_a_failing_object_look_better() -> None:
     st = status.ObjectStatus(
         "Broker", "ns", "b", 1, status.with_ready(status.BROKER_CONDITIONS, deps)
     )
-    assert ready_of(logic.effective(st, logic.Overrides(waiting_for=2))) == (
+    assert ready_of(decisions.effective(st, decisions.Overrides(waiting_for=2))) == (
         "False",
         "InvalidDelivery",
     )
 
 
 def test_status_patch_is_none_when_equal_and_deletes_removed_fields() -> None:
-    desired = logic.desired_status(ready_broker(), logic.Overrides(), None, NOW)
-    assert logic.status_patch(desired, desired) is None
-    again = logic.desired_status(ready_broker(), logic.Overrides(), desired, NOW.replace(year=2027))
-    assert logic.status_patch(again, desired) is None  # lastTransitionTime kept: no write
-    patch = logic.status_patch({"observedGeneration": 3}, {**desired, "observedGeneration": 2})
+    desired = decisions.desired_status(ready_broker(), decisions.Overrides(), None, NOW)
+    assert decisions.status_patch(desired, desired) is None
+    again = decisions.desired_status(
+        ready_broker(), decisions.Overrides(), desired, NOW.replace(year=2027)
+    )
+    assert decisions.status_patch(again, desired) is None  # lastTransitionTime kept: no write
+    patch = decisions.status_patch({"observedGeneration": 3}, {**desired, "observedGeneration": 2})
     assert patch is not None
     assert patch["status"]["observedGeneration"] == 3
     assert patch["status"]["address"] is None and patch["status"]["conditions"] is None
@@ -149,7 +156,7 @@ def test_refs_and_keys() -> None:
         {"metadata": {"namespace": "b"}, "spec": {"subscriber": {"uri": "http://x/"}}},
         {"metadata": {}, "spec": "not a mapping"},
     ]
-    found = [logic.ref_key(ref, ns) for ref, ns in logic.refs(objs)]
+    found = [decisions.ref_key(ref, ns) for ref, ns in decisions.refs(objs)]
     assert found == [("v1", "Service", "a", "s"), ("", "K", "z", "d")]
 
 
@@ -163,7 +170,7 @@ def test_refs_and_keys() -> None:
     ids=["no-ports", "port-80", "first-port"],
 )
 def test_service_url(ports: list[dict[str, int]], url: str) -> None:
-    assert logic.service_url("s", "ns", {"spec": {"ports": ports}}) == url
+    assert decisions.service_url("s", "ns", {"spec": {"ports": ports}}) == url
 
 
 @pytest.mark.parametrize(
@@ -176,4 +183,4 @@ def test_service_url(ports: list[dict[str, int]], url: str) -> None:
     ],
 )
 def test_plural_guess(kind: str, plural: str) -> None:
-    assert logic.plural_guess(kind) == plural
+    assert decisions.plural_guess(kind) == plural

@@ -2,7 +2,7 @@
 
 Level-based and idempotent, like the folder source: informers keep every Broker, Trigger and
 ConfigMap in memory, any change marks the world dirty, and one reconcile at a time recompiles the
-*whole* contract with `controller.compile` (~0.2 s for 1,000 Triggers), then makes the cluster
+*whole* contract with `controller.compiler` (~0.2 s for 1,000 Triggers), then makes the cluster
 match it:
 
   informers --dirty--> reconcile: served versions (immutable fields) -> resolve refs (prefetch)
@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kbroker.controller import compile as compiler
+from kbroker.controller import compiler
 from kbroker.controller import defaults as br_defaults
-from kbroker.controller import kube_logic as logic
-from kbroker.controller.kube_api import (
+from kbroker.controller.kube import decisions
+from kbroker.controller.kube.api import (
     BROKERS,
     CONFIGMAPS,
     MERGE_PATCH,
@@ -43,9 +43,9 @@ from kbroker.controller.kube_api import (
     Obj,
     Resource,
 )
-from kbroker.controller.kube_contract import Conflict, ContractStore, DataPlaneProbe
-from kbroker.controller.kube_resolve import KubeResolver
-from kbroker.controller.kube_watch import Informer
+from kbroker.controller.kube.contract_map import Conflict, ContractStore, DataPlaneProbe
+from kbroker.controller.kube.resolve import KubeResolver
+from kbroker.controller.kube.watch import Informer
 from kbroker.core import contract as ct
 from kbroker.core.channel import Channel, ChannelError
 
@@ -117,7 +117,7 @@ class KubeController:
         self.last_duration = 0.0  # seconds the last successful reconcile took
         self._awaiting: int | None = None  # generation some object waits to see served
         self._doomed_since: dict[str, float] = {}  # deleted Broker -> when first seen (monotonic)
-        self._since: dict[logic.Key, tuple[object, int]] = {}
+        self._since: dict[decisions.Key, tuple[object, int]] = {}
         self._storage: dict[str, ct.Broker] = {}  # key -> entry whose storage exists
         self._storage_errors: dict[str, str] = {}
         self._trigger_brokers: dict[tuple[str, str, str], str] = {}
@@ -149,7 +149,7 @@ class KubeController:
             self.dirty.set()
 
     def _relevant(self, cm: Mapping[str, Any]) -> bool:
-        meta = logic.meta(cm)
+        meta = decisions.meta(cm)
         ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
         if name == br_defaults.CONFIGMAP_NAME:
             return ns in (self.settings.system_namespace, "knative-eventing")
@@ -160,7 +160,7 @@ class KubeController:
         for b in self.brokers.items.values():
             ref = (b.get("spec") or {}).get("config")
             if isinstance(ref, Mapping) and ref.get("kind") == "ConfigMap" and ref.get("name"):
-                ns = ref.get("namespace") or logic.meta(b).get("namespace")
+                ns = ref.get("namespace") or decisions.meta(b).get("namespace")
                 out.add((str(ns), str(ref["name"])))
         return out
 
@@ -238,26 +238,26 @@ class KubeController:
         configmaps = self._configmaps()
         defaults = _defaults(configmaps)
         objects = [compiler.SourcedObject(cm, SOURCE) for cm in configmaps]
-        violations: dict[logic.Key, tuple[str, ...]] = {}
+        violations: dict[decisions.Key, tuple[str, ...]] = {}
         doomed = []
         for b in self.brokers.items.values():
-            if logic.deleting(b):
-                if logic.has_finalizer(b):
+            if decisions.deleting(b):
+                if decisions.has_finalizer(b):
                     doomed.append(b)
                 continue
-            served, problems = logic.served_broker(
-                b, logic.recorded(b), defaults, self.env.default_broker_class
+            served, problems = decisions.served_broker(
+                b, decisions.recorded(b), defaults, self.env.default_broker_class
             )
             if problems:
-                violations[logic.key_of(b)] = tuple(problems)
+                violations[decisions.key_of(b)] = tuple(problems)
             objects.append(compiler.SourcedObject(served, SOURCE))
         for t in self.triggers.items.values():
-            if not logic.deleting(t):
+            if not decisions.deleting(t):
                 objects.append(compiler.SourcedObject(self._served_trigger(t, violations), SOURCE))
         alive = {_ident(t) for t in self.triggers.items.values()}
         self._trigger_brokers = {k: v for k, v in self._trigger_brokers.items() if k in alive}
 
-        resolver = await self.resolver.prefetch(logic.refs(o.obj for o in objects))
+        resolver = await self.resolver.prefetch(decisions.refs(o.obj for o in objects))
         env = dataclasses.replace(self.env, resolver=resolver)
         result = compiler.compile(objects, env, previous=self.contract)
         self._log_problems(result.problems)
@@ -284,11 +284,11 @@ class KubeController:
                 keep.append(cm)
         return keep
 
-    def _served_trigger(self, t: Obj, violations: dict[logic.Key, tuple[str, ...]]) -> Obj:
+    def _served_trigger(self, t: Obj, violations: dict[decisions.Key, tuple[str, ...]]) -> Obj:
         ident = _ident(t)
-        served, problems = logic.served_trigger(t, self._trigger_brokers.get(ident))
+        served, problems = decisions.served_trigger(t, self._trigger_brokers.get(ident))
         if problems:
-            violations[logic.key_of(t)] = tuple(problems)
+            violations[decisions.key_of(t)] = tuple(problems)
         else:
             broker = (t.get("spec") or {}).get("broker")
             if isinstance(broker, str):
@@ -322,13 +322,15 @@ class KubeController:
     async def _write_statuses(
         self,
         result: compiler.CompileResult,
-        violations: Mapping[logic.Key, tuple[str, ...]],
+        violations: Mapping[decisions.Key, tuple[str, ...]],
         served: int | None,
         now: datetime,
     ) -> bool:
         """Patch every status that differs; True while some object waits for the data plane."""
         c = result.contract
-        entries: dict[logic.Key, object] = {("Broker", b.namespace, b.name): b for b in c.brokers}
+        entries: dict[decisions.Key, object] = {
+            ("Broker", b.namespace, b.name): b for b in c.brokers
+        }
         entries.update({("Trigger", t.namespace, t.name): t for t in c.triggers})
         pending = False
         patches: list[tuple[Resource, Obj, Obj]] = []
@@ -346,15 +348,15 @@ class KubeController:
                     since = self._since[key] = (entry, c.generation)
                 if served is not None and served < since[1]:
                     waiting, pending = since[1], True
-            overrides = logic.Overrides(
+            overrides = decisions.Overrides(
                 violations=violations.get(key, ()),
                 storage_error=self._storage_errors.get(f"{ns}/{name}"),
                 waiting_for=waiting,
-                accepted=logic.accepted_record(obj) if kind == "Broker" else None,
+                accepted=decisions.accepted_record(obj) if kind == "Broker" else None,
             )
             previous = obj.get("status")
-            desired = logic.desired_status(st, overrides, previous, now)
-            patch = logic.status_patch(desired, previous)
+            desired = decisions.desired_status(st, overrides, previous, now)
+            patch = decisions.status_patch(desired, previous)
             if patch is not None:
                 patches.append((BROKERS if kind == "Broker" else TRIGGERS, obj, patch))
         for key in [k for k in self._since if k not in entries]:
@@ -363,7 +365,7 @@ class KubeController:
         return pending
 
     async def _patch_status(self, resource: Resource, obj: Obj, patch: Obj) -> None:
-        meta = logic.meta(obj)
+        meta = decisions.meta(obj)
         path = resource.path(str(meta["namespace"]), str(meta["name"]), "status")
         try:
             await self.client.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
@@ -378,10 +380,10 @@ class KubeController:
         patches = []
         for kind, ns, name in result.statuses:
             b = self.brokers.items.get((ns, name)) if kind == "Broker" else None
-            if b is None or logic.has_finalizer(b):
+            if b is None or decisions.has_finalizer(b):
                 continue
-            meta = logic.meta(b)
-            finalizers = [*(meta.get("finalizers") or ()), logic.FINALIZER]
+            meta = decisions.meta(b)
+            finalizers = [*(meta.get("finalizers") or ()), decisions.FINALIZER]
             patch = {
                 "metadata": {
                     "resourceVersion": meta.get("resourceVersion"),
@@ -397,7 +399,7 @@ class KubeController:
         Returns (some wait for the data plane, some storage failed to delete)."""
         waiting = failed = False
         for b in doomed:
-            meta = logic.meta(b)
+            meta = decisions.meta(b)
             key = f"{meta.get('namespace')}/{meta.get('name')}"
             current = self.contract.generation if self.contract else 0
             first_seen = self._doomed_since.setdefault(key, time.monotonic())
@@ -422,7 +424,7 @@ class KubeController:
             self._storage.pop(key, None)
             self._storage_errors.pop(key, None)
             self._doomed_since.pop(key, None)
-            kept = [f for f in meta.get("finalizers") or () if f != logic.FINALIZER]
+            kept = [f for f in meta.get("finalizers") or () if f != decisions.FINALIZER]
             await self._patch_meta(
                 b,
                 {"metadata": {"resourceVersion": meta.get("resourceVersion"), "finalizers": kept}},
@@ -430,7 +432,7 @@ class KubeController:
         return waiting, failed
 
     async def _patch_meta(self, obj: Obj, patch: Obj) -> None:
-        meta = logic.meta(obj)
+        meta = decisions.meta(obj)
         path = BROKERS.path(str(meta["namespace"]), str(meta["name"]))
         try:
             await self.client.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
@@ -442,13 +444,13 @@ class KubeController:
 
 
 def _ident(obj: Obj) -> tuple[str, str, str]:
-    meta = logic.meta(obj)
+    meta = decisions.meta(obj)
     return (str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid")))
 
 
 def _defaults(configmaps: list[Obj]) -> br_defaults.Defaults | None:
     for cm in configmaps:
-        if logic.meta(cm).get("name") == br_defaults.CONFIGMAP_NAME:
+        if decisions.meta(cm).get("name") == br_defaults.CONFIGMAP_NAME:
             try:
                 return br_defaults.from_configmap(cm.get("data") or {})
             except br_defaults.DefaultsError:

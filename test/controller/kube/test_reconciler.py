@@ -32,11 +32,11 @@ import httpx
 import pytest
 from fixtures.kube import Kube
 from fixtures.subscriber import Sink, SinkServer
-from kbroker.controller import kube
-from kbroker.controller.kube_resolve import KubeResolver
+from kbroker.controller.kube import client as kube_client
+from kbroker.controller.kube.resolve import KubeResolver
 from kbroker.core import events as ce
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 T = TypeVar("T")
 
 TEST_CRD = """
@@ -752,7 +752,7 @@ spec:
     source = await plane.get(ns, "thing", "ping")
     assert source is not None
     ref = source["spec"]["sink"]["ref"]
-    client = await kube.connect(plane.kube.kubeconfig)
+    client = await kube_client.connect(plane.kube.kubeconfig)
     try:
         url = await KubeResolver(client).lookup(ref["apiVersion"], ref["kind"], ns, ref["name"])
     finally:

@@ -3,8 +3,9 @@
 The controller needs six verbs on a handful of resources (list, watch, get, create, replace,
 merge-patch), always on plain JSON: Brokers and Triggers are custom objects, and ConfigMaps and
 Services are read for two fields each. Typed client models would only be converted back to dicts.
-So `KubeClient` is just "request a path" and "watch a path"; `controller/kube.py` implements it
-over kubernetes-asyncio (the only module importing that library), and tests can implement it too.
+So `KubeClient` is just "request a path" and "watch a path"; `controller/kube/client.py`
+implements it over kubernetes-asyncio (the only module importing that library), and tests can
+implement it too.
 
 Errors: every failure talking to the API server surfaces as `KubeError` with the HTTP status
 (0 when there was no response at all), so callers branch on 404/409/410 and never on a foreign

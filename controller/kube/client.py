@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from kbroker.controller.kube_api import JSON, KubeError, Obj
+from kbroker.controller.kube.api import JSON, KubeError, Obj
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException

@@ -2,7 +2,7 @@
 
 A real API server rarely compacts within a test, so "the watch's resourceVersion expired" is
 scripted here; everything else about watches is exercised against the real server in
-test_kube_controller.py.
+test_reconciler.py.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 import pytest
-from kbroker.controller.kube_api import BROKERS, KubeError, Obj
-from kbroker.controller.kube_contract import CONTRACT_KEY, Conflict, ContractStore
-from kbroker.controller.kube_resolve import KubeResolver
-from kbroker.controller.kube_watch import Informer
+from kbroker.controller.kube.api import BROKERS, KubeError, Obj
+from kbroker.controller.kube.contract_map import CONTRACT_KEY, Conflict, ContractStore
+from kbroker.controller.kube.resolve import KubeResolver
+from kbroker.controller.kube.watch import Informer
 from kbroker.controller.resolve import ResolveError
 from kbroker.core import contract
 

@@ -1,0 +1,149 @@
+"""A Broker -> its contract entry, its Knative status, and the delivery its Triggers inherit.
+
+Rules (Knative's MT broker and Kafka broker, as users see them):
+- Only Brokers whose class (annotation, else config-br-defaults, else the Environment) maps to a
+  channel are ours; others are left alone, status included, as Knative's class filter does.
+- A Broker without `spec.delivery` gets the default from config-br-defaults.
+- A Broker that is not Ready is not in the contract.
+
+What this module refuses: Triggers (see `triggers`) and anything that is not a pure function of
+the compilation it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kbroker.controller import resolve, status, validate
+from kbroker.controller.compilation import Compilation, Obj, from_issues
+from kbroker.core import contract
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOutcome:
+    obj: Obj
+    entry: contract.Broker | None  # None when not Ready
+    status: status.ObjectStatus
+    delivery: contract.DeliverySpec | None  # effective default for its Triggers; None if invalid
+
+
+def owned(c: Compilation) -> dict[tuple[str, str], str]:
+    """(namespace, name) -> class of every Broker whose class maps to one of our channels."""
+    found: dict[tuple[str, str], str] = {}
+    for key, o in sorted(c.brokers.items()):
+        cls = validate.broker_class(o.raw, c.defaults, c.env.default_broker_class)
+        if cls in c.env.class_channels:
+            found[key] = cls
+        else:
+            c.problem(
+                o,
+                o.source,
+                "",
+                f"broker class {cls!r} is not handled by kbroker: ignored",
+                "warning",
+            )
+    return found
+
+
+def compile_broker(
+    c: Compilation, o: Obj, cls: str, addresses: Mapping[tuple[str, str], str]
+) -> BrokerOutcome:
+    """The outcome for one owned Broker of class `cls`; `addresses` are every owned Broker's."""
+    spec = o.spec if isinstance(o.spec, Mapping) else {}
+    channel_issues, delivery_issues = validate.Issues(), validate.Issues()
+    if not isinstance(o.spec, Mapping):
+        channel_issues.error("spec", "expected a mapping")
+    channel = c.env.class_channels[cls]
+    durability = validate.durability(o.annotations, channel_issues)
+    class_defaults = c.defaults.broker_config(o.namespace, cls)
+
+    raw_delivery, where = spec.get("delivery"), "spec.delivery"
+    if raw_delivery is None and class_defaults is not None:
+        raw_delivery, where = class_defaults.delivery, "spec.delivery (from config-br-defaults)"
+    delivery, dls_raw = (
+        validate.delivery(raw_delivery, where, delivery_issues)
+        if raw_delivery is not None
+        else (contract.DeliverySpec(), None)
+    )
+    dls_cond, dls_uri, dls_error = resolve.dead_letter(
+        dls_raw, o.namespace, f"{where}.deadLetterSink", addresses, c.env.resolver
+    )
+    dls_issue = None
+    if dls_error is not None:
+        dls_issue = validate.Issue(dls_error.field, dls_error.message, status.REASON_DLS_FAILED)
+        delivery_issues.items.append(dls_issue)
+
+    config: dict[str, str] = {}
+    external = o.annotations.get(validate.EXTERNAL_TOPIC_ANNOTATION)
+    if channel == "kafka":
+        ref = spec.get("config") or (class_defaults.config if class_defaults else None)
+        config = validate.kafka_channel_config(
+            ref,
+            o.namespace,
+            cls,
+            dict(c.env.default_kafka_config),
+            c.configmap_data,
+            channel_issues,
+        )
+    elif external:
+        channel_issues.warn(
+            f"metadata.annotations[{validate.EXTERNAL_TOPIC_ANNOTATION}]",
+            f"only used by Kafka brokers; this Broker uses the {channel} channel: ignored",
+        )
+        external = None
+    topic = (
+        str(external)
+        if external
+        else c.env.topic_template.format(namespace=o.namespace, name=o.name)
+    )
+
+    c.report(o, channel_issues)
+    c.report(o, delivery_issues)
+    address = c.address(o.namespace, o.name)
+    conditions = status.with_ready(
+        status.BROKER_CONDITIONS,
+        {
+            "TriggerChannelReady": from_issues("TriggerChannelReady", channel_issues),
+            "FilterReady": from_issues("FilterReady", delivery_issues, skip=dls_issue),
+            "IngressReady": status.true("IngressReady"),
+            "Addressable": status.true("Addressable"),
+            "DeadLetterSinkResolved": dls_cond,
+            "EventPoliciesReady": status.true(
+                "EventPoliciesReady", status.REASON_OIDC_DISABLED_BROKER
+            ),
+        },
+    )
+    annotations = {"kbroker.dev/channel": channel, "default.topic": topic}
+    annotations.update(
+        {k: v for k, v in config.items() if not k.startswith("default.topic.config.")}
+    )
+    st = status.ObjectStatus(
+        kind="Broker",
+        namespace=o.namespace,
+        name=o.name,
+        generation=o.generation,
+        conditions=conditions,
+        address_url=address,
+        dead_letter_sink_uri=dls_uri,
+        annotations=tuple(sorted(annotations.items())),
+    )
+    entry = None
+    if st.ready:
+        entry = contract.Broker(
+            namespace=o.namespace,
+            name=o.name,
+            uid=o.uid(),
+            address=address,
+            channel=channel,
+            channel_config=tuple(sorted(config.items())),
+            topic=topic,
+            external_topic=bool(external),
+            default_durability=durability,
+            generation=o.generation,
+        )
+    ok_delivery = (
+        None if delivery_issues.errors else dataclasses.replace(delivery, dead_letter_uri=dls_uri)
+    )
+    return BrokerOutcome(o, entry, st, ok_delivery)

@@ -1,0 +1,100 @@
+"""Broker and Trigger objects -> one contract plus Knative status: the pure core of the controller.
+
+Both modes call `compile` with every object they know (the standalone folder watcher with the
+YAML it loaded, the Kubernetes controller with its informers' caches) and get back the contract
+for the data plane, a status per Broker/Trigger, and the problems found. It is level-based: the
+same objects always give the same result, so a caller simply recompiles on every change.
+
+This module is the entry point and holds the result types; the rules of each kind live in
+`brokers` and `triggers`, and what one compilation knows (the `Environment` among it) in
+`compilation`, re-exported here so callers need only this module. Whatever the kind:
+- An object that is not Ready is not in the contract.
+- One bad object never affects another: it gets a status and problems, the rest compiles.
+- The contract's generation goes up only when its content changes.
+
+What this module refuses: I/O, clocks, and Kubernetes clients. Resolution of references other
+than Brokers goes through the `Resolver` in the `Environment`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kbroker.controller import brokers, status, validate
+from kbroker.controller.compilation import (
+    EVENTING_API,
+    Compilation,
+    Environment,
+    Key,
+    Problem,
+    SourcedObject,
+)
+from kbroker.controller.triggers import TriggerCompiler
+from kbroker.core import contract
+
+__all__ = [
+    "EVENTING_API",
+    "CompileResult",
+    "Environment",
+    "Key",
+    "Problem",
+    "SourcedObject",
+    "compile",
+    "validate_update",
+]
+
+validate_update = validate.validate_update
+
+
+@dataclass(frozen=True, slots=True)
+class CompileResult:
+    contract: contract.Contract
+    statuses: dict[Key, status.ObjectStatus]
+    problems: tuple[Problem, ...]
+    # The object each status is about, as given (what `kbroker get -o yaml` shows as written).
+    objects: Mapping[Key, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def compile(
+    objects: Sequence[SourcedObject], env: Environment, previous: contract.Contract | None = None
+) -> CompileResult:
+    """The contract, statuses and problems for this set of objects (see the module docstring)."""
+    c = Compilation(env)
+    c.index(objects)
+    c.load_defaults()
+    owned = brokers.owned(c)
+    addresses = {key: c.address(*key) for key in owned}
+    outcomes: dict[tuple[str, str], brokers.BrokerOutcome] = {}
+    for key, cls in owned.items():
+        outcome = brokers.compile_broker(c, c.brokers[key], cls, addresses)
+        outcomes[key] = outcome
+        c.statuses[("Broker", *key)] = outcome.status
+    tc = TriggerCompiler(c, addresses)
+    triggers = [
+        t for key, o in sorted(c.triggers.items()) if (t := tc.compile(o, outcomes)) is not None
+    ]
+    content = contract.Contract(
+        generation=0,
+        brokers=tuple(o.entry for _, o in sorted(outcomes.items()) if o.entry is not None),
+        triggers=tuple(triggers),
+    )
+    if previous is None:
+        generation = 1
+    elif dataclasses.replace(previous, generation=0) == content:
+        generation = previous.generation
+    else:
+        generation = previous.generation + 1
+    given = {"Broker": c.brokers, "Trigger": c.triggers}
+    return CompileResult(
+        contract=dataclasses.replace(content, generation=generation),
+        statuses=dict(sorted(c.statuses.items())),
+        objects={(k, ns, n): given[k][(ns, n)].raw for k, ns, n in sorted(c.statuses)},
+        problems=tuple(
+            sorted(
+                c.problems, key=lambda p: (p.source, p.kind, p.namespace, p.name, p.field, p.reason)
+            )
+        ),
+    )

@@ -1,0 +1,95 @@
+"""kbroker/status_api: objects shown as written, and a Broker whose storage failed shown not Ready.
+GET /status as a whole (and `kbroker get`) is exercised on the real process in
+test/e2e/test_filters_lifecycle.py."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+from kbroker.controller import status
+
+from kbroker import status_api
+
+TRIGGER: dict[str, Any] = {
+    "apiVersion": "eventing.knative.dev/v1",
+    "kind": "Trigger",
+    "metadata": {"name": "t", "labels": {"a": "b"}, "annotations": {"x": "y"}},
+    "spec": {"broker": "default", "subscriber": {"uri": "http://s/"}, "filters": [{"cesql": "x"}]},
+}
+
+AS_WRITTEN: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    (
+        "everything written is kept; namespace and generation filled in",
+        TRIGGER,
+        {
+            **TRIGGER,
+            "metadata": {**TRIGGER["metadata"], "namespace": "default", "generation": 3},
+        },
+    ),
+    (
+        "no spec shows an empty one",
+        {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": {"name": "t"}},
+        {
+            "apiVersion": "eventing.knative.dev/v1",
+            "kind": "Broker",
+            "metadata": {"name": "t", "namespace": "default", "generation": 3},
+            "spec": {},
+        },
+    ),
+    (
+        "a status written in the YAML is not shown (ours is), unknown fields are",
+        {**TRIGGER, "status": {"bogus": 1}, "extra": [1]},
+        {
+            **TRIGGER,
+            "metadata": {**TRIGGER["metadata"], "namespace": "default", "generation": 3},
+            "extra": [1],
+        },
+    ),
+    (
+        "YAML dates become the strings kubectl would show",
+        {**TRIGGER, "spec": {"since": datetime.date(2026, 1, 2)}},
+        {
+            **TRIGGER,
+            "metadata": {**TRIGGER["metadata"], "namespace": "default", "generation": 3},
+            "spec": {"since": "2026-01-02"},
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [c[1:] for c in AS_WRITTEN], ids=[c[0] for c in AS_WRITTEN]
+)
+def test_as_written(raw: dict[str, Any], expected: dict[str, Any]) -> None:
+    shown = status_api.as_written(raw, raw["kind"], "default", "t", 3)
+    assert shown == expected
+    assert list(shown)[:4] == ["apiVersion", "kind", "metadata", "spec"]
+    shown["spec"]["changed"] = True  # a copy: what is shown never reaches the compiler's object
+    assert "changed" not in raw.get("spec", {})
+
+
+def object_status(kind: str) -> status.ObjectStatus:
+    order = status.BROKER_CONDITIONS if kind == "Broker" else status.TRIGGER_CONDITIONS
+    return status.ObjectStatus(
+        kind, "default", "b", 1, status.with_ready(order, {t: status.true(t) for t in order})
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "errors", "failed"),
+    [
+        ("Broker", {"default/b": "disk full"}, {"Ready", "TriggerChannelReady"}),
+        ("Broker", {"default/other": "disk full"}, set()),
+        ("Trigger", {"default/b": "disk full"}, set()),
+    ],
+)
+def test_storage_failure_makes_the_broker_not_ready(
+    kind: str, errors: dict[str, str], failed: set[str]
+) -> None:
+    shown = status_api.effective(object_status(kind), errors)
+    assert {c.type for c in shown.conditions if c.status == status.FALSE} == failed
+    for c in shown.conditions:
+        if c.type in failed:
+            assert (c.reason, c.message) == ("StorageNotReady", "disk full")
