@@ -1,7 +1,7 @@
 """Retry policy: which outcomes retry, how long to wait, when to give up.
 
 Pure functions over `contract.DeliverySpec`, so schedules are tested without waiting. The numbers
-follow Knative core (MT broker, ../shared/reference/knative.md §3), which the issue asks for:
+follow Knative core (the MT broker's retry rules), so a Trigger retries as it would on Knative:
 
 - total attempts = `retry + 1`;
 - retried: no response (network error, timeout), 5xx, 404, 408, 409, 429; everything else is final;

@@ -2,7 +2,7 @@
 
 A plain ASGI handler rather than a Starlette route: this is the hot path, and a framework's
 request object, routing and response classes cost more than the work itself. Every answer follows
-../shared/reference/cloudevents.md §7: 202 once the channel says the events are safe at the chosen
+the CloudEvents HTTP binding: 202 once the channel says the events are safe at the chosen
 durability; 400 invalid (naming the problem, and the batch index); 404 unknown broker; 405 other
 methods (OPTIONS answers 200 with `Allow`, like Knative's ingress); 413 too large (checked against
 Content-Length before reading, and while streaming); 415 unsupported format; 503 + Retry-After when
