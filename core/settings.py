@@ -10,13 +10,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kbroker.core import ttl
 from kbroker.core.events import DecodeLimits
 
 
 @dataclass(frozen=True, slots=True)
 class IngressSettings:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
-    max_ttl: int = 255  # knativebrokerttl given to events that arrive without one
+    max_ttl: int = ttl.DEFAULT  # knativebrokerttl given to events that arrive without one
     append_timeout: float = 5.0  # seconds before a slow channel turns into 503
     retry_after: int = 1  # seconds advertised in Retry-After on 503
     add_arrival_time: bool = True  # add the knativearrivaltime extension, as Knative does
@@ -32,6 +33,22 @@ class EmbeddedSettings:
     # Several processes append to the same logs (kbroker run --processes N): their writers take
     # turns through a lock file. Off for one process, where the lock would only cost GIL hand-offs.
     shared_writers: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap: str | None = None  # cluster of brokers whose config names no bootstrap.servers
+    default_partitions: int = 10  # Knative's kafka-broker-config default
+    default_replication: int = -1  # -1: the cluster's default.replication.factor
+    delivery_timeout: float = 5.0  # message.timeout.ms: an append fails (503) after this
+    admin_timeout: float = 10.0  # create/delete topic, delete group, committed offsets
+    health_timeout: float = 1.0  # metadata request behind healthy()
+    health_ttl: float = 1.0  # seconds a healthy() answer is reused
+    commit_interval: float = 0.2  # seconds between asynchronous offset commits of a subscription
+    fetch_buffer: int = 2000  # records a subscription holds before pausing its partitions
+    assignment_timeout: float = 15.0  # lag()/close() wait this long for the first assignment
+    producer_config: tuple[tuple[str, str], ...] = ()  # extra librdkafka producer properties
+    consumer_config: tuple[tuple[str, str], ...] = ()  # extra librdkafka consumer properties
 
 
 @dataclass(frozen=True, slots=True)

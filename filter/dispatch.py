@@ -22,38 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from kbroker.core import contract, delivery, events, telemetry
+from kbroker.core import ttl as loop_guard
+from kbroker.core.delivery import Outcome, Result
 from kbroker.core.events import CloudEvent
+from kbroker.core.reporters import DispatchReporter, Silent
 from kbroker.core.settings import DispatcherSettings
 from kbroker.filter.sender import Response, Sender, SendError
 from opentelemetry.trace import Span
 
 log = logging.getLogger(__name__)
 
-TTL = "knativebrokerttl"
 ERROR_DATA_MAX = 1024
 DLS_RETRY_FLOOR = 1.0  # seconds: the least wait between rounds of a failing dead-letter sink
 DLS_RETRY_CAP = 30.0
-
-
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"
-    DEAD_LETTERED = "dead_lettered"
-    DROPPED = "dropped"  # failed, no dead-letter sink: the spec says drop
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    outcome: Outcome
-    attempts: int
-    status: int | None  # the last subscriber status (None: no response)
 
 
 @dataclass(slots=True)
@@ -62,31 +49,6 @@ class Failure:
     destination: str
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-
-
-class Hooks(Protocol):
-    """Observation points for metrics (core/metrics.py implements them); spans are `tracing`'s."""
-
-    def attempt(self, trigger: contract.Trigger, status: int | None, seconds: float) -> None: ...
-
-    def retry(self, trigger: contract.Trigger) -> None: ...
-
-    def finished(
-        self, trigger: contract.Trigger, result: Result, envelope_arrival: float
-    ) -> None: ...
-
-
-class NoHooks:
-    """The default Hooks: observe nothing."""
-
-    def attempt(self, trigger: contract.Trigger, status: int | None, seconds: float) -> None:
-        pass
-
-    def retry(self, trigger: contract.Trigger) -> None:
-        pass
-
-    def finished(self, trigger: contract.Trigger, result: Result, envelope_arrival: float) -> None:
-        pass
 
 
 _TRACE_HEADERS = ("traceparent", "tracestate")
@@ -98,7 +60,7 @@ class Dispatcher:
     settings: DispatcherSettings = field(default_factory=DispatcherSettings)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     now: Callable[[], float] = time.time
-    hooks: Hooks = field(default_factory=NoHooks)
+    hooks: DispatchReporter = field(default_factory=Silent)
     tracing: telemetry.Tracing = field(default_factory=telemetry.disabled)
 
     async def dispatch(
@@ -110,8 +72,8 @@ class Dispatcher:
         arrival: float = 0.0,
     ) -> Result:
         spec = trigger.delivery
-        ttl = _ttl_of(event)
-        outgoing = CloudEvent({k: v for k, v in event.attributes.items() if k != TTL}, event.data)
+        ttl = loop_guard.parse(event.attributes)
+        outgoing = CloudEvent(loop_guard.without(event.attributes), event.data)
         headers, body = _encode(outgoing, spec)
         span: Span | None = None
         if self.tracing.enabled:
@@ -213,17 +175,17 @@ class Dispatcher:
         except events.EventError as exc:
             log.info("trigger %s/%s: invalid reply: %s", trigger.namespace, trigger.name, exc)
             return Failure(502, trigger.subscriber_uri, str(exc).encode())
-        remaining = (ttl if ttl is not None else 255) - 1
-        if remaining <= 0:
+        remaining = loop_guard.next_hop(ttl)
+        if remaining is None:
             log.warning(
                 "trigger %s/%s: reply dropped, %s exhausted (event loop?)",
                 trigger.namespace,
                 trigger.name,
-                TTL,
+                loop_guard.EXTENSION,
             )
             return None
         for reply in replies:
-            reply.attributes[TTL] = str(remaining)
+            loop_guard.stamp(reply.attributes, remaining)
             headers, body = events.encode_binary(reply)
             span = None
             if parent is not None:
@@ -329,13 +291,3 @@ def _claims_event(resp: Response) -> bool:
     if "ce-specversion" in resp.headers:
         return True
     return resp.headers.get("content-type", "").lower().startswith("application/cloudevents")
-
-
-def _ttl_of(event: CloudEvent) -> int | None:
-    raw = event.attributes.get(TTL)
-    if raw is None or isinstance(raw, bool):
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        return None

@@ -15,8 +15,9 @@ import uvicorn
 from kbroker.core import telemetry
 from kbroker.core.channel import Channel
 from kbroker.core.contract_source import ContractHolder
+from kbroker.core.reporters import IngressReporter
 from kbroker.core.settings import IngressSettings
-from kbroker.ingress.routes import BrokerIngress, Observer, respond
+from kbroker.ingress.routes import BrokerIngress, respond
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -102,7 +103,7 @@ def build_app(
     holder: ContractHolder,
     ready: ReadyCheck,
     extra_routes: Sequence[BaseRoute] = (),
-    observer: Observer | None = None,
+    observer: IngressReporter | None = None,
     tracing: telemetry.Tracing | None = None,
     fallback: ASGIApp | None = None,
 ) -> IngressApp:
