@@ -149,15 +149,15 @@ def scan_wal(db: Path) -> WalScan:
     return WalScan(frames, committed, bad, dropped, dropped_commits, False, len(data))
 
 
-def _problems(conn: sqlite3.Connection, pragma: str) -> list[str]:
+def _problems(conn: sqlite3.Connection, name: str) -> list[str]:
     try:
-        rows = conn.execute(pragma).fetchall()
+        rows = conn.execute(f"PRAGMA {name}").fetchall()
     except sqlite3.DatabaseError as err:
         if not store.is_damage(err):
             raise  # busy or locked: not a verdict on the file
-        return [str(err)]
-    found = [str(r[0]) for r in rows]
-    return [] if found == ["ok"] else found
+        return [f"{name}: {err}"]
+    found = [str(r[0]).replace("*** in database main ***\n", "") for r in rows]
+    return [] if found == ["ok"] else [f"{name}: {text}" for text in found]
 
 
 def log_end(conn: sqlite3.Connection) -> int:
@@ -186,7 +186,7 @@ def inspect(db: Path, busy_timeout: float, full: bool = False) -> list[str]:
         return []
     conn = open_read_only(db, busy_timeout)
     try:
-        problems += _problems(conn, "PRAGMA integrity_check" if full else "PRAGMA quick_check")
+        problems += _problems(conn, "integrity_check" if full else "quick_check")
         try:
             end = log_end(conn)
         except sqlite3.DatabaseError as err:
