@@ -1,7 +1,7 @@
 """Damaged embedded logs, on real files: found when the log opens, refused with 503, left intact.
 
-    append N events ─> close ─> damage a copy (bytes in the db, WAL frames, WAL tail)
-                                  └─> open a channel on it: LogDamaged names what is lost
+append N events ─> close ─> damage a copy (bytes in the db, WAL frames, WAL tail)
+                              └─> open a channel on it: LogDamaged names what is lost
 """
 
 from __future__ import annotations
