@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.add_argument("--data", type=Path, required=True, help="the kbroker run --data folder")
         p.add_argument(
             "--topic-template",
-            default=RunSettings.topic_template,
+            default=RunSettings().topic_template,
             help="as given to kbroker run (names the log files; default %(default)s)",
         )
     parser.set_defaults(func=main)
