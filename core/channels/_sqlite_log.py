@@ -37,7 +37,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +57,7 @@ MAX_BACKLOG_EVENTS = 100_000
 POLL_INTERVAL = 0.05  # seconds: how stale another process's appends may look to a waiting fetch
 CACHE_RECORDS = 8192  # decoded events kept for the subscriptions that read the log's tail
 MAX_BACKLOG_BYTES = 256 * 1024 * 1024
+VACUUM_BUDGET = 0.5  # seconds per retention pass a full disk's writer spends giving space back
 _STOP = store.Op(-1, None)  # queued by stop(): the writer ends after what was queued before it
 
 
@@ -319,7 +320,7 @@ class SqliteLog:
                     self._apply(batch)
                 if time.monotonic() >= self._next_retention:
                     self._next_retention = time.monotonic() + self._retention_interval
-                    disk_full = self._reserve is not None and self._reserve.released
+                    disk_full = self._reserve is not None and self._reserve.full
                     # On a full disk every committed event goes, whatever its age: the space is
                     # what lets appends resume.
                     self._apply([store.Op(store.RETAIN, None, value=int(disk_full))])
@@ -379,7 +380,10 @@ class SqliteLog:
             raise self._damage_error()
         conn = self._connect(self.path, self._busy_timeout)
         try:
-            self.end = max(self.end, store.prepare_writer(conn, self._busy_timeout))
+            wal_limit = store.WAL_LIMIT
+            if self._reserve is not None:
+                wal_limit = min(wal_limit, self._reserve.size)
+            self.end = max(self.end, store.prepare_writer(conn, self._busy_timeout, wal_limit))
             if self._marker is None:
                 self._marker = check.EndMarker(self.path)
             self._marker.write(self.end)
@@ -413,18 +417,50 @@ class SqliteLog:
         ).fetchone()
         return int(free) * int(size)
 
+    def _locked(self, fn: Callable[[], object]) -> None:
+        """Run a write outside the group transactions under the writers' lock (if shared)."""
+        lock = self._writers_lock
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fn()
+        finally:
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def _give_back_space(self) -> None:
-        """Disk full, reserve released: fold the WAL into the database and truncate it (its
-        blocks go back to the filesystem), then re-create the reserve if there is room."""
+        """Disk full, reserve released, retention done: give the deleted events' pages back to
+        the filesystem, fold the WAL into the database and truncate it, then re-create the
+        reserve if there is room."""
         reserve = self._reserve
         conn = self._conn
         if reserve is None or conn is None or self.damage is not None:
             return
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # A log made with auto_vacuum gives free pages back to the filesystem: the vacuum
+            # writes each page it drops to the WAL, so it goes in steps that fit the reserve,
+            # each followed by the checkpoint that cuts the file. An older log keeps its free
+            # pages, which new events reuse.
+            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+                page = conn.execute("PRAGMA page_size").fetchone()[0]
+                vacuum = f"PRAGMA incremental_vacuum({max(8, reserve.size // 4 // page)});"
+                deadline = time.monotonic() + VACUUM_BUDGET
+                while self._free_pages(conn) and time.monotonic() < deadline:
+                    self._locked(lambda: conn.executescript(vacuum))
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             reserve.restore(self._free_pages(conn))
         except sqlite3.Error as err:
-            _log.debug("embedded log %s: checkpoint on a full disk: %s", self.path, err)
+            # Not even room to give space back: the reserve file goes too (next pass retries).
+            if isinstance(store.translate(err), ChannelFull) and reserve.release():
+                _log.warning(
+                    "embedded log %s: disk full while freeing space (%s); released the reserve %s",
+                    self.path,
+                    err,
+                    reserve.path,
+                )
+            else:
+                _log.debug("embedded log %s: freeing space on a full disk: %s", self.path, err)
 
     def _apply(self, batch: list[store.Op]) -> None:
         """Run `batch` as one transaction and resolve its futures. On a damaged file nothing
@@ -436,7 +472,7 @@ class SqliteLog:
             for op in batch:
                 op.error = failure
             todo = []
-        elif self._reserve is not None and self._reserve.released:
+        elif self._reserve is not None and self._reserve.full:
             todo = self._refuse_appends_while_full(batch)
         applied = store.Applied(0, 0, 0)
         if todo:
@@ -540,6 +576,8 @@ class SqliteLog:
             raise failure from err
         if applied.events:
             self._remember(batch)
+            if self._reserve is not None:
+                self._reserve.note_appended(sum(op.nbytes for op in batch))
         self.stats.transactions += 1
         self.stats.synced_transactions += int(sync)
         self.stats.events += applied.events

@@ -28,24 +28,28 @@ from pathlib import Path
 _log = logging.getLogger(__name__)
 
 NAME = ".kbroker-reserve"
-MAX_BYTES = 4 * 1024 * 1024
+MAX_BYTES = 8 * 1024 * 1024
 MIN_BYTES = 64 * 1024
 
 
 def size_for(total_bytes: int) -> int:
     """The reserve for a filesystem of `total_bytes`: a few MB, but never more than 1/16 of a
-    small disk (a 2 MiB tmpfs must still hold events)."""
+    small disk (a 2 MiB tmpfs must still hold events). The WAL is kept within it (the writer's
+    journal_size_limit), so a checkpoint on a full disk always has the room it needs."""
     return max(MIN_BYTES, min(MAX_BYTES, total_bytes // 16))
 
 
 class Reserve:
-    """The data folder's reserve file; thread-safe (every broker's writer thread shares it)."""
+    """The data folder's reserve file and its "disk full" state; thread-safe (every broker's
+    writer thread shares it)."""
 
     def __init__(self, data_dir: Path, size: int | None = None) -> None:
         self.path = data_dir / NAME
         self._size = size
         self._lock = threading.Lock()
-        self.released = False  # read without the lock on the writer's path (a bool is atomic)
+        self.full = False  # appends refused; read without the lock on the writer's path
+        self._file = False  # the reserve file is in place
+        self._since_check = 0  # bytes appended since the last look at the free space
 
     @property
     def size(self) -> int:
@@ -55,49 +59,77 @@ class Reserve:
         return self._size
 
     def create(self) -> bool:
-        """Make sure the reserve exists (at start); False (and released) when the disk is
-        already too full to hold it."""
+        """Make sure the reserve exists (at start); False (and full) when the disk is already
+        too full to hold it."""
         with self._lock:
             if self.path.exists() and self.path.stat().st_size >= self.size:
-                self.released = False
-                return True
-            self.released = not self._allocate()
-            return not self.released
+                self._file = True
+            else:
+                self._file = self._allocate()
+            self.full = not self._file or self._free() < self.size
+            return not self.full
+
+    def note_appended(self, nbytes: int) -> None:
+        """Count appended bytes; every eighth of the reserve, look at the free space. Appends
+        stop while less than the reserve's size is left beside it: SQLite then still has room
+        to checkpoint (which grows the database by what the WAL holds) and to run retention,
+        so the reserve file itself is only the second line (another program filling the disk)."""
+        with self._lock:
+            self._since_check += nbytes
+            if self.full or self._since_check < self.size // 8:
+                return
+            self._since_check = 0
+            free = self._free()
+            if free >= self.size:
+                return
+            self.full = True
+        _log.warning(
+            "disk of %s nearly full (%d bytes free): appends get 507 until retention frees space",
+            self.path.parent,
+            free,
+        )
 
     def release(self) -> bool:
-        """Give the reserve's blocks back to the filesystem (on SQLITE_FULL); True if this call
-        released it (the caller logs and retries what must not fail)."""
+        """SQLITE_FULL: give the reserve's blocks back to the filesystem. True if this call
+        changed anything (the caller logs it and retries what must not fail)."""
         with self._lock:
-            if self.released:
-                return False
-            self.released = True
-            try:
-                self.path.unlink(missing_ok=True)
-            except OSError as err:
-                _log.error("cannot release the disk reserve %s: %s", self.path, err)
-            return True
+            changed = self._file or not self.full
+            self.full = True
+            if self._file:
+                self._file = False
+                try:
+                    self.path.unlink(missing_ok=True)
+                except OSError as err:
+                    _log.error("cannot release the disk reserve %s: %s", self.path, err)
+            return changed
 
     def restore(self, free_in_database: int = 0) -> bool:
-        """Re-create a released reserve if the disk has room for it and as much again is left
-        for new events (free disk space after it plus `free_in_database`, free pages inside the
-        caller's database file). True once the reserve is back (appends may resume)."""
-        if not self.released:
+        """Leave the full state if the disk has room again: the reserve file back in place and
+        at least its size free beside it, twice that counting `free_in_database` (free pages
+        inside the caller's database file, which new events reuse). True when appends may run."""
+        if not self.full:
             return True
         with self._lock:
-            if not self.released:
+            if not self.full:
                 return True
-            try:
-                st = os.statvfs(self.path.parent)
-            except OSError:
+            if not self._file:
+                if self._free() < self.size or not self._allocate():
+                    return False
+                self._file = True
+            free = self._free()
+            if free < self.size or free + free_in_database < 2 * self.size:
                 return False
-            free = st.f_bavail * st.f_frsize
-            if free < self.size or free - self.size + free_in_database < self.size:
-                return False
-            if not self._allocate():
-                return False
-            self.released = False
-            _log.warning("disk space is back: reserve %s re-created, appends resume", self.path)
-            return True
+            self.full = False
+            self._since_check = 0
+        _log.warning("disk space is back under %s: reserve in place, appends resume", self.path)
+        return True
+
+    def _free(self) -> int:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return 0
+        return st.f_bavail * st.f_frsize
 
     def _allocate(self) -> bool:
         tmp = self.path.with_name(NAME + ".tmp")

@@ -185,13 +185,30 @@ class Applied:
 # --- connection-level helpers ------------------------------------------------------------------
 
 
-def prepare_writer(conn: sqlite3.Connection, busy_timeout: float) -> int:
+WAL_LIMIT = 64 * 1024 * 1024
+
+
+def prepare_writer(
+    conn: sqlite3.Connection, busy_timeout: float, wal_limit: int = WAL_LIMIT
+) -> int:
     """WAL mode, schema; returns the log's end offset."""
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    # Only takes effect in a new file (before its first table): lets a full disk get the space
+    # of deleted events back (`incremental_vacuum`), which otherwise stays inside the file.
+    # Costs a pointer-map page per transaction that allocates pages.
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    # Truncate the WAL back to this size after a checkpoint, so a burst does not keep its disk.
-    conn.execute("PRAGMA journal_size_limit = 67108864")
+    # Some builds zero every freed page (secure_delete=ON): retention would then write every
+    # page it frees to the WAL, which a full disk has no room for. FAST zeroes deleted content
+    # only on pages written anyway.
+    conn.execute("PRAGMA secure_delete = FAST")
+    # Truncate the WAL back to this size after a checkpoint, so a burst does not keep its disk,
+    # and checkpoint before it is half that size: on a small disk the WAL must stay well within
+    # the reserve that lets a checkpoint run when the disk is full (_sqlite_reserve).
+    page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    conn.execute(f"PRAGMA journal_size_limit = {wal_limit}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {max(16, min(1000, wal_limit // 2 // page))}")
     conn.executescript(SCHEMA)
     return end(conn)
 

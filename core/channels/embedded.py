@@ -312,7 +312,7 @@ class EmbeddedChannel:
     @property
     def disk_full(self) -> bool:
         """The data folder's disk filled up and its reserve is released (appends get 507)."""
-        return self._reserve.released
+        return self._reserve.full
 
     async def run_retention(self, broker: contract.Broker) -> int:
         """Run one retention pass now (the writer also runs one every second); bytes freed."""

@@ -1,4 +1,4 @@
-"""`kbroker log check|salvage` on real damaged files, run as the real command (python -m kbroker)."""
+"""`kbroker log check|salvage` on real damaged files, run as the real command."""
 
 from __future__ import annotations
 
