@@ -22,6 +22,12 @@ holding an `all` append runs with `synchronous=FULL`, which fsyncs the WAL befor
 A failed transaction is rolled back whole and every waiter in it gets the translated error
 (SQLITE_FULL -> ChannelFull, busy beyond busy_timeout -> ChannelUnavailable): SQLite's rollback is
 what makes "disk full" a 507 and never a torn log. The storage rules are in `_sqlite_store`.
+
+Damage: before the writer first writes a file it is checked (`_sqlite_check`); a damaged file, or
+one whose reads or writes fail with SQLite's corruption errors, is never touched again by this
+process and every operation on it fails fast with LogDamaged (503). Full disk: a transaction that
+hits SQLITE_FULL releases the data folder's reserve (`_sqlite_reserve`) and runs again without
+its appends, so position commits succeed; appends are refused until the space is back.
 """
 
 from __future__ import annotations
@@ -45,8 +51,8 @@ from typing import Any
 
 from kbroker.core.channel import ChannelError, ChannelFull, ChannelUnavailable, Record
 from kbroker.core.channels import _sqlite_check as check
+from kbroker.core.channels import _sqlite_reserve as space
 from kbroker.core.channels import _sqlite_store as store
-from kbroker.core.channels._sqlite_reserve import Reserve
 
 _log = logging.getLogger(__name__)
 
@@ -57,7 +63,6 @@ MAX_BACKLOG_EVENTS = 100_000
 POLL_INTERVAL = 0.05  # seconds: how stale another process's appends may look to a waiting fetch
 CACHE_RECORDS = 8192  # decoded events kept for the subscriptions that read the log's tail
 MAX_BACKLOG_BYTES = 256 * 1024 * 1024
-VACUUM_BUDGET = 0.5  # seconds per retention pass a full disk's writer spends giving space back
 _STOP = store.Op(-1, None)  # queued by stop(): the writer ends after what was queued before it
 
 
@@ -88,7 +93,7 @@ class SqliteLog:
         retention_interval: float = RETENTION_INTERVAL,
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         shared_writers: bool = False,
-        reserve: Reserve | None = None,
+        reserve: space.Reserve | None = None,
     ) -> None:
         self.path = path
         self.damage: str | None = None  # why the file is damaged; then nothing touches it again
@@ -410,13 +415,6 @@ class SqliteLog:
     def _damage_error(self) -> store.LogDamaged:
         return store.LogDamaged(f"embedded log {self.path.name} is damaged: {self.damage}")
 
-    def _free_pages(self, conn: sqlite3.Connection) -> int:
-        """Bytes of free pages inside the database file, which new events reuse."""
-        free, size = conn.execute(
-            "SELECT * FROM pragma_freelist_count, pragma_page_size"
-        ).fetchone()
-        return int(free) * int(size)
-
     def _locked(self, fn: Callable[[], object]) -> None:
         """Run a write outside the group transactions under the writers' lock (if shared)."""
         lock = self._writers_lock
@@ -429,38 +427,8 @@ class SqliteLog:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _give_back_space(self) -> None:
-        """Disk full, reserve released, retention done: give the deleted events' pages back to
-        the filesystem, fold the WAL into the database and truncate it, then re-create the
-        reserve if there is room."""
-        reserve = self._reserve
-        conn = self._conn
-        if reserve is None or conn is None or self.damage is not None:
-            return
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            # A log made with auto_vacuum gives free pages back to the filesystem: the vacuum
-            # writes each page it drops to the WAL, so it goes in steps that fit the reserve,
-            # each followed by the checkpoint that cuts the file. An older log keeps its free
-            # pages, which new events reuse.
-            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
-                page = conn.execute("PRAGMA page_size").fetchone()[0]
-                vacuum = f"PRAGMA incremental_vacuum({max(8, reserve.size // 4 // page)});"
-                deadline = time.monotonic() + VACUUM_BUDGET
-                while self._free_pages(conn) and time.monotonic() < deadline:
-                    self._locked(lambda: conn.executescript(vacuum))
-                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            reserve.restore(self._free_pages(conn))
-        except sqlite3.Error as err:
-            # Not even room to give space back: the reserve file goes too (next pass retries).
-            if isinstance(store.translate(err), ChannelFull) and reserve.release():
-                _log.warning(
-                    "embedded log %s: disk full while freeing space (%s); released the reserve %s",
-                    self.path,
-                    err,
-                    reserve.path,
-                )
-            else:
-                _log.debug("embedded log %s: freeing space on a full disk: %s", self.path, err)
+        if self._reserve is not None and self._conn is not None and self.damage is None:
+            space.give_back(self._conn, self._reserve, self._locked, self.path.name)
 
     def _apply(self, batch: list[store.Op]) -> None:
         """Run `batch` as one transaction and resolve its futures. On a damaged file nothing
@@ -513,7 +481,7 @@ class SqliteLog:
         reserve = self._reserve
         if not force and reserve is not None:
             try:
-                free = 0 if self._conn is None else self._free_pages(self._conn)
+                free = 0 if self._conn is None else space.free_pages(self._conn)
                 if reserve.restore(free):
                     return batch
             except sqlite3.Error:

@@ -12,6 +12,8 @@ checkpoints, and appends are refused (507) while it is released so they cannot e
 Once retention has freed space inside the database and the disk has room again, the reserve is
 re-created and appends resume, with no restart.
 
+The writer's side of it is here too (`give_back`): how a full disk's log returns space.
+
 What it refuses to do: guess. The reserve is re-created only when the filesystem really has the
 room for it, and appends resume only when there is at least as much again left over (on the disk
 or as free pages inside the database file, which new events reuse). Several processes sharing a
@@ -22,14 +24,21 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+from kbroker.core.channel import ChannelFull
+from kbroker.core.channels import _sqlite_store as store
 
 _log = logging.getLogger(__name__)
 
 NAME = ".kbroker-reserve"
 MAX_BYTES = 8 * 1024 * 1024
 MIN_BYTES = 64 * 1024
+VACUUM_BUDGET = 0.5  # seconds per retention pass a full disk's writer spends giving space back
 
 
 def size_for(total_bytes: int) -> int:
@@ -144,3 +153,45 @@ class Reserve:
             tmp.unlink(missing_ok=True)
             return False
         return True
+
+
+def free_pages(conn: sqlite3.Connection) -> int:
+    """Bytes of free pages inside the database file, which new events reuse."""
+    free, size = conn.execute("SELECT * FROM pragma_freelist_count, pragma_page_size").fetchone()
+    return int(free) * int(size)
+
+
+def give_back(
+    conn: sqlite3.Connection,
+    reserve: Reserve,
+    locked: Callable[[Callable[[], object]], None],
+    name: str,
+) -> None:
+    """On a full disk, after retention (writer thread): give the deleted events' pages back to
+    the filesystem, fold the WAL into the database and truncate it, then leave the full state
+    if there is room. `locked` runs a write under the writers' lock."""
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # A log made with auto_vacuum gives free pages back to the filesystem: the vacuum
+        # writes each page it drops to the WAL, so it goes in steps that fit the reserve,
+        # each followed by the checkpoint that cuts the file. An older log keeps its free
+        # pages, which new events reuse.
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+            page = conn.execute("PRAGMA page_size").fetchone()[0]
+            vacuum = f"PRAGMA incremental_vacuum({max(8, reserve.size // 4 // page)});"
+            deadline = time.monotonic() + VACUUM_BUDGET
+            while free_pages(conn) and time.monotonic() < deadline:
+                locked(lambda: conn.executescript(vacuum))  # execute() stops at one page
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        reserve.restore(free_pages(conn))
+    except sqlite3.Error as err:
+        # Not even room to give space back: the reserve file goes too (the next pass retries).
+        if isinstance(store.translate(err), ChannelFull) and reserve.release():
+            _log.warning(
+                "embedded log %s: disk full while freeing space (%s); released the reserve %s",
+                name,
+                err,
+                reserve.path,
+            )
+        else:
+            _log.debug("embedded log %s: freeing space on a full disk: %s", name, err)

@@ -32,6 +32,12 @@ no trigger at all keeps nobody's events, so its old events simply age out (as on
 pages are reused by later appends; the file itself does not shrink. A removed trigger must be
 `delete_subscription`-ed, or its position holds retention back forever.
 
+Damaged files and full disks (docs/operations.md): each log is checked when it opens (never per
+append); a damaged one is left untouched and its broker answers 503 until an operator runs
+`kbroker log salvage`. The data folder keeps a small preallocated reserve so that, on a full
+disk, position commits and retention still run, and appends (507 meanwhile) resume by themselves
+once retention has given space back.
+
 What it refuses to do: several partitions (Record.partition is always 0), external topics (an
 `external_topic` broker's file is never deleted), and cancelling an append once queued: an append
 whose caller gave up (timeout -> 503) may still be stored, which is at-least-once, never loss.
