@@ -545,7 +545,7 @@ class SqliteLog:
         if applied.events:
             self._remember(batch)
             if self._reserve is not None:
-                self._reserve.note_appended(sum(op.nbytes for op in batch))
+                self._reserve.note_appended(applied.nbytes)
         self.stats.transactions += 1
         self.stats.synced_transactions += int(sync)
         self.stats.events += applied.events

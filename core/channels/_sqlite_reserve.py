@@ -59,12 +59,14 @@ class Reserve:
         self.full = False  # appends refused; read without the lock on the writer's path
         self._file = False  # the reserve file is in place
         self._since_check = 0  # bytes appended since the last look at the free space
+        self._check_every = MIN_BYTES // 8 if size is None else size // 8
 
     @property
     def size(self) -> int:
         if self._size is None:
             st = os.statvfs(self.path.parent)
             self._size = size_for(st.f_blocks * st.f_frsize)
+            self._check_every = self._size // 8
         return self._size
 
     def create(self) -> bool:
@@ -83,10 +85,11 @@ class Reserve:
         stop while less than the reserve's size is left beside it: SQLite then still has room
         to checkpoint (which grows the database by what the WAL holds) and to run retention,
         so the reserve file itself is only the second line (another program filling the disk)."""
+        # Unlocked: a pacing count, where a lost update between two writers costs nothing.
+        self._since_check += nbytes
+        if self._since_check < self._check_every or self.full:
+            return
         with self._lock:
-            self._since_check += nbytes
-            if self.full or self._since_check < self.size // 8:
-                return
             self._since_check = 0
             free = self._free()
             if free >= self.size:

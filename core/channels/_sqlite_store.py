@@ -180,6 +180,7 @@ class Applied:
     events: int
     retained: int
     end: int  # the log's end offset after the group (0 when nothing was appended)
+    nbytes: int = 0  # size of the appended events (as retention_bytes counts it)
 
 
 # --- connection-level helpers ------------------------------------------------------------------
@@ -258,7 +259,7 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
     stored, first_end = conn.execute(_GROUP_START).fetchone()
     before = stored
     rows: list[Row] = []  # consecutive appends go to SQLite in one executemany
-    events = retained = 0
+    events = retained = added = 0
 
     def flush() -> None:
         if rows:
@@ -281,6 +282,7 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
             rows.extend(op.rows)
             op.result = first_end + events + 1
             stored += op.nbytes
+            added += op.nbytes
             events += len(op.rows)
             continue
         flush()
@@ -307,7 +309,7 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
     if stored != before:
         conn.execute("UPDATE meta SET v = ? WHERE k = 'bytes'", (stored,))
     # Offsets inside one transaction are consecutive (AUTOINCREMENT, no other writer).
-    return Applied(events, retained, first_end + events if events else 0)
+    return Applied(events, retained, first_end + events if events else 0, added)
 
 
 def insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
