@@ -448,7 +448,8 @@ class SqliteLog:
                 applied = self._transaction(todo)
             except ChannelFull as err:
                 reserve = self._reserve
-                if reserve is not None and reserve.release():
+                released = reserve is not None and reserve.release()
+                if reserve is not None and released:
                     _log.warning(
                         "embedded log %s: disk full (%s); released the %d-byte reserve %s so"
                         " position commits and retention can run; appends get 507 until space"
@@ -458,8 +459,14 @@ class SqliteLog:
                         reserve.size,
                         reserve.path,
                     )
-                    retry = self._refuse_appends_while_full(todo, force=True)
-                    applied = self._try_transaction(retry)
+                rest = [op for op in todo if op.kind != store.APPEND]
+                if released or len(rest) < len(todo):
+                    # What the appends needed may be what was missing: the rest goes alone.
+                    for op in todo:
+                        if op.kind == store.APPEND:
+                            op.error = err
+                    self.stats.failed_transactions += 1
+                    applied = self._try_transaction(rest)
                 else:
                     self._failed(todo, err)
             except ChannelError as err:
@@ -470,16 +477,14 @@ class SqliteLog:
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
                 self._loop.call_soon_threadsafe(self._finish, waiters, appended)
 
-    def _refuse_appends_while_full(
-        self, batch: list[store.Op], force: bool = False
-    ) -> list[store.Op]:
-        """The ops of `batch` that may run while the reserve is released: all of them once it
-        can be re-created, else everything but appends (which get ChannelFull)."""
+    def _refuse_appends_while_full(self, batch: list[store.Op]) -> list[store.Op]:
+        """The ops of `batch` that may run while the disk is full: all of them once there is
+        room again, else everything but appends (which get ChannelFull)."""
         appends = [op for op in batch if op.kind == store.APPEND]
         if not appends:
             return batch
         reserve = self._reserve
-        if not force and reserve is not None:
+        if reserve is not None:
             try:
                 free = 0 if self._conn is None else space.free_pages(self._conn)
                 if reserve.restore(free):
