@@ -279,7 +279,7 @@ class Dispatcher:
     ) -> int:
         """Until the sink takes the event; its final status."""
         assert spec.dead_letter_uri is not None
-        attrs = dict(event.attributes)
+        attrs = loop_guard.without(event.attributes)  # as a subscriber sees it, and as Knative
         attrs["knativeerrordest"] = failure.destination
         if failure.status is not None:
             attrs["knativeerrorcode"] = str(failure.status)
