@@ -22,8 +22,8 @@ run: install
 # Real components the tests need: Kafka jars from Maven Central, kube-apiserver/etcd/kn from the
 # Go module proxy. Each script caches under .cache/ and rebuilds only what is missing.
 test-deps: install
-	@if [ -f hack/kafka.py ]; then $(PY) hack/kafka.py fetch; fi
-	@if [ -f hack/kube.sh ]; then bash hack/kube.sh build; fi
+	$(PY) hack/kafka.py fetch
+	bash hack/kube.sh build
 
 kafka: install
 	$(PY) hack/kafka.py fetch

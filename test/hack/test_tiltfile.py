@@ -1,4 +1,4 @@
-"""The Tiltfile, tested without Tilt (which cannot be built here; see tiltfile_reader.py).
+"""The Tiltfile, tested without Tilt (see hack/tiltfile_reader.py).
 
 Process mode: every resource is declared with the right dependencies, every `kbroker` command line
 in it parses with the real CLI, and its ingress and filter serve_cmds, started exactly as written,
@@ -24,12 +24,12 @@ import httpx
 import pytest
 from fixtures.broker import make_event
 from fixtures.subscriber import SinkServer
+from hack.tiltfile_reader import evaluate
 from kbroker.core import contract, events
-from tiltfile_reader import evaluate
 
 from kbroker.__main__ import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TILTFILE = ROOT / "Tiltfile"
 
 
