@@ -160,12 +160,22 @@ def test_bench_without_the_extra_says_how_to_get_it() -> None:
 
 
 # The wheel, built from a copy of the sources (a build writes build/ and *.egg-info next to them).
-SOURCES = ("pyproject.toml", "README.md", "core", "ingress", "filter", "controller", "kbroker")
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "core",
+    "ingress",
+    "filter",
+    "controller",
+    "kbroker",
+    "examples",
+)
 
 
 def _build_wheel(tmp: Path) -> Path:
     src = tmp / "src"
-    for name in (*SOURCES, "examples"):
+    src.mkdir()
+    for name in SOURCES:
         if (ROOT / name).is_dir():
             shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
