@@ -48,11 +48,11 @@ missing_k8s() {
 
 build_k8s() {
   local want
-  want=$(missing_k8s | tr '\n' ' ')
+  want=$(missing_k8s | paste -sd ' ' -)
   [[ -z $want ]] && return 0
 
   local started=$SECONDS w="$CACHE/k8s-build"
-  log "building $want(v$K8S_VERSION) in $w (cold: many minutes on 2 cores)"
+  log "building $want (v$K8S_VERSION) in $w (cold: many minutes on 2 cores)"
   go_env
   rm -rf "$w" && mkdir -p "$w" "$BIN"
   (
