@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SHARED ?= $(abspath ../shared)
 export KBROKER_CESQL_TCK ?= $(SHARED)/cesql-tck
 
-.PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps bench clean
+.PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps tilt bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test-deps: install
 kafka: install
 	$(PY) hack/kafka.py fetch
 	$(PY) hack/kafka.py start --foreground
+
+# Tilt from the Go module proxy into .cache/bin/tilt (cold: longer than the rest of `make test`, so
+# not a step of it; test/hack/test_tilt.py runs `tilt ci` once the binary is there).
+tilt:
+	bash hack/tilt.sh build
 
 # The Python trees only (ruff also formats code blocks in Markdown, which docs quote freely).
 PYTHON_SOURCES := core ingress filter controller kbroker test hack examples
