@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps bench clean
+.PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps tilt bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,17 @@ run: install
 # Real components the tests need: Kafka jars from Maven Central, kube-apiserver/etcd/kn from the
 # Go module proxy. Each script caches under .cache/ and rebuilds only what is missing.
 test-deps: install
-	@if [ -f hack/kafka.py ]; then $(PY) hack/kafka.py fetch; fi
-	@if [ -f hack/kube.sh ]; then bash hack/kube.sh build; fi
+	$(PY) hack/kafka.py fetch
+	bash hack/kube.sh build
 
 kafka: install
 	$(PY) hack/kafka.py fetch
 	$(PY) hack/kafka.py start --foreground
+
+# Tilt from the Go module proxy into .cache/bin/tilt (cold: longer than the rest of `make test`, so
+# not a step of it; test/hack/test_tilt.py runs `tilt ci` once the binary is there).
+tilt:
+	bash hack/tilt.sh build
 
 # The Python trees only (ruff also formats code blocks in Markdown, which docs quote freely).
 PYTHON_SOURCES := core ingress filter controller kbroker test hack examples

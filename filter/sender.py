@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class SendError(Exception):
@@ -35,7 +36,10 @@ class Sender(Protocol):
 
 
 class AiohttpSender:
-    """One keep-alive connection pool for the whole dispatcher process."""
+    """One keep-alive connection pool for the whole dispatcher process.
+
+    aiohttp is imported on first use: it serves only what the raw client does not (https), and
+    processes that never dispatch (the extra ingress processes) should not pay for loading it."""
 
     def __init__(self, max_connections: int = 1000, max_response_bytes: int = 4 * 1024 * 1024):
         self._max_connections = max_connections
@@ -43,6 +47,8 @@ class AiohttpSender:
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300
@@ -55,6 +61,8 @@ class AiohttpSender:
     async def send(
         self, url: str, headers: Sequence[tuple[str, str]], body: bytes, timeout: float | None
     ) -> Response:
+        import aiohttp
+
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         try:
             async with self._client().post(

@@ -13,9 +13,12 @@ What it refuses: request bodies over MAX_BODY (413), and waiting on a primary th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from starlette.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_BODY = 1024 * 1024
 # Connection-level headers are the hop's own (RFC 9110 §7.6.1); the length is recomputed.
@@ -24,12 +27,14 @@ _SKIP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-leng
 
 
 class AdminProxy:
+    """The client is made on the first proxied request: importing httpx also imports its optional
+    command line (rich, pygments) when those are installed, which an ingress process that only
+    takes events never needs."""
+
     def __init__(self, uds: Path, timeout: float = 30.0) -> None:
-        self._client = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(uds=str(uds)),
-            base_url="http://primary",
-            timeout=timeout,
-        )
+        self._uds = uds
+        self._timeout = timeout
+        self._client: httpx.AsyncClient | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,6 +47,14 @@ class AdminProxy:
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP]
+        import httpx
+
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(uds=str(self._uds)),
+                base_url="http://primary",
+                timeout=self._timeout,
+            )
         try:
             resp = await self._client.request(
                 scope["method"], target.decode("latin-1"), headers=headers, content=body
@@ -60,7 +73,8 @@ class AdminProxy:
         await send({"type": "http.response.body", "body": content})
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
 
 async def _read(receive: Receive) -> bytes | None:

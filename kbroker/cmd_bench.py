@@ -18,21 +18,31 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kbroker.bench import (
-    clients,
-    execute,
-    machine,
-    payload,
-    plot,
-    report,
-    runner,
-    scenarios,
-    targets,
-)
-from kbroker.bench.results import ScenarioResult, StepResult
+# rich and matplotlib come with the bench extra only, so that the broker's own installs stay
+# small; without them this command says how to get them instead of showing a traceback.
+BENCH_EXTRA = ("rich", "matplotlib")
+MISSING_EXTRA = "kbroker bench needs the bench extra: pip install 'kbroker[bench]'"
+try:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kbroker.bench import (
+        clients,
+        execute,
+        machine,
+        payload,
+        plot,
+        report,
+        runner,
+        scenarios,
+        targets,
+    )
+    from kbroker.bench.results import ScenarioResult, StepResult
+except ModuleNotFoundError as exc:
+    if (exc.name or "").split(".")[0] not in BENCH_EXTRA:
+        raise
+    raise SystemExit(MISSING_EXTRA) from None
 
 EPILOG = """\
 scenarios (configuration in the name):
@@ -160,6 +170,12 @@ def options(args: argparse.Namespace) -> execute.BenchOptions:
 
 
 def command(args: argparse.Namespace) -> int:
+    if args.plot:  # matplotlib is imported only to draw; find out before minutes of load
+        try:
+            import matplotlib  # noqa: F401
+        except ModuleNotFoundError:
+            print(MISSING_EXTRA, file=sys.stderr)
+            return 2
     console = Console(stderr=True)
     if not console.is_terminal:
         console = Console(stderr=True, width=220)  # a log file should get the whole table
@@ -303,7 +319,7 @@ def medians(results: list[ScenarioResult]) -> dict[str, dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m kbroker.cmd_bench ...`) until the CLI wires `register`."""
+    """Stand-alone entry: `python -m kbroker.cmd_bench ...` (the CLI's path is `kbroker bench`)."""
     parser = argparse.ArgumentParser(prog="kbroker")
     sub = parser.add_subparsers(dest="command", required=True)
     register(sub)

@@ -10,7 +10,6 @@ expected; nothing negative) and that the JSON, the re-rendered report and the PN
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 from kbroker import cmd_bench
 
 pytestmark = pytest.mark.timeout(120)
+SERVERS = pytest.mark.slow  # starts real servers and puts seconds of load through them
 
 
 def _run(tmp_path: Path, *args: str) -> dict[str, Any]:
@@ -53,6 +53,7 @@ def _check_counts(step: dict[str, Any], with_delivery: bool) -> None:
     assert all(u["cpu_seconds"] >= 0 for u in step["usage"])
 
 
+@SERVERS
 def test_ceiling_and_direct(tmp_path: Path) -> None:
     png = tmp_path / "bench.png"
     doc = _run(
@@ -75,6 +76,7 @@ def test_ceiling_and_direct(tmp_path: Path) -> None:
     assert cmd_bench.main(["bench", "--report", str(tmp_path / "bench.json")]) == 0
 
 
+@SERVERS
 def test_batch_mode_direct_counts_events(tmp_path: Path) -> None:
     doc = _run(
         tmp_path, "direct", "--mode", "batch", "--batch-size", "10", "--rate", "500",
@@ -86,6 +88,7 @@ def test_batch_mode_direct_counts_events(tmp_path: Path) -> None:
     assert sum(step["statuses"].values()) == 50  # requests, 10 events each
 
 
+@SERVERS
 def test_aiohttp_client(tmp_path: Path) -> None:
     doc = _run(tmp_path, "direct", "--client", "aiohttp", "--rate", "200", "--duration", "1")
     step = doc["scenarios"][0]["steps"][0]
@@ -116,6 +119,7 @@ def running_server() -> Iterator[str]:
         proc.wait(10)
 
 
+@SERVERS
 def test_url_mode_loads_a_running_server_and_refuses_triggers_without_config(
     tmp_path: Path, running_server: str
 ) -> None:
@@ -133,25 +137,8 @@ def test_bad_scenario_is_a_usage_error(tmp_path: Path) -> None:
     assert cmd_bench.main(["bench", "fanout-x-y"]) == 2
 
 
-def _broker_runs() -> str | None:
-    """Why the broker tests cannot run here, or None when `kbroker run` is usable."""
-    if importlib.util.find_spec("kbroker.cmd_run") is None:
-        return "kbroker.cmd_run is not importable yet"
-    probe = subprocess.run(
-        [sys.executable, "-m", "kbroker", "run", "--help"],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    if probe.returncode != 0 or b"--config" not in probe.stdout:
-        return f"`kbroker run --help` fails: {probe.stderr.decode(errors='replace')[-300:]}"
-    return None
-
-
+@SERVERS
 def test_ingress_and_e2e_against_kbroker_run(tmp_path: Path) -> None:
-    reason = _broker_runs()
-    if reason is not None:
-        pytest.skip(reason)
     doc = _run(tmp_path, "ingress", "e2e", "--rate", "300", "--duration", "1")
     by_name = {s["name"]: s for s in doc["scenarios"]}
     assert by_name["ingress"]["skipped"] is None, by_name["ingress"]["skipped"]

@@ -1,4 +1,4 @@
-"""The Tiltfile, tested without Tilt (which cannot be built here; see tiltfile_reader.py).
+"""The Tiltfile, tested without Tilt (see hack/tiltfile_reader.py; test_tilt.py runs `tilt ci`).
 
 Process mode: every resource is declared with the right dependencies, every `kbroker` command line
 in it parses with the real CLI, and its ingress and filter serve_cmds, started exactly as written,
@@ -24,12 +24,12 @@ import httpx
 import pytest
 from fixtures.broker import make_event
 from fixtures.subscriber import SinkServer
+from hack.tiltfile_reader import evaluate
 from kbroker.core import contract, events
-from tiltfile_reader import evaluate
 
 from kbroker.__main__ import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TILTFILE = ROOT / "Tiltfile"
 
 
@@ -58,6 +58,17 @@ def test_process_mode_declares_the_whole_loop() -> None:
         assert res[name].readiness_probe is not None, name
         assert "kbroker" in res[name].deps  # sources changes restart the process (live reload)
     assert res["integration"].options["auto_init"] is True  # `tilt ci` runs it once
+
+
+def test_what_the_controller_waits_for_does_not_wait_for_the_controller() -> None:
+    """Tilt starts the controller once ingress and filter pass their probes; their /readyz waits
+    for the contract the controller writes, so they must be probed on /healthz (`tilt ci` hung
+    until its timeout on this cycle)."""
+    res = evaluate(TILTFILE, "process").resources
+    for name in res["controller"].resource_deps:
+        probe = res[name].readiness_probe
+        if probe is not None and "http_get" in probe:
+            assert probe["http_get"]["path"] != "/readyz", name
 
 
 def test_every_kbroker_command_parses_with_the_real_cli() -> None:
