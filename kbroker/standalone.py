@@ -34,6 +34,7 @@ from kbroker.filter.dispatch import Dispatcher
 from kbroker.filter.httpclient import HttpClient
 from kbroker.filter.pool import WorkerPool
 from kbroker.filter.sender import AiohttpSender
+from kbroker.filter.tokens import TokenSender
 from kbroker.ingress.app import build_app, server_config, tune_gc_for_serving
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,8 @@ class Standalone:
         self.base_url = f"http://{settings.host}:{port}"
         self.channels = open_channels(settings)
         self.holder = ContractHolder()
-        self.sender = HttpClient(fallback=AiohttpSender())
+        # Adds OIDC tokens for destinations that declare an audience (authentication-oidc).
+        self.sender = TokenSender(HttpClient(fallback=AiohttpSender()), self.holder)
         self.tracing = tracing or telemetry.disabled()
         self.metrics = metrics.Metrics()
         self.metrics.watch_channels(

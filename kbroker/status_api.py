@@ -47,7 +47,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             lags[(worker.trigger.namespace, worker.trigger.name)] = await worker.subscription.lag()
         except Exception:  # lag is best effort: a backend hiccup must not break /status
             continue
-    brokers, triggers = [], []
+    brokers, triggers, policies = [], [], []
     for key, st in sorted(result.statuses.items()):
         kind, ns, name = key
         shown = effective(st, src.storage_errors)
@@ -56,6 +56,8 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
         obj["status"] = status_doc
         if kind == "Broker":
             brokers.append(obj)
+        elif kind == "EventPolicy":
+            policies.append(obj)
         else:
             if (ns, name) in lags:
                 annotations = status_doc.setdefault("annotations", {})
@@ -64,6 +66,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
     return {
         "brokers": brokers,
         "triggers": triggers,
+        "eventpolicies": policies,
         "problems": [str(p) for p in result.problems],
         "generation": src.holder.current.generation,
     }
