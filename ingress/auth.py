@@ -166,10 +166,10 @@ class Gate:
         oidc = self.holder.current.oidc
         if oidc is None:  # the Broker came from a contract with OIDC, the holder has moved on
             raise Denied(503, "reconfiguring", "authentication settings are changing", ())
-        seen = self._verifier
-        if seen is None or (seen.oidc is not oidc and seen.oidc != oidc):
-            self._verifier = self.make_verifier(oidc)
-        return oidc, self._verifier
+        verifier = self._verifier
+        if verifier is None or (verifier.oidc is not oidc and verifier.oidc != oidc):
+            verifier = self._verifier = self.make_verifier(oidc)
+        return oidc, verifier
 
     async def authenticate(
         self, headers: Sequence[tuple[bytes, bytes]], broker: contract.Broker

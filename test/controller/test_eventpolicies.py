@@ -39,7 +39,10 @@ def broker(name: str = "b", ns: str = "ns", labels: dict[str, str] | None = None
     return {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": meta}
 
 
-def policy(name: str = "p", ns: str = "ns", **spec: Any) -> dict[str, Any]:
+def policy(
+    name: str = "p", ns: str = "ns", spec: dict[str, Any] | None = None, **fields: Any
+) -> dict[str, Any]:
+    spec = {**(spec or {}), **fields}
     return {
         "apiVersion": "eventing.knative.dev/v1alpha1",
         "kind": "EventPolicy",
@@ -76,7 +79,7 @@ def entry(r: compiler.CompileResult, name: str = "b") -> contract.Broker:
 
 
 def test_oidc_off_by_default() -> None:
-    r = run(broker(), policy(**{"from": [{"sub": "x"}]}))
+    r = run(broker(), policy(spec={"from": [{"sub": "x"}]}))
     c = cond(r, "Broker", "b", "EventPoliciesReady")
     assert (c.status, c.reason) == ("True", "OIDCDisabled")
     assert entry(r).audience == "" and entry(r).policies == ()
@@ -111,7 +114,7 @@ def test_ready_policy_is_listed_and_compiled_into_the_contract() -> None:
         ],
         "filters": [{"exact": {"type": "order.created"}}],
     }
-    r = run(OIDC_ON, broker(), broker("other"), trigger(), policy(**spec))
+    r = run(OIDC_ON, broker(), broker("other"), trigger(), policy(spec=spec))
     assert r.statuses[("EventPolicy", "ns", "p")].ready
     subjects = (
         f"{SA}:ns:*",
@@ -133,7 +136,7 @@ def test_ready_policy_is_listed_and_compiled_into_the_contract() -> None:
 
 def test_policy_that_is_not_ready_makes_its_broker_not_ready() -> None:
     ref = {"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger", "name": "missing"}
-    r = run(OIDC_ON, broker(), policy("bad", **{"from": [{"ref": ref}]}), policy("good"))
+    r = run(OIDC_ON, broker(), policy("bad", spec={"from": [{"ref": ref}]}), policy("good"))
     p = cond(r, "EventPolicy", "bad", "SubjectsResolved")
     assert (p.status, p.reason) == ("False", "SubjectsNotResolved")
     c = cond(r, "Broker", "b", "EventPoliciesReady")
@@ -198,7 +201,7 @@ def test_selectors(selector: dict[str, Any], labels: dict[str, str], applies: bo
     ],
 )
 def test_invalid_policies_apply_to_nothing(spec: dict[str, Any], message: str) -> None:
-    r = run(OIDC_ON, broker(), policy(**spec))
+    r = run(OIDC_ON, broker(), policy(spec=spec))
     ready = cond(r, "EventPolicy", "p", "Ready")
     assert (ready.status, ready.reason) == ("False", "InvalidEventPolicy")
     assert message in ready.message
@@ -279,7 +282,7 @@ def test_config_features_modes_and_relative_paths() -> None:
 
 def test_contract_round_trip() -> None:
     spec = {"from": [{"sub": "s"}], "filters": [{"cesql": "type = 'x'"}]}
-    r = run(OIDC_ON, broker(), trigger(uri="http://s/", audience="a"), policy(**spec))
+    r = run(OIDC_ON, broker(), trigger(uri="http://s/", audience="a"), policy(spec=spec))
     assert contract.Contract.from_json(r.contract.to_json()) == r.contract
     # an older contract (no auth fields) still reads, with authentication off
     old = json.loads(r.contract.to_json())

@@ -73,7 +73,7 @@ async def test_tokens_by_destination(tmp_path: Path, kind: str) -> None:
     for url in ("http://sink/", "http://dls/", "http://in/ns/b", "http://other/", "http://in/ns/p"):
         await sender.send(url, [("ce-id", "1")], b"", 1.0)
     jwk = jwt.PyJWK(signing.public_jwk(signing.load_private_key(str(key))))
-    got = {}
+    got: dict[str, tuple[object, object] | None] = {}
     for url, headers in inner.sent:
         auth = headers.get("authorization")
         if auth is None:

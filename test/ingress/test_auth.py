@@ -131,7 +131,7 @@ async def test_bad_tokens_get_401(setup: Setup, issuer: Issuer, case: str, reaso
         ),
         "alg none": lambda: jwt.encode(
             {"sub": SUB, "aud": AUDIENCE, "iss": issuer.issuer, "exp": int(now + 60)},
-            None,
+            None,  # type: ignore[arg-type]
             algorithm="none",
             headers={"kid": "k1"},
         ),
