@@ -3,8 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SHARED ?= $(abspath ../shared)
-export KBROKER_CESQL_TCK ?= $(SHARED)/cesql-tck
 
 .PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps bench clean
 

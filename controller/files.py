@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 import yaml
-from kbroker.controller import compiler
+from kbroker.controller import compiler, readiness
 from kbroker.core import contract
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class FolderSource:
         self._accepted: dict[compiler.Key, Mapping[str, Any]] = {}
         self._generations: dict[compiler.Key, tuple[bytes, int]] = {}
         self._stamps: tuple[tuple[str, int, int, int], ...] | None = None
+        self.readiness = readiness.ReadinessLog()
 
     async def run(self) -> None:
         """Load, then poll for changes until cancelled; `on_update` sees every new result."""
@@ -74,6 +75,8 @@ class FolderSource:
                     outcome = self.on_update(result)
                     if inspect.isawaitable(outcome):
                         await outcome
+                    # After on_update: by then a Ready Trigger's worker exists, as /status says.
+                    self.readiness.observe(readiness.from_compile(result))
             except Exception:
                 # A watcher that dies leaves the broker serving a stale config with no sign of
                 # it; one that logs and keeps polling recovers on the next edit.
@@ -91,11 +94,13 @@ class FolderSource:
         for p in result.problems:
             (log.warning if p.severity == "warning" else log.error)("%s", p)
         log.info(
-            "config compiled: generation=%d brokers=%d triggers=%d problems=%d",
-            result.contract.generation,
-            len(result.contract.brokers),
-            len(result.contract.triggers),
-            len(result.problems),
+            "config compiled",
+            extra={
+                "generation": result.contract.generation,
+                "brokers": len(result.contract.brokers),
+                "triggers": len(result.contract.triggers),
+                "problems": len(result.problems),
+            },
         )
         return result
 

@@ -2,9 +2,9 @@
 
 The standalone controller shows these through `kbroker get` and `/status`; the Kubernetes
 controller patches `to_k8s()` into the object's `status`. Condition types and reasons follow
-Knative's MT broker so `kn broker|trigger list` reads our objects the way it reads Knative's:
-`Ready` is a "living" aggregate that is True only when every other condition is True, and when it
-is not, it carries the reason of the first one that fails.
+Knative's MT broker (its Broker and Trigger condition sets) so `kn broker|trigger list` reads our
+objects the way it reads Knative's: `Ready` is a "living" aggregate that is True only when every
+other condition is True, and when it is not, it carries the reason of the first one that fails.
 
 What this module refuses: clocks and I/O. `lastTransitionTime` is stamped only in `to_k8s`, from
 a caller-supplied time, and kept from the previous status when a condition did not change (in

@@ -4,7 +4,7 @@ Why a separate leaf module: structured HTTP, batch and structured Kafka all read
 It never imports `core.events`; it raises ValueError with a short reason and `core.events` maps it
 to EventError (400).
 
-Data rules (../shared/reference/cloudevents.md §1.3): the in-memory event always holds data as the
+Data rules (JSON format, `data` and `data_base64`): the in-memory event always holds data as the
 bytes a binary-mode body would carry, so
 * reading `data_base64` gives its bytes, whatever the content type (never assume JSON);
 * reading `data` with a JSON-like or absent type gives the JSON text of the value (a JSON string

@@ -4,8 +4,8 @@ Why our own: the stdlib `unquote` silently turns invalid UTF-8 into U+FFFD and k
 RFC 7230 quoted-strings, both of which the spec makes the receiver handle. Decoding is done on
 bytes, once, and the result must be strict UTF-8 (so the overlong `%C0%A0` fails).
 
-Go and Java senders do not encode at all (../shared/reference/cloudevents.md §1.2), so a `%` not
-followed by two hex digits is kept literally when `lenient` (decision §7.3), else rejected.
+Go and Java senders do not encode at all (their SDKs write header values as they are), so a `%` not
+followed by two hex digits is kept literally when `lenient`, else rejected.
 A lone `"` that is not part of a whole quoted-string is treated the same way.
 
 Leaf module: raises ValueError with a short reason; `core.events` maps it to EventError.

@@ -4,7 +4,7 @@ Why a separate leaf module: the HTTP, JSON-format and Kafka readers all apply th
 this module must not import `core.events` (which imports it). It raises plain `ValueError` with a
 short reason; `core.events` turns that into `EventError` (400) at its boundary.
 
-What it checks (../shared/reference/cloudevents.md §1.5): specversion is exactly "1.0" or "0.3";
+What it checks (the spec's context attributes): specversion is exactly "1.0" or "0.3";
 id, source and type are present non-empty strings; names are `[a-z0-9]+` and not `data` (long names
 are accepted, as the Knative SDKs do); known attributes have string values; extension values are
 strings, booleans or int32 integers; `time` is RFC 3339; `dataschema` (1.0) is an absolute URI;

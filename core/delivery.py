@@ -1,7 +1,7 @@
 """Retry policy: which outcomes retry, how long to wait, when to give up.
 
 Pure functions over `contract.DeliverySpec`, so schedules are tested without waiting. The numbers
-follow Knative core (MT broker, ../shared/reference/knative.md §3), which the issue asks for:
+follow Knative core (the MT broker's retry rules), so a Trigger retries as it would on Knative:
 
 - total attempts = `retry + 1`;
 - retried: no response (network error, timeout), 5xx, 404, 408, 409, 429; everything else is final;
@@ -11,12 +11,17 @@ follow Knative core (MT broker, ../shared/reference/knative.md §3), which the i
   `max(backoff, min(retry_after, retryAfterMax))`.
 
 Unlike Knative, one wait is capped (`max_backoff`, default one hour), the fix #9278 asks for.
+
+The `Outcome` and `Result` of a delivery live here too: the dispatcher returns them, and the
+metrics (in core, which must not import the dispatcher) count them.
 """
 
 from __future__ import annotations
 
 import email.utils
+import enum
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from kbroker.core.contract import BackoffPolicy, DeliverySpec
 
@@ -80,3 +85,20 @@ def next_wait(
 def attempts(spec: DeliverySpec) -> int:
     """Total attempts the spec allows (the first one plus `retry`)."""
     return max(0, spec.retry) + 1
+
+
+class Outcome(enum.Enum):
+    """How one event's delivery to one trigger ended (the dispatcher's answer, a metrics label)."""
+
+    DELIVERED = "delivered"
+    DEAD_LETTERED = "dead_lettered"
+    DROPPED = "dropped"  # failed, no dead-letter sink: the spec says drop
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One event's delivery to one trigger, once finished."""
+
+    outcome: Outcome
+    attempts: int
+    status: int | None  # the last subscriber status (None: no response)

@@ -2,7 +2,7 @@
 
 Why our own codec rather than the `cloudevents` SDK: the SDK invents attributes (`id`, `time`),
 rewrites `time`, mis-detects the content mode and decodes percent-encoding leniently
-(../shared/reference/cloudevents.md §6). A broker must forward what it received, unchanged, and
+(it serves applications, not forwarders). A broker must forward what it received, unchanged, and
 reject what is invalid with a message naming the problem. The SDK is used in tests only, as an
 independent encoder/decoder to cross-check this module in both directions.
 
@@ -13,7 +13,7 @@ decodes with `datacontenttype: application/json` written out, because the binary
 data needs that Content-Type (spec: re-encoding structured -> binary); `data_base64` with no type
 stays untyped. Encoding data that has no type always uses `data_base64` (never assume JSON).
 
-Decisions (reference notes §7): the mode comes from Content-Type only, batch prefix first; a
+Decisions: the mode comes from Content-Type only, batch prefix first; a
 repeated `ce-` header and `ce-datacontenttype` are rejected; a malformed `%` sequence is kept
 literally when `DecodeLimits.lenient_percent` (Go/Java senders do not encode), else rejected;
 invalid UTF-8 is always rejected. Kafka headers are not percent-encoded, the last of a repeated
@@ -299,7 +299,7 @@ def from_kafka(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None)
     for key, raw in headers or ():
         lkey = key.lower()
         # confluent-kafka gives None for a header without a value; Kafka keys may repeat and
-        # the last one wins (§2).
+        # the last one wins.
         if lkey.startswith("ce_"):
             ce[lkey[3:]] = raw or b""
         elif lkey == "content-type":

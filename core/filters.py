@@ -1,6 +1,6 @@
 """Knative Trigger filters, compiled once per contract generation into plain closures.
 
-Semantics (../shared/reference/knative.md §2): the legacy `filter.attributes` ANDs exact string
+Semantics (Knative's Trigger filters): the legacy `filter.attributes` ANDs exact string
 matches where `""` means "present and non-empty" (MT/spec behaviour, not the Kafka broker's); the
 `filters` dialects `exact`, `prefix`, `suffix` need the attribute present; `all`, `any`, `not` nest;
 `cesql` must evaluate to Boolean true without errors. A top-level list is an implicit `all`, and an

@@ -25,10 +25,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from kbroker.core import _hot_metrics as hot
-from kbroker.core import contract, events, telemetry
+from kbroker.core import contract, delivery, events, telemetry
 from kbroker.core.channel import Channel
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -71,11 +70,6 @@ def code_class(status: int | None) -> str:
     return f"{status // 100}xx" if status is not None else "none"
 
 
-class _Result(Protocol):
-    @property
-    def outcome(self) -> Any: ...  # filter.dispatch.Outcome (an Enum; core cannot import it)
-
-
 @dataclass(frozen=True, slots=True)
 class TriggerState:
     """One trigger's scrape-time state, gathered by the caller (which can see the workers)."""
@@ -88,7 +82,7 @@ class TriggerState:
 
 
 class Metrics:
-    """Every metric of one broker process; implements ingress's Observer and dispatch's Hooks."""
+    """Every metric of one broker process; an IngressReporter and a DispatchReporter."""
 
     def __init__(self, max_event_types: int = 100, max_brokers: int = 1000) -> None:
         r = self.registry = CollectorRegistry(auto_describe=False)
@@ -209,7 +203,7 @@ class Metrics:
         ] = {}
         self._per_trigger: dict[tuple[str, str], _TriggerChildren] = {}
 
-    # -- ingress (ingress.routes.Observer) -----------------------------------------------------
+    # -- ingress (reporters.IngressReporter) ---------------------------------------------------
     def accepted(
         self,
         broker: contract.Broker,
@@ -270,7 +264,7 @@ class Metrics:
         ns, _, name = broker_key.partition("/")
         self.auth_denied.labels(ns, name, str(status), reason).inc()
 
-    # -- dispatcher (filter.dispatch.Hooks) ----------------------------------------------------
+    # -- dispatcher (reporters.DispatchReporter) -----------------------------------------------
     def attempt(self, trigger: contract.Trigger, status: int | None, seconds: float) -> None:
         key = (trigger.namespace, trigger.name, status)
         cached = self._attempts.get(key)
@@ -294,11 +288,12 @@ class Metrics:
     def retry(self, trigger: contract.Trigger) -> None:
         self._trigger(trigger).retries.inc()
 
-    def finished(self, trigger: contract.Trigger, result: _Result, envelope_arrival: float) -> None:
+    def finished(
+        self, trigger: contract.Trigger, result: delivery.Result, envelope_arrival: float
+    ) -> None:
         c = self._trigger(trigger)
-        outcome = result.outcome.value
-        c.outcomes[outcome].inc()
-        if outcome == "delivered" and envelope_arrival > 0:
+        c.outcomes[result.outcome.value].inc()
+        if result.outcome is delivery.Outcome.DELIVERED and envelope_arrival > 0:
             c.e2e.observe(max(0.0, time.time() - envelope_arrival))
 
     # -- controller ------------------------------------------------------------------------------
@@ -370,10 +365,7 @@ class _TriggerChildren:
         return _TriggerChildren(
             m.trigger_retries.labels(*labels),
             m.trigger_e2e.labels(*labels),
-            {
-                o: m.trigger_outcomes.labels(*labels, o)
-                for o in ("delivered", "dead_lettered", "dropped")
-            },
+            {o.value: m.trigger_outcomes.labels(*labels, o.value) for o in delivery.Outcome},
         )
 
 

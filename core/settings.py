@@ -10,13 +10,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kbroker.core import ttl
 from kbroker.core.events import DecodeLimits
 
 
 @dataclass(frozen=True, slots=True)
 class IngressSettings:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
-    max_ttl: int = 255  # knativebrokerttl given to events that arrive without one
+    max_ttl: int = ttl.DEFAULT  # knativebrokerttl given to events that arrive without one
     append_timeout: float = 5.0  # seconds before a slow channel turns into 503
     retry_after: int = 1  # seconds advertised in Retry-After on 503
     add_arrival_time: bool = True  # add the knativearrivaltime extension, as Knative does
@@ -35,12 +36,65 @@ class EmbeddedSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap: str | None = None  # cluster of brokers whose config names no bootstrap.servers
+    default_partitions: int = 10  # Knative's kafka-broker-config default
+    default_replication: int = -1  # -1: the cluster's default.replication.factor
+    delivery_timeout: float = 5.0  # message.timeout.ms: an append fails (503) after this
+    admin_timeout: float = 10.0  # create/delete topic, delete group, committed offsets
+    health_timeout: float = 1.0  # metadata request behind healthy()
+    health_ttl: float = 1.0  # seconds a healthy() answer is reused
+    commit_interval: float = 0.2  # seconds between asynchronous offset commits of a subscription
+    fetch_buffer: int = 2000  # records a subscription holds before pausing its partitions
+    assignment_timeout: float = 15.0  # lag()/close() wait this long for the first assignment
+    producer_config: tuple[tuple[str, str], ...] = ()  # extra librdkafka producer properties
+    consumer_config: tuple[tuple[str, str], ...] = ()  # extra librdkafka consumer properties
+
+
+@dataclass(frozen=True, slots=True)
 class DispatcherSettings:
     default_max_in_flight: int = 100
     default_timeout: float = 600.0  # per attempt when the delivery spec sets none (Kafka parity)
     fetch_batch: int = 500
     commit_interval: float = 0.2  # seconds between position commits of a busy trigger
     max_backoff: float = 3600.0  # cap on any single backoff wait (Knative has none: #9278)
+    # Delivery log lines (retry, dead-letter, ...) per trigger and kind: a burst, then a trickle,
+    # so a subscriber failing every event cannot flood the log.
+    log_burst: int = 10
+    log_per_interval: int = 6
+    log_interval: float = 60.0  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    format: str = "text"  # "text" or "json" (one object per line); KBROKER_LOG_FORMAT
+    level: str = "info"
+
+
+def log_format_default() -> str:
+    """`--log-format`'s default: KBROKER_LOG_FORMAT, else text."""
+    return env("KBROKER_LOG_FORMAT") or LogSettings().format
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownSettings:
+    """What SIGTERM (or SIGINT) does: stop accepting, let what is in flight finish, then stop.
+
+    `grace` bounds the whole drain of HTTP requests: a request still running when it ends is
+    cancelled and its connection closed. `idle_linger` is how long a keep-alive connection that
+    carries nothing may stay open during the drain: a client that sends on it meanwhile gets its
+    real answer (with `Connection: close`) instead of a reset, so closing it is only ever as racy
+    as an ordinary keep-alive timeout.
+    """
+
+    grace: float = 5.0  # seconds; cluster deployables default to CLUSTER_SHUTDOWN_GRACE
+    idle_linger: float = 1.0  # seconds, capped by grace
+    drain_workers: float = 5.0  # seconds trigger workers get to finish their deliveries
+
+
+# Under Kubernetes' default terminationGracePeriodSeconds (30 s), leaving the trigger workers
+# time to finish before the kubelet's SIGKILL.
+CLUSTER_SHUTDOWN_GRACE = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +112,8 @@ class RunSettings:
     ingress: IngressSettings = field(default_factory=IngressSettings)
     embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
     dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
+    logs: LogSettings = field(default_factory=LogSettings)
+    shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
 
 
 def env(name: str, default: str | None = None) -> str | None:

@@ -22,38 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from kbroker.core import contract, delivery, events, telemetry
+from kbroker.core import contract, delivery, events, logs, telemetry
+from kbroker.core import ttl as loop_guard
+from kbroker.core.delivery import Outcome, Result
 from kbroker.core.events import CloudEvent
+from kbroker.core.reporters import DispatchReporter, Silent
 from kbroker.core.settings import DispatcherSettings
 from kbroker.filter.sender import Response, Sender, SendError
 from opentelemetry.trace import Span
 
 log = logging.getLogger(__name__)
 
-TTL = "knativebrokerttl"
 ERROR_DATA_MAX = 1024
 DLS_RETRY_FLOOR = 1.0  # seconds: the least wait between rounds of a failing dead-letter sink
 DLS_RETRY_CAP = 30.0
-
-
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"
-    DEAD_LETTERED = "dead_lettered"
-    DROPPED = "dropped"  # failed, no dead-letter sink: the spec says drop
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    outcome: Outcome
-    attempts: int
-    status: int | None  # the last subscriber status (None: no response)
 
 
 @dataclass(slots=True)
@@ -62,31 +49,7 @@ class Failure:
     destination: str
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-
-
-class Hooks(Protocol):
-    """Observation points for metrics (core/metrics.py implements them); spans are `tracing`'s."""
-
-    def attempt(self, trigger: contract.Trigger, status: int | None, seconds: float) -> None: ...
-
-    def retry(self, trigger: contract.Trigger) -> None: ...
-
-    def finished(
-        self, trigger: contract.Trigger, result: Result, envelope_arrival: float
-    ) -> None: ...
-
-
-class NoHooks:
-    """The default Hooks: observe nothing."""
-
-    def attempt(self, trigger: contract.Trigger, status: int | None, seconds: float) -> None:
-        pass
-
-    def retry(self, trigger: contract.Trigger) -> None:
-        pass
-
-    def finished(self, trigger: contract.Trigger, result: Result, envelope_arrival: float) -> None:
-        pass
+    error: str = ""  # why there was no response (status None), for the log
 
 
 _TRACE_HEADERS = ("traceparent", "tracestate")
@@ -98,8 +61,23 @@ class Dispatcher:
     settings: DispatcherSettings = field(default_factory=DispatcherSettings)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     now: Callable[[], float] = time.time
-    hooks: Hooks = field(default_factory=NoHooks)
+    hooks: DispatchReporter = field(default_factory=Silent)
     tracing: telemetry.Tracing = field(default_factory=telemetry.disabled)
+    # Retry / dead-letter / DLS-failure lines, limited per trigger and kind of line (None: the
+    # limits in `settings`).
+    log_limiter: logs.RateLimiter | None = None
+    _limiter: logs.RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self._limiter = self.log_limiter or logs.RateLimiter(
+            s.log_burst, s.log_per_interval, s.log_interval
+        )
+
+    def flush_log(self) -> None:
+        """Write how many delivery lines the rate limit held back and no later line reported
+        (at shutdown: the count would otherwise be lost)."""
+        logs.flush(log, self._limiter)
 
     async def dispatch(
         self,
@@ -110,8 +88,8 @@ class Dispatcher:
         arrival: float = 0.0,
     ) -> Result:
         spec = trigger.delivery
-        ttl = _ttl_of(event)
-        outgoing = CloudEvent({k: v for k, v in event.attributes.items() if k != TTL}, event.data)
+        ttl = loop_guard.parse(event.attributes)
+        outgoing = CloudEvent(loop_guard.without(event.attributes), event.data)
         headers, body = _encode(outgoing, spec)
         span: Span | None = None
         if self.tracing.enabled:
@@ -147,20 +125,48 @@ class Dispatcher:
                 self.now(),
                 self.settings.max_backoff,
             )
+            self._log(
+                logging.INFO,
+                "retry",
+                "delivery failed, retrying",
+                trigger,
+                event,
+                attempt=attempts_made,
+                attempts=total,
+                status=failure.status,
+                error=failure.error,
+                destination=failure.destination,
+                next_delay=round(wait, 3),
+            )
             if wait > 0:
                 await self.sleep(wait)
         if not spec.dead_letter_uri:
-            log.warning(
-                "dropping event %s for trigger %s/%s after %d attempts (last status %s)",
-                event.get("id"),
-                trigger.namespace,
-                trigger.name,
-                attempts_made,
-                failure.status,
+            self._log(
+                logging.WARNING,
+                "dropped",
+                "event dropped: delivery failed and no dead-letter sink is set",
+                trigger,
+                event,
+                attempts=attempts_made,
+                status=failure.status,
+                error=failure.error,
+                destination=failure.destination,
             )
             result = Result(Outcome.DROPPED, attempts_made, failure.status)
         else:
             await self._dead_letter(event, trigger, spec, failure, span)
+            self._log(
+                logging.WARNING,
+                "dead_letter",
+                "event dead-lettered",
+                trigger,
+                event,
+                attempts=attempts_made,
+                status=failure.status,
+                error=failure.error,
+                destination=failure.destination,
+                dls_url=spec.dead_letter_uri,
+            )
             result = Result(Outcome.DEAD_LETTERED, attempts_made, failure.status)
         self.hooks.finished(trigger, result, arrival)
         if span is not None:
@@ -190,7 +196,7 @@ class Dispatcher:
             if send_span is not None:
                 telemetry.end(send_span, None)
             log.debug("delivery to %s failed: %s", trigger.subscriber_uri, exc)
-            return Failure(None, trigger.subscriber_uri)
+            return Failure(None, trigger.subscriber_uri, error=str(exc) or type(exc).__name__)
         self.hooks.attempt(trigger, resp.status, time.perf_counter() - started)
         if send_span is not None:
             telemetry.end(send_span, resp.status, not delivery.is_success(resp.status))
@@ -212,18 +218,18 @@ class Dispatcher:
             replies = events.decode_http(resp.raw_headers, resp.body)
         except events.EventError as exc:
             log.info("trigger %s/%s: invalid reply: %s", trigger.namespace, trigger.name, exc)
-            return Failure(502, trigger.subscriber_uri, str(exc).encode())
-        remaining = (ttl if ttl is not None else 255) - 1
-        if remaining <= 0:
+            return Failure(502, trigger.subscriber_uri, str(exc).encode(), error=str(exc))
+        remaining = loop_guard.next_hop(ttl)
+        if remaining is None:
             log.warning(
                 "trigger %s/%s: reply dropped, %s exhausted (event loop?)",
                 trigger.namespace,
                 trigger.name,
-                TTL,
+                loop_guard.EXTENSION,
             )
             return None
         for reply in replies:
-            reply.attributes[TTL] = str(remaining)
+            loop_guard.stamp(reply.attributes, remaining)
             headers, body = events.encode_binary(reply)
             span = None
             if parent is not None:
@@ -232,10 +238,10 @@ class Dispatcher:
                 headers = _with_context(headers, span)
             try:
                 stored = await self.sender.send(broker.address, headers, body, 30.0)
-            except SendError:
+            except SendError as exc:
                 if span is not None:
                     telemetry.end(span, None)
-                return Failure(None, broker.address)
+                return Failure(None, broker.address, error=str(exc) or type(exc).__name__)
             if span is not None:
                 telemetry.end(span, stored.status, not delivery.is_success(stored.status))
             if not delivery.is_success(stored.status):
@@ -285,27 +291,62 @@ class Dispatcher:
         timeout = spec.timeout or self.settings.default_timeout
         rounds = 0
         while True:
+            error = ""
             for attempt in range(delivery.attempts(spec)):
                 try:
                     resp = await self.sender.send(spec.dead_letter_uri, headers, body, timeout)
                     if delivery.is_success(resp.status):
                         return resp.status
                     status: int | None = resp.status
-                except SendError:
-                    status = None
+                    error = ""
+                except SendError as exc:
+                    status, error = None, str(exc) or type(exc).__name__
                 if attempt + 1 < delivery.attempts(spec):
                     wait = delivery.backoff(spec, attempt, self.settings.max_backoff)
                     if wait > 0:
                         await self.sleep(wait)
             rounds += 1
-            log.error(
-                "dead-letter sink %s of trigger %s/%s failing (last status %s); retrying",
-                spec.dead_letter_uri,
-                trigger.namespace,
-                trigger.name,
-                status,
+            pause = min(DLS_RETRY_CAP, DLS_RETRY_FLOOR * 2**rounds)
+            self._log(
+                logging.ERROR,
+                "dls_failure",
+                "dead-letter sink failing, retrying",
+                trigger,
+                event,
+                dls_url=spec.dead_letter_uri,
+                round=rounds,
+                status=status,
+                error=error,
+                next_delay=pause,
             )
-            await self.sleep(min(DLS_RETRY_CAP, DLS_RETRY_FLOOR * 2**rounds))
+            await self.sleep(pause)
+
+    def _log(
+        self,
+        level: int,
+        kind: str,
+        msg: str,
+        trigger: contract.Trigger,
+        event: CloudEvent,
+        **fields: object,
+    ) -> None:
+        """One delivery line, unless this trigger's lines of this kind are over their rate.
+        Empty fields (no status when there was no response, no error text) are left out."""
+        logs.emit(
+            log,
+            self._limiter,
+            level,
+            logs.key(kind=kind, namespace=trigger.namespace, trigger=trigger.name),
+            msg,
+            {
+                "namespace": trigger.namespace,
+                "broker": trigger.broker,
+                "trigger": trigger.name,
+                "event_id": event.get("id"),
+                "event_type": event.get("type"),
+                **{k: v for k, v in fields.items() if v is not None and v != ""},
+            },
+        )
 
 
 def _encode(event: CloudEvent, spec: contract.DeliverySpec) -> tuple[list[tuple[str, str]], bytes]:
@@ -329,13 +370,3 @@ def _claims_event(resp: Response) -> bool:
     if "ce-specversion" in resp.headers:
         return True
     return resp.headers.get("content-type", "").lower().startswith("application/cloudevents")
-
-
-def _ttl_of(event: CloudEvent) -> int | None:
-    raw = event.attributes.get(TTL)
-    if raw is None or isinstance(raw, bool):
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        return None

@@ -1,8 +1,10 @@
 """build_app: the ingress ASGI application (broker paths on a fast path, the rest on Starlette).
 
-`/<namespace>/<broker>` (one trailing slash allowed) goes straight to `routes.BrokerIngress`;
-everything else (health, readiness, metrics, status, the UI) is an ordinary Starlette app the
-caller composes, so operational endpoints can use a framework without taxing the event path.
+`/<namespace>/<broker>` (one trailing slash allowed) goes straight to `routes.BrokerIngress`.
+Until the first contract is loaded it answers 503 with Retry-After instead: "broker not found"
+(404) is an answer producers take as final, and at that point nothing is known yet. Everything
+else (health, readiness, metrics, status, the UI) is an ordinary Starlette app the caller
+composes, so operational endpoints can use a framework without taxing the event path.
 No module globals: everything comes in as arguments.
 """
 
@@ -15,8 +17,9 @@ import uvicorn
 from kbroker.core import telemetry
 from kbroker.core.channel import Channel
 from kbroker.core.contract_source import ContractHolder
+from kbroker.core.reporters import IngressReporter
 from kbroker.core.settings import IngressSettings
-from kbroker.ingress.routes import BrokerIngress, Observer, respond
+from kbroker.ingress.routes import BrokerIngress, respond
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -37,16 +40,40 @@ def health_routes(ready: ReadyCheck) -> list[BaseRoute]:
     return [Route("/healthz", healthz), Route("/readyz", readyz)]
 
 
+def ingress_ready(
+    holder: ContractHolder, channels: Mapping[str, Channel], not_loaded: str
+) -> ReadyCheck:
+    """Ready once a contract is loaded and every broker's channel is healthy."""
+
+    async def ready() -> tuple[bool, str]:
+        if not holder.loaded:
+            return False, not_loaded
+        for b in holder.current.brokers:
+            channel = channels.get(b.channel)
+            if channel is None or not await channel.healthy():
+                return False, f"channel {b.channel} of broker {b.key} unavailable"
+        return True, "ok"
+
+    return ready
+
+
 class IngressApp:
     def __init__(self, ingress: BrokerIngress, admin: Starlette) -> None:
         self.ingress = ingress
         self.admin = admin
+        self._starting = ((b"retry-after", ingress.retry_after),)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             parts = path.strip("/").split("/") if path not in ("", "/") else []
             if len(parts) == 2 and all(parts) and not path.endswith("//"):
+                if not self.ingress.holder.loaded:
+                    self.ingress.observer.rejected(f"{parts[0]}/{parts[1]}", 503, 0.0)
+                    await respond(
+                        send, 503, "starting: configuration not loaded yet", self._starting
+                    )
+                    return
                 await self.ingress.handle(scope, receive, send, parts[0], parts[1])
                 return
             if not parts and scope["method"] == "POST":
@@ -64,6 +91,7 @@ def server_config(app: ASGIApp) -> uvicorn.Config:
         http="httptools",
         lifespan="off",
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through our handler, in --log-format like the rest
         access_log=False,
         proxy_headers=False,
         server_header=False,
@@ -100,7 +128,7 @@ def build_app(
     holder: ContractHolder,
     ready: ReadyCheck,
     extra_routes: Sequence[BaseRoute] = (),
-    observer: Observer | None = None,
+    observer: IngressReporter | None = None,
     tracing: telemetry.Tracing | None = None,
     fallback: ASGIApp | None = None,
 ) -> IngressApp:

@@ -2,7 +2,7 @@
 
 A plain ASGI handler rather than a Starlette route: this is the hot path, and a framework's
 request object, routing and response classes cost more than the work itself. Every answer follows
-../shared/reference/cloudevents.md §7: 202 once the channel says the events are safe at the chosen
+the CloudEvents HTTP binding: 202 once the channel says the events are safe at the chosen
 durability; 400 invalid (naming the problem, and the batch index); 404 unknown broker; 405 other
 methods (OPTIONS answers 200 with `Allow`, like Knative's ingress); 413 too large (checked against
 Content-Length before reading, and while streaming); 415 unsupported format; 503 + Retry-After when
@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Protocol
 
-from kbroker.core import contract, events, telemetry
+from kbroker.core import contract, events, telemetry, ttl
 from kbroker.core.channel import Channel, ChannelFull, ChannelUnavailable, Envelope, EventTooLarge
 from kbroker.core.contract_source import ContractHolder
+from kbroker.core.reporters import IngressReporter, Silent
 from kbroker.core.settings import IngressSettings
 from kbroker.ingress import auth
 from kbroker.ingress.deadlines import Deadlines
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 
 DURABILITY_HEADER = b"kbroker-durability"
-TTL = "knativebrokerttl"
 ARRIVAL = "knativearrivaltime"
 _DURABILITIES = {d.value: d for d in contract.Durability}
 
@@ -42,56 +41,19 @@ class Reject(Exception):
         self.headers = headers
 
 
-class Observer(Protocol):
-    """Metric hooks for ingress (core/metrics.py implements them); spans are `tracing`'s."""
-
-    def accepted(
-        self,
-        broker: contract.Broker,
-        evs: list[events.CloudEvent],
-        nbytes: int,
-        seconds: float,
-        append_seconds: float,
-    ) -> None: ...
-
-    def rejected(self, broker_key: str, status: int, seconds: float) -> None: ...
-
-    def denied(self, broker_key: str, status: int, reason: str) -> None: ...
-
-
-class NoObserver:
-    """The default Observer: observe nothing."""
-
-    def accepted(
-        self,
-        broker: contract.Broker,
-        evs: list[events.CloudEvent],
-        nbytes: int,
-        seconds: float,
-        append_seconds: float,
-    ) -> None:
-        pass
-
-    def rejected(self, broker_key: str, status: int, seconds: float) -> None:
-        pass
-
-    def denied(self, broker_key: str, status: int, reason: str) -> None:
-        pass
-
-
 class BrokerIngress:
     def __init__(
         self,
         settings: IngressSettings,
         channels: Mapping[str, Channel],
         holder: ContractHolder,
-        observer: Observer | None = None,
+        observer: IngressReporter | None = None,
         tracing: telemetry.Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.channels = channels
         self.holder = holder
-        self.observer = observer or NoObserver()
+        self.observer = observer or Silent()
         self.tracing = tracing or telemetry.disabled()
         self.retry_after = str(settings.retry_after).encode()
         self.deadlines = Deadlines(settings.append_timeout)
@@ -226,17 +188,12 @@ class BrokerIngress:
         """Loop guard and arrival time, on every event of the request (all-or-nothing)."""
         arrival = None
         for index, ev in enumerate(evs):
-            raw = ev.attributes.get(TTL)
-            if raw is None:
-                ev.attributes[TTL] = str(self.settings.max_ttl)
-            else:
-                try:
-                    ttl = int(raw) if not isinstance(raw, bool) else -1
-                except ValueError:
-                    ttl = -1
-                if ttl <= 0:
-                    where = f"event {index}: " if len(evs) > 1 else ""
-                    raise Reject(400, f"{where}{TTL} exhausted or invalid ({raw!r}): event loop?")
+            if not ttl.admit(ev.attributes, self.settings.max_ttl):
+                where = f"event {index}: " if len(evs) > 1 else ""
+                raw = ev.attributes[ttl.EXTENSION]
+                raise Reject(
+                    400, f"{where}{ttl.EXTENSION} exhausted or invalid ({raw!r}): event loop?"
+                )
             if self.settings.add_arrival_time and ARRIVAL not in ev.attributes:
                 if arrival is None:
                     arrival = self._clock.format(now)

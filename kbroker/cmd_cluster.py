@@ -9,9 +9,12 @@ Cluster mode splits `kbroker run` in three processes that share nothing but the 
 - `controller` watches Brokers/Triggers (controller/kube/reconciler.py) and writes the contract
   ConfigMap, and with `--contract-file` a local copy (for processes that are not pods: tests, Tilt's
   process mode).
-- `ingress` and `filter` read the contract file with FileContractSource (hot reload) and reuse
-  the standalone pieces: ingress.app.build_app, and filter.pool.WorkerPool with the Dispatcher.
-  Both expose /healthz, /readyz and GET /contract-generation (the generation they serve).
+- `ingress` and `filter` read the contract file with FileContractSource (hot reload) and are
+  composed of the same parts as `kbroker run` (kbroker/wiring.py): ingress.app.build_app, and
+  filter.service.FilterService. Each exposes /healthz, /readyz, /metrics and
+  GET /contract-generation (the generation it serves), and traces as OTEL_* variables say.
+- On SIGTERM each stops accepting, lets in-flight requests finish within --shutdown-grace
+  (default 20 s, under Kubernetes' default 30 s termination grace), stops its workers, exits 0.
 
 Defaults come from KBROKER_* variables (through core.settings.env, the one reader of the
 environment) so config/500-deployments.yaml sets them; flags win.
@@ -21,35 +24,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import logging
-import signal
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+import socket
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from kbroker.core.channel import Channel, ChannelError
-from kbroker.core.contract import Contract
+from kbroker import wiring, wiring_http
+from kbroker.core import logs
 from kbroker.core.contract_source import ContractHolder, FileContractSource
-from kbroker.core.settings import RunSettings, env
+from kbroker.core.settings import CLUSTER_SHUTDOWN_GRACE, RunSettings, env, log_format_default
 
-if TYPE_CHECKING:
-    from kbroker.filter.pool import WorkerPool
-    from kbroker.filter.worker import TriggerWorker
-
-log = logging.getLogger(__name__)
+log = logging.getLogger("kbroker")
 
 
 def _env_int(name: str, default: int) -> int:
     raw = env(name)
     return int(raw) if raw and raw.isdigit() else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = env(name)
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        return default
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -113,21 +116,30 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=_env_int("KBROKER_PORT", 8080), help="0 = free")
     p.add_argument("--data", type=Path, default=Path(env("KBROKER_DATA", "data") or "data"))
     p.add_argument("--kafka", metavar="BOOTSTRAP", default=env("KBROKER_KAFKA"))
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default="info", choices=logs.LEVELS)
+    p.add_argument(
+        "--log-format",
+        default=log_format_default(),
+        type=logs.log_format,
+        choices=logs.FORMATS,
+        help="log lines as text or one JSON object each (default text; KBROKER_LOG_FORMAT)",
+    )
     p.add_argument("--reuse-port", action="store_true", help="share the port with other processes")
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=_env_float("KBROKER_SHUTDOWN_GRACE", CLUSTER_SHUTDOWN_GRACE),
+        metavar="SECONDS",
+        help="on SIGTERM, how long in-flight requests get to finish (default %(default)s)",
+    )
 
 
 def _main(
     run: Callable[[argparse.Namespace], Coroutine[Any, Any, None]],
 ) -> Callable[[argparse.Namespace], int]:
     def main(args: argparse.Namespace) -> int:
-        import uvloop
-
-        logging.basicConfig(
-            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        uvloop.run(run(args))
-        return 0
+        logs.configure_logging(args.log_format, args.log_level)
+        return wiring.run_process(lambda: run(args))
 
     return main
 
@@ -147,170 +159,123 @@ def _settings(args: argparse.Namespace) -> RunSettings:
             # --reuse-port: another process on this port, and so on this data folder, appends too.
             shared_writers=bool(getattr(args, "reuse_port", False)),
         ),
+        shutdown=dataclasses.replace(base.shutdown, grace=args.shutdown_grace),
     )
 
 
-async def _open_channels(settings: RunSettings) -> dict[str, Channel]:
-    from kbroker import standalone
-
-    channels = standalone.open_channels(settings)
-    for name, channel in list(channels.items()):
-        try:
-            await channel.start()
-        except ChannelError as exc:  # e.g. no writable data dir in a read-only pod
-            log.warning("channel %s unavailable in this process: %s", name, exc)
-            del channels[name]
-    return channels
-
-
-async def _close_channels(channels: Mapping[str, Channel]) -> None:
-    for channel in channels.values():
-        with contextlib.suppress(Exception):
-            await channel.close()
-
-
-def _generation_route(generation: Callable[[], int]) -> Route:
-    async def served(_: Request) -> Response:
-        return JSONResponse({"generation": generation()})
-
-    return Route("/contract-generation", served)
-
-
 async def _serve(
-    name: str, app: Any, settings: RunSettings, background: list[Awaitable[None]]
+    name: str,
+    app: Any,
+    sock: socket.socket,
+    settings: RunSettings,
+    background: list[Callable[[], Coroutine[Any, Any, None]]],
 ) -> None:
-    """Serve `app` and run `background` until SIGINT/SIGTERM or one of them ends."""
-    from kbroker import standalone
-    from kbroker.ingress.app import server_config, tune_gc_for_serving
-
-    sock = standalone.bind(settings.host, settings.port, reuse_port=settings.reuse_port)
+    """Serve `app` on `sock` and run `background` until SIGINT/SIGTERM or one of them ends."""
     port = sock.getsockname()[1]
-    server = uvicorn.Server(server_config(app))
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.ensure_future(b) for b in background]
-    http = asyncio.create_task(server.serve(sockets=[sock]), name="http")
-    stopper = asyncio.create_task(stop.wait())
-    tune_gc_for_serving()
-    print(f"kbroker {name} ready on http://{settings.host}:{port}", flush=True)
-    done, _ = await asyncio.wait([http, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    for t in done:
-        if t is not stopper and not t.cancelled() and t.exception() is not None:
-            log.error("%s stopped: %r", name, t.exception())
-    server.should_exit = True
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.gather(http, return_exceptions=True)
-    stopper.cancel()
+    remove = wiring_http.stop_on_signals(stop)
+    tasks = [asyncio.create_task(b(), name=f"{name}-background") for b in background]
+    try:
+        await wiring_http.serve(
+            f"kbroker {name}",
+            app,
+            [sock],
+            settings.shutdown,
+            stop,
+            background=tasks,
+            ready_line=f"kbroker {name} ready on http://{settings.host}:{port}",
+        )
+    finally:
+        remove()
+
+
+def _bind(settings: RunSettings) -> socket.socket:
+    """First thing each deployable does: a busy port is reported before anything is started."""
+    return wiring.bind(settings.host, settings.port, reuse_port=settings.reuse_port)
 
 
 async def _ingress(args: argparse.Namespace) -> None:
     from kbroker.ingress.admin_proxy import AdminProxy
-    from kbroker.ingress.app import build_app
+    from kbroker.ingress.app import build_app, ingress_ready
 
     settings = _settings(args)
-    channels = await _open_channels(settings)
+    sock = _bind(settings)
+    observability = wiring.Observability(wiring.tracing_from_env())
+    channels = wiring.open_channels(settings)
+    await wiring.start_channels(channels, required=False)
     holder = ContractHolder()
     source = FileContractSource(args.contract, holder, args.poll)
-
-    async def ready() -> tuple[bool, str]:
-        if not holder.loaded:
-            return False, f"no contract read from {args.contract} yet"
-        for b in holder.current.brokers:
-            channel = channels.get(b.channel)
-            if channel is None or not await channel.healthy():
-                return False, f"channel {b.channel} of broker {b.key} unavailable"
-        return True, "ok"
-
-    generation = _generation_route(lambda: holder.current.generation if holder.loaded else -1)
+    ready = ingress_ready(holder, channels, f"no contract read from {args.contract} yet")
+    routes: list[BaseRoute] = [
+        wiring.generation_route(lambda: holder.current.generation if holder.loaded else -1)
+    ]
     proxy = AdminProxy(args.admin_proxy) if args.admin_proxy else None
+    if proxy is None:  # an extra process of `kbroker run` leaves /metrics to the primary
+        observability.watch_channels(channels, lambda: holder.current.brokers, settings.data_dir)
+        routes.append(observability.metrics_route())
     app = build_app(
-        settings.ingress, channels, holder, ready, extra_routes=[generation], fallback=proxy
+        settings.ingress,
+        channels,
+        holder,
+        ready,
+        extra_routes=routes,
+        observer=observability.metrics,
+        tracing=observability.tracing,
+        fallback=proxy,
     )
-    # Read the contract before listening: an extra ingress of `kbroker run --processes N` shares
-    # the port through SO_REUSEPORT, with no readiness gate in front of it, so the kernel hands it
-    # connections the moment it listens; they must not meet "broker not found".
-    await source.poll_once()
     try:
-        await _serve("ingress", app, settings, [source.run()])
+        # Read the contract before serving: an extra ingress of `kbroker run --processes N`
+        # shares the port through SO_REUSEPORT, so the kernel queues connections for it from the
+        # moment it listens; they should meet the brokers, not "starting" (503).
+        await source.poll_once()
+        await _serve("ingress", app, sock, settings, [source.run])
     finally:
         if proxy is not None:
             await proxy.aclose()
-        await _close_channels(channels)
+        await wiring.close_channels(channels)
+        observability.shutdown()
+    logs.log_shutdown(log, "stopped", "kbroker ingress")
 
 
 async def _filter(args: argparse.Namespace) -> None:
-    from kbroker.filter.dispatch import Dispatcher
-    from kbroker.filter.httpclient import HttpClient
-    from kbroker.filter.pool import WorkerPool
-    from kbroker.filter.sender import AiohttpSender
-    from kbroker.ingress.app import health_routes
+    from kbroker.filter.service import FilterService
 
     settings = _settings(args)
-    channels = await _open_channels(settings)
+    sock = _bind(settings)
+    observability = wiring.Observability(wiring.tracing_from_env())
+    channels = wiring.open_channels(settings)
+    await wiring.start_channels(channels, required=False)
     holder = ContractHolder()
-    sender = HttpClient(fallback=AiohttpSender())
-    pool = WorkerPool(channels, Dispatcher(sender, settings.dispatcher), settings.dispatcher)
-    holder.subscribe(pool.apply)
-    pinned = _Pinned(pool)
-    holder.subscribe(pinned.settle)
+    service = FilterService(
+        channels,
+        holder,
+        settings.dispatcher,
+        hooks=observability.metrics,
+        tracing=observability.tracing,
+        pin_generations=True,
+    )
     source = FileContractSource(args.contract, holder, args.poll)
 
     async def ready() -> tuple[bool, str]:
-        if not holder.loaded:
-            return False, f"no contract read from {args.contract} yet"
-        return (True, "ok") if pool.healthy() else (False, "a trigger worker stopped")
+        return await service.ready(f"no contract read from {args.contract} yet")
 
-    routes: list[BaseRoute] = [*health_routes(ready), _generation_route(lambda: pinned.generation)]
+    routes: list[BaseRoute] = [
+        *wiring.health_routes(ready),
+        wiring.generation_route(lambda: service.generation),
+        observability.metrics_route(service.trigger_states),
+    ]
     try:
-        await _serve("filter", Starlette(routes=routes), settings, [source.run()])
+        await _serve("filter", Starlette(routes=routes), sock, settings, [source.run])
     finally:
-        await pool.close()
-        await sender.close()
-        await _close_channels(channels)
-
-
-class _Pinned:
-    """The generation whose Triggers all have their start position recorded.
-
-    The pool starts a worker per new Trigger, but a LATEST start is pinned asynchronously (the
-    embedded log's INIT, a Kafka partition assignment); reporting the generation before that
-    would let the controller call a Trigger Ready while events sent next could still be skipped.
-    Every Subscription's lag() waits for the pinned position, so it is the barrier.
-    """
-
-    def __init__(self, pool: WorkerPool, timeout: float = 30.0) -> None:
-        self.pool = pool
-        self.timeout = timeout
-        self.generation = -1
-        self._settled: set[str] = set()
-
-    async def settle(self, c: Contract) -> None:
-        workers = dict(self.pool.workers)
-        fresh = [w for uid, w in workers.items() if uid not in self._settled]
-
-        async def pin(worker: TriggerWorker) -> None:
-            try:
-                await asyncio.wait_for(worker.subscription.lag(), self.timeout)
-            except (
-                Exception
-            ) as exc:  # reported by /readyz through the pool; never block a generation
-                log.warning(
-                    "trigger %s: start position not confirmed: %r", worker.trigger.name, exc
-                )
-
-        await asyncio.gather(*(pin(w) for w in fresh))
-        self._settled = set(workers)
-        self.generation = c.generation
+        await service.close(settings.shutdown.drain_workers)
+        service.pool.dispatcher.flush_log()
+        await wiring.close_channels(channels)
+        observability.shutdown()
 
 
 async def _controller(args: argparse.Namespace) -> None:
     from kbroker.controller.kube import client as kube
     from kbroker.controller.kube.reconciler import KubeController, KubeSettings
-    from kbroker.ingress.app import health_routes
 
     ns = args.system_namespace
     plane = args.data_plane
@@ -328,7 +293,10 @@ async def _controller(args: argparse.Namespace) -> None:
         finalize_timeout=args.finalize_timeout,
     )
     run_settings = _settings(args)
-    channels = await _open_channels(run_settings)
+    sock = _bind(run_settings)
+    observability = wiring.Observability()  # the controller makes no spans
+    channels = wiring.open_channels(run_settings)
+    await wiring.start_channels(channels, required=False)
     client = await kube.connect(args.kubeconfig)
     controller = KubeController(client, settings, channels)
 
@@ -337,12 +305,13 @@ async def _controller(args: argparse.Namespace) -> None:
             return False, "no contract written yet"
         return True, f"generation {controller.contract.generation}"
 
-    generation = _generation_route(
+    generation = wiring.generation_route(
         lambda: controller.contract.generation if controller.contract else -1
     )
-    app = Starlette(routes=[*health_routes(ready), generation])
+    routes = [*wiring.health_routes(ready), generation, observability.metrics_route()]
     try:
-        await _serve("controller", app, run_settings, [controller.run()])
+        await _serve("controller", Starlette(routes=routes), sock, run_settings, [controller.run])
     finally:
         await client.close()
-        await _close_channels(channels)
+        await wiring.close_channels(channels)
+    logs.log_shutdown(log, "stopped", "kbroker controller")

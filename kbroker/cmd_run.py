@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 from pathlib import Path
 from typing import Any
 
-from kbroker.core.settings import RunSettings
+from kbroker.core import logs
+from kbroker.core.settings import LogSettings, RunSettings, ShutdownSettings, log_format_default
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +38,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=1,
         help="ingress processes sharing the port (SO_REUSEPORT); the first also dispatches",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=ShutdownSettings().grace,
+        metavar="SECONDS",
+        help="on SIGTERM, how long in-flight requests get to finish (default %(default)s)",
+    )
+    p.add_argument("--log-level", default="info", choices=logs.LEVELS)
+    p.add_argument(
+        "--log-format",
+        default=log_format_default(),
+        type=logs.log_format,
+        choices=logs.FORMATS,
+        help="log lines as text or one JSON object each (default text; KBROKER_LOG_FORMAT)",
+    )
     p.set_defaults(func=main)
 
 
@@ -58,17 +72,13 @@ def settings_from(args: Any) -> RunSettings:
         embedded=dataclasses.replace(
             base.embedded, data_dir=args.data, shared_writers=args.processes > 1
         ),
+        logs=LogSettings(format=args.log_format, level=args.log_level),
+        shutdown=dataclasses.replace(base.shutdown, grace=args.shutdown_grace),
     )
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if not args.config.is_dir():
-        logging.error("--config %s is not a folder", args.config)
-        return 2
+    logs.configure_logging(args.log_format, args.log_level)
     from kbroker import standalone
 
-    standalone.run(settings_from(args))
-    return 0
+    return standalone.run(settings_from(args))

@@ -1,9 +1,10 @@
 """`kbroker run`: the whole broker in one process (folder controller + ingress + dispatcher).
 
-Wiring only, in the order an event needs things: channels first, then the folder source that
-compiles YAML into a contract (creating each broker's storage before the contract is published, and
-deleting a removed broker's storage only after its workers stopped), then the dispatcher pool and
-the HTTP server. Shutdown runs in reverse and lets in-flight deliveries finish for a moment.
+A composition of the parts in kbroker/wiring.py, in the order an event needs things: channels
+first, then the folder source that compiles YAML into a contract (creating each broker's storage
+before the contract is published, and deleting a removed broker's storage only after its workers
+stopped), then the dispatcher (filter/service.py) and the HTTP server. Shutdown runs in reverse:
+HTTP drains (kbroker/wiring_http.py), then in-flight deliveries finish for a moment.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -21,33 +21,21 @@ import time
 from pathlib import Path
 from typing import IO
 
-import uvicorn
-
-from kbroker import status_api
+from kbroker import status_api, wiring, wiring_http
 from kbroker.controller import compiler, files, transitions
-from kbroker.core import metrics, telemetry
-from kbroker.core.channel import Channel, ChannelError
-from kbroker.core.channels.embedded import EmbeddedChannel
+from kbroker.core import logs, telemetry
+from kbroker.core.channel import ChannelError
 from kbroker.core.contract_source import ContractHolder
 from kbroker.core.settings import RunSettings
-from kbroker.filter.dispatch import Dispatcher
-from kbroker.filter.httpclient import HttpClient
-from kbroker.filter.pool import WorkerPool
-from kbroker.filter.sender import AiohttpSender
-from kbroker.filter.tokens import TokenSender
-from kbroker.ingress.app import build_app, server_config, tune_gc_for_serving
+from kbroker.filter.service import FilterService
+from kbroker.ingress.app import build_app, ingress_ready
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("kbroker")
 
-
-def open_channels(settings: RunSettings) -> dict[str, Channel]:
-    """Every backend this process can serve; which one a broker uses is its class's choice."""
-    from kbroker.core.channels import kafka
-
-    return {
-        "embedded": EmbeddedChannel(settings.embedded),
-        "kafka": kafka.KafkaChannel(kafka.KafkaSettings(bootstrap=settings.kafka_bootstrap)),
-    }
+# Kept importable from here: tests and tools build a Standalone with these.
+bind = wiring.bind
+bind_unix = wiring.bind_unix
+open_channels = wiring.open_channels
 
 
 def environment(settings: RunSettings, base_url: str) -> compiler.Environment:
@@ -76,22 +64,22 @@ class Standalone:
         self.sock = sock
         _host, port = sock.getsockname()[:2]
         self.base_url = f"http://{settings.host}:{port}"
-        self.channels = open_channels(settings)
+        self.channels = wiring.open_channels(settings)
         self.holder = ContractHolder()
-        # Adds OIDC tokens for destinations that declare an audience (authentication-oidc).
-        self.sender = TokenSender(HttpClient(fallback=AiohttpSender()), self.holder)
-        self.tracing = tracing or telemetry.disabled()
-        self.metrics = metrics.Metrics()
-        self.metrics.watch_channels(
+        self.observability = wiring.Observability(tracing or telemetry.disabled())
+        self.tracing = self.observability.tracing
+        self.metrics = self.observability.metrics
+        self.observability.watch_channels(
+            self.channels, lambda: self.holder.current.brokers, settings.embedded.data_dir
+        )
+        self.filter = FilterService(
             self.channels,
-            lambda: self.holder.current.brokers,
-            metrics.storage_bytes_for(settings.embedded.data_dir),
+            self.holder,
+            settings.dispatcher,
+            hooks=self.metrics,
+            tracing=self.tracing,
         )
-        self.dispatcher = Dispatcher(
-            self.sender, settings.dispatcher, hooks=self.metrics, tracing=self.tracing
-        )
-        self.pool = WorkerPool(self.channels, self.dispatcher, settings.dispatcher)
-        self.holder.subscribe(self.pool.apply)
+        self.pool = self.filter.pool
         self.result: compiler.CompileResult | None = None
         self.stopping = asyncio.Event()  # set by SIGINT/SIGTERM, or by a test running us in-process
         self.storage_errors: dict[str, str] = {}
@@ -101,6 +89,9 @@ class Standalone:
             environment(settings, self.base_url),
             self.on_update,
             settings.poll_interval,
+        )
+        self._ingress_ready = ingress_ready(
+            self.holder, self.channels, "configuration not loaded yet"
         )
 
     @property
@@ -141,6 +132,10 @@ class Standalone:
             str(self.admin_socket),
             "--log-level",
             "warning",
+            "--log-format",
+            self.settings.logs.format,
+            "--shutdown-grace",
+            str(self.settings.shutdown.grace),
         ]
         if self.settings.kafka_bootstrap:
             cmd += ["--kafka", self.settings.kafka_bootstrap]
@@ -196,73 +191,64 @@ class Standalone:
         )
 
     async def ready(self) -> tuple[bool, str]:
-        if not self.holder.loaded:
-            return False, "configuration not loaded yet"
-        for b in self.holder.current.brokers:
-            channel = self.channels.get(b.channel, None)
-            if channel is None or not await channel.healthy():
-                return False, f"channel {b.channel} of broker {b.key} unavailable"
-        if not self.pool.healthy():
-            return False, "a trigger worker stopped"
-        return True, "ok"
+        ok, why = await self._ingress_ready()
+        if not ok:
+            return ok, why
+        return await self.filter.ready()
 
     async def serve(self) -> None:
-        for channel in self.channels.values():
-            await channel.start()
+        """Serve until `stopping` is set (SIGINT/SIGTERM when run by `run`), then stop cleanly."""
+        await wiring.start_channels(self.channels, required=True)
+        try:
+            await self._serve()
+        finally:
+            await self.filter.close(self.settings.shutdown.drain_workers)
+            self.filter.pool.dispatcher.flush_log()
+            await wiring.close_channels(self.channels)
+            self.observability.shutdown()
+        logs.log_shutdown(log, "stopped", "kbroker run")
+
+    async def _serve(self) -> None:
         app = build_app(
             self.settings.ingress,
             self.channels,
             self.holder,
             self.ready,
-            extra_routes=status_api.routes(self),
+            extra_routes=[
+                *status_api.routes(self),
+                self.observability.metrics_route(self.filter.trigger_states),
+            ],
             observer=self.metrics,
             tracing=self.tracing,
         )
-        config = server_config(app)
-        server = uvicorn.Server(config)
-        stop = self.stopping
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         folder_task = asyncio.create_task(self.folder.run(), name="folder-source")
         sockets = [self.sock]
         if self.settings.processes > 1:
-            sockets.append(bind_unix(self.admin_socket))
+            sockets.append(wiring.bind_unix(self.admin_socket))
         # Extra processes first, serving after: a client that sees this process answer (even
         # /readyz) and then opens its keep-alive connections must find every process listening.
         helpers = await self._start_ingress_processes()
-        server_task = asyncio.create_task(server.serve(sockets=sockets), name="http")
-        tune_gc_for_serving()
-        print(f"kbroker ready on {self.base_url}", flush=True)
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait([server_task, folder_task, stopper], return_when=asyncio.FIRST_COMPLETED)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        server.should_exit = True
-        for proc in helpers:
-            proc.terminate()
-        await asyncio.gather(*(asyncio.to_thread(_reap, p) for p in helpers))
-        folder_task.cancel()
-        await asyncio.gather(folder_task, return_exceptions=True)
-        await asyncio.gather(server_task, return_exceptions=True)
-        await self.pool.close()
-        await self.sender.close()
-        for channel in self.channels.values():
-            with contextlib.suppress(Exception):
-                await channel.close()
-        self.tracing.shutdown()  # flush the last spans
-        stopper.cancel()
 
+        async def stop_helpers() -> None:
+            for proc in helpers:  # they drain their own connections meanwhile
+                proc.terminate()
 
-def bind_unix(path: Path) -> socket.socket:
-    """A listening Unix socket at `path` (a stale one from a killed run is replaced), owner-only."""
-    path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    path.chmod(0o600)
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
+        try:
+            await wiring_http.serve(
+                "kbroker",
+                app,
+                sockets,
+                self.settings.shutdown,
+                self.stopping,
+                background=[folder_task],
+                ready_line=f"kbroker ready on {self.base_url}",
+                before_drain=stop_helpers,
+            )
+        finally:
+            folder_task.cancel()
+            await asyncio.gather(folder_task, return_exceptions=True)
+            reap = self.settings.shutdown.grace + 5.0
+            await asyncio.gather(*(asyncio.to_thread(_reap, p, reap) for p in helpers))
 
 
 HELPER_READY_TIMEOUT = 60.0  # seconds for an extra ingress process to start listening
@@ -302,34 +288,27 @@ def _write_atomically(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> None:
+def _reap(proc: subprocess.Popen[bytes], timeout: float) -> None:
     try:
-        proc.wait(10)
+        proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
 
 
-def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:  # the kernel spreads connections over every process bound to the port
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
+def run(settings: RunSettings) -> int:
+    """Run until SIGINT/SIGTERM; the exit code (2, with one line on stderr, if it cannot start)."""
 
+    async def main() -> None:
+        tracing = wiring.tracing_from_env()
+        wiring.check_folder("config folder", settings.config_dir, writable=False)
+        wiring.check_folder("data folder", settings.data_dir, writable=True)
+        sock = wiring.bind(settings.host, settings.port, reuse_port=settings.reuse_port)
+        app = Standalone(settings, sock, tracing)
+        remove = wiring_http.stop_on_signals(app.stopping)
+        try:
+            await app.serve()
+        finally:
+            remove()
 
-def run(settings: RunSettings) -> None:
-    import uvloop
-
-    try:
-        tracing = telemetry.Tracing(telemetry.build_provider(telemetry.trace_settings()))
-    except telemetry.TelemetryConfigError as exc:
-        log.error("tracing: %s", exc)
-        raise SystemExit(2) from None
-    sock = bind(settings.host, settings.port, reuse_port=settings.reuse_port)
-    app = Standalone(settings, sock, tracing)
-    uvloop.run(app.serve())
+    return wiring.run_process(main)

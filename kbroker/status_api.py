@@ -21,7 +21,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from kbroker.controller import compiler, status, transitions
-from kbroker.core import metrics
 from kbroker.core.contract_source import ContractHolder
 from kbroker.filter.pool import WorkerPool
 
@@ -34,7 +33,6 @@ class StatusSource(Protocol):
     conditions: transitions.ConditionTimes
     holder: ContractHolder
     pool: WorkerPool
-    metrics: metrics.Metrics
 
 
 async def snapshot(src: StatusSource) -> dict[str, Any]:
@@ -120,18 +118,4 @@ def routes(src: StatusSource) -> list[BaseRoute]:
         body = orjson.dumps(await snapshot(src), option=orjson.OPT_INDENT_2)
         return Response(body, media_type="application/json")
 
-    async def prometheus(_: Request) -> Response:
-        states = []
-        for worker in src.pool.workers.values():
-            t = worker.trigger
-            try:
-                lag: int | None = await worker.subscription.lag()
-            except Exception:  # best effort, as in /status
-                lag = None
-            states.append(
-                metrics.TriggerState(t.namespace, t.name, t.broker, lag, worker.in_flight())
-            )
-        src.metrics.refresh(states)
-        return Response(src.metrics.render(), media_type=metrics.CONTENT_TYPE)
-
-    return [Route("/status", status), Route("/metrics", prometheus)]
+    return [Route("/status", status)]

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kbroker.controller import compiler
+from kbroker.controller import compiler, readiness
 from kbroker.controller import defaults as br_defaults
 from kbroker.controller.kube import decisions
 from kbroker.controller.kube.api import (
@@ -122,6 +122,7 @@ class KubeController:
         self._storage_errors: dict[str, str] = {}
         self._trigger_brokers: dict[tuple[str, str, str], str] = {}
         self._problems: tuple[compiler.Problem, ...] = ()
+        self._readiness = readiness.ReadinessLog()
 
     @property
     def contract(self) -> ct.Contract | None:
@@ -334,6 +335,7 @@ class KubeController:
         entries.update({("Trigger", t.namespace, t.name): t for t in c.triggers})
         pending = False
         patches: list[tuple[Resource, Obj, Obj]] = []
+        seen: list[readiness.Readiness] = []
         for key, st in result.statuses.items():
             kind, ns, name = key
             informer = self.brokers if kind == "Broker" else self.triggers
@@ -356,12 +358,15 @@ class KubeController:
             )
             previous = obj.get("status")
             desired = decisions.desired_status(st, overrides, previous, now)
+            broker = entry.broker if isinstance(entry, ct.Trigger) else ""
+            seen.append(readiness.from_k8s(kind, ns, name, desired, broker))
             patch = decisions.status_patch(desired, previous)
             if patch is not None:
                 patches.append((BROKERS if kind == "Broker" else TRIGGERS, obj, patch))
         for key in [k for k in self._since if k not in entries]:
             del self._since[key]
         await _gather_limited(self._patch_status(r, o, p) for r, o, p in patches)
+        self._readiness.observe(seen)
         return pending
 
     async def _patch_status(self, resource: Resource, obj: Obj, patch: Obj) -> None:

@@ -2,10 +2,10 @@
 
 `controller.compiler` is pure and calls a synchronous `Resolver`; looking an object up is async
 I/O. So the controller collects every reference the objects contain, fetches them concurrently
-here, and hands compile a `Prefetched` resolver that only answers from those results. Knative's
-Addressable duck type: a `v1/Service` resolves to its cluster DNS name; any other object to its
-`status.address.url`. The REST path of an arbitrary kind comes from API discovery (cached), else
-from the conventional plural.
+here, and hands compile a `Prefetched` resolver that only answers from those results. The
+Addressable duck type: a `v1/Service` resolves to its cluster DNS name; any
+other object to its `status.address.url`. The REST path of an arbitrary kind comes from API
+discovery (cached), else from the conventional plural.
 """
 
 from __future__ import annotations

@@ -3,11 +3,10 @@ test/e2e/test_metrics.py scrapes the real `kbroker run`)."""
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-
 from kbroker.core import contract, metrics
+from kbroker.core.delivery import Outcome, Result
 from kbroker.core.events import CloudEvent
+from kbroker.core.reporters import DispatchReporter, IngressReporter
 from prometheus_client.parser import text_string_to_metric_families
 
 BROKER = contract.Broker("ns", "b", "uid", "http://x/ns/b")
@@ -55,23 +54,24 @@ def test_rejections_of_unknown_brokers_share_one_label() -> None:
     assert brokers == {"unknown", "b"}
 
 
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"
-    DROPPED = "dropped"
+def test_metrics_is_both_reporters() -> None:
+    """mypy checks these assignments against the Protocols; the run checks the methods exist."""
+    m = metrics.Metrics()
+    ingress: IngressReporter = m
+    dispatch: DispatchReporter = m
+    for name in ("accepted", "rejected"):
+        assert callable(getattr(ingress, name))
+    for name in ("attempt", "retry", "finished"):
+        assert callable(getattr(dispatch, name))
 
 
-@dataclass
-class Result:
-    outcome: Outcome
-
-
-def test_dispatch_hooks() -> None:
+def test_dispatch_reports() -> None:
     m = metrics.Metrics()
     m.attempt(TRIGGER, None, 0.5)
     m.attempt(TRIGGER, 200, 0.01)
     m.retry(TRIGGER)
-    m.finished(TRIGGER, Result(Outcome.DELIVERED), 0.0)  # no arrival: no end-to-end sample
-    m.finished(TRIGGER, Result(Outcome.DROPPED), 1.0)
+    m.finished(TRIGGER, Result(Outcome.DELIVERED, 1, 200), 0.0)  # no arrival: no e2e sample
+    m.finished(TRIGGER, Result(Outcome.DROPPED, 2, 500), 1.0)
     name = "kbroker_trigger_event_count_total"
     assert total(m, name, response_code="none", response_code_class="none") == 1
     assert total(m, name, response_code="200", response_code_class="2xx", broker_name="b") == 1

@@ -16,7 +16,8 @@ import pytest
 from fixtures.subscriber import SinkServer
 from kbroker.core import events
 from kbroker.core.contract import BackoffPolicy, Broker, DeliverySpec, Trigger, TriggerUid
-from kbroker.filter.dispatch import Dispatcher, Outcome
+from kbroker.core.delivery import Outcome
+from kbroker.filter.dispatch import Dispatcher
 from kbroker.filter.httpclient import HttpClient
 from kbroker.filter.sender import AiohttpSender
 

@@ -421,6 +421,23 @@ metadata:
 """
 
 
+async def readiness_lines(plane: Cluster, ns: str, trigger: str, until: str) -> list[str]:
+    """The controller's readiness lines about one Trigger, once one starts with `until`."""
+    assert plane.controller is not None
+    log = plane.controller.log
+    for _ in range(100):
+        said = [
+            line.split("kbroker.controller.readiness: ", 1)[1]
+            for line in log.read_text(errors="replace").splitlines()
+            if "kbroker.controller.readiness: " in line
+            and f" namespace={ns} trigger={trigger} " in f"{line} "
+        ]
+        if said and said[-1].startswith(until):
+            return said
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {until!r} line for {ns}/{trigger}: {plane.controller.tail()}")
+
+
 async def test_trigger_before_broker_then_filter_change(plane: Cluster, sinks: SinkServer) -> None:
     sink = sinks.sink("early")
     ns = plane.kube.namespace("order")
@@ -431,6 +448,11 @@ async def test_trigger_before_broker_then_filter_change(plane: Cluster, sinks: S
 
     await plane.apply(ns, BROKER.format(name="late"))
     await plane.ready(ns, "trigger", "t")
+    # One readiness line per change, however many reconciles ran meanwhile.
+    said = await readiness_lines(plane, ns, "t", until="trigger ready")
+    assert said[0].startswith("trigger not ready") and "reason=BrokerDoesNotExist" in said[0]
+    assert len([s for s in said if "BrokerDoesNotExist" in s]) == 1
+    assert said[-1].startswith("trigger ready") and "broker=late" in said[-1]
     url = broker_url(plane, ns, "late")
     await plane.deliver(url, "a.type", sink)
 
