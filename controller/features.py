@@ -4,7 +4,9 @@ Knative's keys keep Knative's meaning: `authentication-oidc` (`enabled` | `disab
 disabled, case-insensitive), `default-authorization-mode` (`allow-same-namespace` | `allow-all` |
 `deny-all`, default allow-same-namespace) and `oidc-discovery-base-url`. kbroker adds keys prefixed
 `kbroker.` for what Knative takes from the cluster: the allowed issuers, a JWKS file or URL, the
-clock-skew leeway, and the key the dispatcher signs its own tokens with.
+clock-skew leeway, credentials for reading the issuer's keys, and the key the dispatcher signs its
+own tokens with. In a cluster, as in Knative, the issuer defaults to the API server
+(`https://kubernetes.default.svc`), read with the pod's ServiceAccount token and CA.
 
 What this module refuses: reading the files it names. Paths and URLs go into the contract as given
 (relative paths made absolute against the folder the ConfigMap came from); the data plane reads
@@ -30,6 +32,11 @@ JWKS = "kbroker.oidc-jwks"
 LEEWAY = "kbroker.oidc-leeway-seconds"
 SIGNING_KEY = "kbroker.oidc-signing-key"
 TOKEN_ISSUER = "kbroker.oidc-token-issuer"
+TOKEN_FILE = "kbroker.oidc-discovery-token-file"
+CA_FILE = "kbroker.oidc-discovery-ca-file"
+# Knative's default issuer in a cluster: the API server, read with the pod's own credentials.
+IN_CLUSTER_ISSUER = "https://kubernetes.default.svc"
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 _MODES = {m.value: m for m in contract.AuthorizationMode}
 
@@ -61,6 +68,12 @@ def oidc(data: Mapping[str, Any], source: str, issues: validate.Issues) -> contr
             leeway = 60.0
     jwks = _path_or_url(str(data.get(JWKS, "") or "").strip(), source)
     discovery = str(data.get(DISCOVERY, "") or "").strip()
+    token_file = _path_or_url(str(data.get(TOKEN_FILE, "") or "").strip(), source)
+    ca_file = _path_or_url(str(data.get(CA_FILE, "") or "").strip(), source)
+    if source == "kubernetes" and not jwks and not discovery:
+        discovery = IN_CLUSTER_ISSUER
+    if discovery.rstrip("/") == IN_CLUSTER_ISSUER and not token_file:
+        token_file, ca_file = f"{SA_DIR}/token", ca_file or f"{SA_DIR}/ca.crt"
     issuers = tuple(i.strip() for i in str(data.get(ISSUERS, "") or "").split(",") if i.strip())
     if not jwks and not discovery:
         issues.error(
@@ -78,6 +91,8 @@ def oidc(data: Mapping[str, Any], source: str, issues: validate.Issues) -> contr
         default_mode=mode,
         signing_key=_path_or_url(str(data.get(SIGNING_KEY, "") or "").strip(), source),
         token_issuer=str(data.get(TOKEN_ISSUER, "") or "").strip() or "kbroker",
+        token_file=token_file,
+        ca_file=ca_file,
     )
 
 

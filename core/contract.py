@@ -110,6 +110,10 @@ class OIDC:
     default_mode: AuthorizationMode = AuthorizationMode.ALLOW_SAME_NAMESPACE
     signing_key: str = ""  # PEM private key file the dispatcher signs its tokens with
     token_issuer: str = "kbroker"  # `iss` of the dispatcher's tokens
+    # Credentials for discovery and the JWKS (the API server wants them): a bearer token file
+    # and a CA bundle file; "" means none / the system's trust store.
+    token_file: str = ""
+    ca_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +210,8 @@ def _enc_oidc(o: OIDC) -> dict[str, Any]:
         "defaultAuthorizationMode": o.default_mode.value,
         "signingKey": o.signing_key,
         "tokenIssuer": o.token_issuer,
+        "tokenFile": o.token_file,
+        "caFile": o.ca_file,
     }
 
 
@@ -220,6 +226,8 @@ def _dec_oidc(d: dict[str, Any] | None) -> OIDC | None:
         default_mode=AuthorizationMode(d.get("defaultAuthorizationMode", "allow-same-namespace")),
         signing_key=d.get("signingKey", ""),
         token_issuer=d.get("tokenIssuer", "kbroker"),
+        token_file=d.get("tokenFile", ""),
+        ca_file=d.get("caFile", ""),
     )
 
 

@@ -19,6 +19,7 @@ not be able to forge tokens), tokens in query parameters, and reading anything b
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Sequence
 
@@ -146,7 +147,14 @@ def build_verifier(oidc: contract.OIDC) -> Verifier:
             local = (str(jwk["kid"]), jwt.PyJWK(jwk))
         except (signing.SigningKeyError, jwt.PyJWKError) as exc:
             log.error("kbroker.oidc-signing-key: %s: replies will not authenticate", exc)
-    return Verifier(oidc, Jwks(oidc.jwks, oidc.discovery_url), local=local)
+    tls = None
+    if oidc.ca_file:
+        try:
+            tls = ssl.create_default_context(cafile=oidc.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("kbroker.oidc-discovery-ca-file: %s: using the system's trust store", exc)
+    jwks = Jwks(oidc.jwks, oidc.discovery_url, ssl_context=tls, token_file=oidc.token_file)
+    return Verifier(oidc, jwks, local=local)
 
 
 class Gate:

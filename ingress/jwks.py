@@ -42,12 +42,14 @@ class Jwks:
         *,
         headers: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        token_file: str = "",
         min_refresh: float = DEFAULT_MIN_REFRESH,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.location = jwks
         self.discovery_url = discovery_url.rstrip("/")
         self.headers = dict(headers or {})
+        self.token_file = token_file  # read at every fetch: projected tokens rotate
         self.ssl_context = ssl_context
         self.min_refresh = min_refresh
         self.clock = clock
@@ -138,10 +140,17 @@ class Jwks:
 
     async def _get_json(self, url: str) -> Mapping[str, Any]:
         timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
+        headers = self.headers
+        if self.token_file:
+            try:
+                token = (await asyncio.to_thread(Path(self.token_file).read_text)).strip()
+            except OSError as exc:
+                raise JwksError(f"{self.token_file}: {exc}") from None
+            headers = {**headers, "Authorization": f"Bearer {token}"}
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(url, headers=self.headers, ssl=self.ssl_context or True) as resp,
+                session.get(url, headers=headers, ssl=self.ssl_context or True) as resp,
             ):
                 if resp.status != 200:
                     raise JwksError(f"GET {url}: HTTP {resp.status}")
