@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ALGORITHMS = ("RS256", "ES256")
 MAX_CACHED_TOKENS = 10_000  # verified tokens remembered until they expire
+_RETRY_SOON = ((b"retry-after", b"1"),)
 
 
 class Denied(Exception):
@@ -173,7 +174,7 @@ class Gate:
     def _current(self) -> tuple[contract.OIDC, Verifier]:
         oidc = self.holder.current.oidc
         if oidc is None:  # the Broker came from a contract with OIDC, the holder has moved on
-            raise Denied(503, "reconfiguring", "authentication settings are changing", ())
+            raise Denied(503, "reconfiguring", "authentication settings are changing", _RETRY_SOON)
         verifier = self._verifier
         if verifier is None or (verifier.oidc is not oidc and verifier.oidc != oidc):
             verifier = self._verifier = self.make_verifier(oidc)

@@ -8,6 +8,8 @@ real tokens, as Knative's OIDC and AuthZ conformance features exercise them:
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,14 @@ async def test_oidc_and_event_policies(
     ]
     policies = {p["metadata"]["name"]: p for p in (await proc.status())["eventpolicies"]}
     assert policies["senders"]["status"]["from"] == [ALLOWED]
+    table = subprocess.run(
+        [sys.executable, "-m", "kbroker", "get", "eventpolicies", "--server", proc.base],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert table[0].split() == ["NAMESPACE", "NAME", "READY", "REASON", "FROM"]
+    assert table[2].split() == ["default", "senders", "True", ALLOWED]
 
     def bearer(sub: str, aud: str = AUDIENCE) -> dict[str, str]:
         return {"authorization": f"Bearer {issuer.token(sub, aud)}"}
