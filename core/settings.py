@@ -107,6 +107,10 @@ class RunSettings:
     topic_template: str = "knative-broker-{namespace}-{name}"  # Knative's brokers.topic.template
     group_template: str = "knative-trigger-{namespace}-{name}"  # triggers.consumergroup.template
     poll_interval: float = 0.5  # seconds between scans of the config folder
+    # Seconds a Broker removed from the config folder keeps its stored events (and a removed
+    # Trigger its position) before they are deleted: a file moved out and back, or an editor
+    # rewriting it, must not cost events. 0 deletes at once.
+    removal_grace: float = 60.0
     processes: int = 1  # ingress processes sharing the port (the first also dispatches)
     reuse_port: bool = False  # SO_REUSEPORT, so several processes accept on one port
     ingress: IngressSettings = field(default_factory=IngressSettings)

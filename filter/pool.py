@@ -2,15 +2,16 @@
 
 New triggers get a worker (and a subscription starting at the log's end, or its beginning when
 annotated); changed triggers are updated in place without losing their position; removed triggers
-are stopped and their position forgotten. A trigger whose broker uses a channel this process does
-not run is reported, not started.
+are stopped and their position forgotten (by default at once; the wiring may pass a `forget` that
+waits, so a trigger that comes back soon resumes where it stopped). A trigger whose broker uses a
+channel this process does not run is reported, not started.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from kbroker.core import contract
@@ -20,6 +21,12 @@ from kbroker.filter.dispatch import Dispatcher
 from kbroker.filter.worker import TriggerWorker
 
 log = logging.getLogger(__name__)
+
+Forget = Callable[[Channel, contract.Broker, contract.Trigger], Awaitable[None]]
+
+
+async def forget_now(channel: Channel, broker: contract.Broker, trigger: contract.Trigger) -> None:
+    await channel.delete_subscription(broker, trigger)
 
 
 @dataclass(slots=True)
@@ -34,10 +41,12 @@ class WorkerPool:
         channels: Mapping[str, Channel],
         dispatcher: Dispatcher,
         settings: DispatcherSettings,
+        forget: Forget = forget_now,
     ) -> None:
         self.channels = channels
         self.dispatcher = dispatcher
         self.settings = settings
+        self._forget = forget
         self.generation = -1
         self._running: dict[contract.TriggerUid, _Running] = {}
         self._lock = asyncio.Lock()
@@ -96,7 +105,7 @@ class WorkerPool:
         if forget:
             channel = self.channels.get(running.worker.broker.channel)
             if channel is not None:
-                await channel.delete_subscription(running.worker.broker, running.worker.trigger)
+                await self._forget(channel, running.worker.broker, running.worker.trigger)
 
     async def close(self, drain_timeout: float = 5.0) -> None:
         async with self._lock:

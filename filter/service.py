@@ -23,7 +23,7 @@ from kbroker.core.reporters import DispatchReporter, Silent
 from kbroker.core.settings import DispatcherSettings
 from kbroker.filter.dispatch import Dispatcher
 from kbroker.filter.httpclient import HttpClient
-from kbroker.filter.pool import WorkerPool
+from kbroker.filter.pool import Forget, WorkerPool, forget_now
 from kbroker.filter.sender import AiohttpSender, Sender
 from kbroker.filter.tokens import TokenSender
 from kbroker.filter.worker import TriggerWorker
@@ -43,6 +43,7 @@ class FilterService:
         tracing: telemetry.Tracing | None = None,
         sender: Sender | None = None,
         pin_generations: bool = False,
+        forget: Forget = forget_now,
     ) -> None:
         self.holder = holder
         # Adds OIDC tokens for destinations that declare an audience (authentication-oidc).
@@ -53,7 +54,7 @@ class FilterService:
             hooks=hooks or Silent(),
             tracing=tracing or telemetry.disabled(),
         )
-        self.pool = WorkerPool(channels, self.dispatcher, settings)
+        self.pool = WorkerPool(channels, self.dispatcher, settings, forget=forget)
         holder.subscribe(self.pool.apply)
         # Only a separate filter process needs it: in one process the contract is published to
         # the pool before anyone can ask which generation is served.

@@ -35,7 +35,9 @@ def health_routes(ready: ReadyCheck) -> list[BaseRoute]:
 
     async def readyz(_: Request) -> Response:
         ok, why = await ready()
-        return PlainTextResponse(("ok" if ok else why) + "\n", status_code=200 if ok else 503)
+        # A ready process may still say why it is degraded ("ok, degraded: ...").
+        body = (why or "ok") if ok else why
+        return PlainTextResponse(body + "\n", status_code=200 if ok else 503)
 
     return [Route("/healthz", healthz), Route("/readyz", readyz)]
 

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Each module exposes register(subparsers); its parser sets `func(args) -> int`.
-_COMMANDS = ("cmd_run", "cmd_send", "cmd_get", "cmd_cesql", "cmd_bench", "cmd_cluster")
+_COMMANDS = ("cmd_run", "cmd_send", "cmd_get", "cmd_cesql", "cmd_bench", "cmd_cluster", "cmd_log")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -271,6 +271,7 @@ async def _filter(args: argparse.Namespace) -> None:
         service.pool.dispatcher.flush_log()
         await wiring.close_channels(channels)
         observability.shutdown()
+    logs.log_shutdown(log, "stopped", "kbroker filter")
 
 
 async def _controller(args: argparse.Namespace) -> None:

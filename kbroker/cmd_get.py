@@ -83,9 +83,17 @@ def main(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         print(f"error: cannot read status from {args.server}: {exc}", file=sys.stderr)
         return 1
+    body = orjson.loads(resp.content)
+    config = body.get("config", {})
+    if config.get("readable") is False:
+        # The objects shown are the last good configuration, not what the folder says now.
+        for error in config.get("errors", []):
+            print(
+                f"warning: config not readable, showing the last good one: {error}", file=sys.stderr
+            )
     objects = [
         o
-        for o in orjson.loads(resp.content).get(kind, [])
+        for o in body.get(kind, [])
         if (not args.name or o["metadata"]["name"] == args.name)
         and (not args.namespace or o["metadata"]["namespace"] == args.namespace)
     ]

@@ -39,6 +39,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="ingress processes sharing the port (SO_REUSEPORT); the first also dispatches",
     )
     p.add_argument(
+        "--removal-grace",
+        type=float,
+        default=RunSettings().removal_grace,
+        metavar="SECONDS",
+        help="how long a Broker removed from --config keeps its stored events before they are "
+        "deleted, and a removed Trigger its position (default %(default)g; 0: at once)",
+    )
+    p.add_argument(
         "--shutdown-grace",
         type=float,
         default=ShutdownSettings().grace,
@@ -69,6 +77,7 @@ def settings_from(args: Any) -> RunSettings:
         reuse_port=args.processes > 1,
         topic_template=args.topic_template,
         group_template=args.group_template,
+        removal_grace=max(0.0, args.removal_grace),
         embedded=dataclasses.replace(
             base.embedded, data_dir=args.data, shared_writers=args.processes > 1
         ),

@@ -3,14 +3,13 @@
 A composition of the parts in kbroker/wiring.py, in the order an event needs things: channels
 first, then the folder source that compiles YAML into a contract (creating each broker's storage
 before the contract is published, and deleting a removed broker's storage only after its workers
-stopped), then the dispatcher (filter/service.py) and the HTTP server. Shutdown runs in reverse:
-HTTP drains (kbroker/wiring_http.py), then in-flight deliveries finish for a moment.
-"""
+stopped and controller/retirement's grace period passed), then the dispatcher
+(filter/service.py) and the HTTP server. Shutdown runs in reverse: HTTP drains
+(kbroker/wiring_http.py), then in-flight deliveries finish for a moment."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import select
 import socket
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from kbroker import status_api, wiring, wiring_http
-from kbroker.controller import compiler, files, transitions
+from kbroker.controller import compiler, files, retirement, transitions
 from kbroker.core import logs, telemetry
 from kbroker.core.channel import ChannelError
 from kbroker.core.contract_source import ContractHolder
@@ -72,12 +71,14 @@ class Standalone:
         self.observability.watch_channels(
             self.channels, lambda: self.holder.current.brokers, settings.embedded.data_dir
         )
+        self.retirement = retirement.Retirement(self.channels, settings.removal_grace)
         self.filter = FilterService(
             self.channels,
             self.holder,
             settings.dispatcher,
             hooks=self.metrics,
             tracing=self.tracing,
+            forget=self.retirement.forget,
         )
         self.pool = self.filter.pool
         self.result: compiler.CompileResult | None = None
@@ -177,11 +178,7 @@ class Standalone:
         # Status only after the workers exist: a Trigger reported Ready has its start position.
         self.result = result
         status_api.observe(self)
-        kept = {b.key for b in result.contract.brokers}
-        for b in previous.brokers:
-            if b.key not in kept and (channel := self.channels.get(b.channel)) is not None:
-                with contextlib.suppress(ChannelError):
-                    await channel.delete_broker(b)
+        await self.retirement.retire(previous, result.contract)
         self.metrics.reconciled(
             (
                 (kind, st.ready and f"{ns}/{name}" not in self.storage_errors)
@@ -194,7 +191,10 @@ class Standalone:
         ok, why = await self._ingress_ready()
         if not ok:
             return ok, why
-        return await self.filter.ready()
+        ok, why = await self.filter.ready()
+        if ok and not self.folder.health.ok:  # still serving the last good configuration
+            return True, "ok, degraded: " + "; ".join(self.folder.health.errors)
+        return ok, why
 
     async def serve(self) -> None:
         """Serve until `stopping` is set (SIGINT/SIGTERM when run by `run`), then stop cleanly."""
@@ -203,6 +203,7 @@ class Standalone:
             await self._serve()
         finally:
             await self.filter.close(self.settings.shutdown.drain_workers)
+            await self.retirement.close()
             self.filter.pool.dispatcher.flush_log()
             await wiring.close_channels(self.channels)
             self.observability.shutdown()

@@ -4,6 +4,9 @@ Objects come out the way `kubectl get -o json` shows them: the object as written
 metadata with labels and annotations, the whole spec) plus its status, so scripts written against
 Knative's objects read ours unchanged. `lastTransitionTime` is when the condition last changed, from
 `controller.transitions` (fed by `observe` after every compile), never the time of the request.
+The process's own condition that no Knative object carries (a config folder that cannot be read, so
+the last good configuration stays in force; removed Brokers whose events are still kept) is a
+separate top-level `config`.
 
 What this module refuses: showing a spec other than the one written (defaults and resolved values
 belong in status), and stamping times itself.
@@ -12,6 +15,7 @@ belong in status), and stamping times itself.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -20,14 +24,30 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from kbroker.controller import compiler, status, transitions
+from kbroker.controller import compiler, files, status, transitions
 from kbroker.core.contract_source import ContractHolder
 from kbroker.filter.pool import WorkerPool
 
 API_VERSION = "eventing.knative.dev/v1"
 
 
+class _Watched(Protocol):
+    @property
+    def health(self) -> files.Health: ...
+
+
+class _Retiring(Protocol):
+    @property
+    def pending(self) -> tuple[str, ...]: ...
+
+
 class StatusSource(Protocol):
+    @property
+    def folder(self) -> _Watched: ...
+
+    @property
+    def retirement(self) -> _Retiring: ...
+
     result: compiler.CompileResult | None
     storage_errors: dict[str, str]
     conditions: transitions.ConditionTimes
@@ -35,10 +55,22 @@ class StatusSource(Protocol):
     pool: WorkerPool
 
 
+def config_status(src: StatusSource) -> dict[str, Any]:
+    """`readable` false: the folder (or a file) cannot be read and the last good configuration
+    is in force; `removedBrokersKept`: removed Brokers whose events wait out the grace period."""
+    health = src.folder.health
+    out: dict[str, Any] = {"readable": health.ok, "errors": list(health.errors)}
+    if health.since is not None:
+        since = datetime.datetime.fromtimestamp(health.since, datetime.UTC)
+        out["since"] = since.isoformat(timespec="seconds").replace("+00:00", "Z")
+    out["removedBrokersKept"] = list(src.retirement.pending)
+    return out
+
+
 async def snapshot(src: StatusSource) -> dict[str, Any]:
     result = src.result
     if result is None:
-        return {"brokers": [], "triggers": [], "problems": []}
+        return {"brokers": [], "triggers": [], "problems": [], "config": config_status(src)}
     lags: dict[tuple[str, str], int] = {}
     for worker in src.pool.workers.values():
         try:
@@ -65,8 +97,9 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
         "brokers": brokers,
         "triggers": triggers,
         "eventpolicies": policies,
-        "problems": [str(p) for p in result.problems],
+        "problems": [*src.folder.health.errors, *(str(p) for p in result.problems)],
         "generation": src.holder.current.generation,
+        "config": config_status(src),
     }
 
 

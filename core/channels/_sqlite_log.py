@@ -22,6 +22,12 @@ holding an `all` append runs with `synchronous=FULL`, which fsyncs the WAL befor
 A failed transaction is rolled back whole and every waiter in it gets the translated error
 (SQLITE_FULL -> ChannelFull, busy beyond busy_timeout -> ChannelUnavailable): SQLite's rollback is
 what makes "disk full" a 507 and never a torn log. The storage rules are in `_sqlite_store`.
+
+Damage: before the writer first writes a file it is checked (`_sqlite_check`); a damaged file, or
+one whose reads or writes fail with SQLite's corruption errors, is never touched again by this
+process and every operation on it fails fast with LogDamaged (503). Full disk: a transaction that
+hits SQLITE_FULL releases the data folder's reserve (`_sqlite_reserve`) and runs again without
+its appends, so position commits succeed; appends are refused until the space is back.
 """
 
 from __future__ import annotations
@@ -37,13 +43,15 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kbroker.core.channel import ChannelError, ChannelUnavailable, Record
+from kbroker.core.channel import ChannelError, ChannelFull, ChannelUnavailable, Record
+from kbroker.core.channels import _sqlite_check as check
+from kbroker.core.channels import _sqlite_reserve as space
 from kbroker.core.channels import _sqlite_store as store
 
 _log = logging.getLogger(__name__)
@@ -85,8 +93,12 @@ class SqliteLog:
         retention_interval: float = RETENTION_INTERVAL,
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         shared_writers: bool = False,
+        reserve: space.Reserve | None = None,
     ) -> None:
         self.path = path
+        self.damage: str | None = None  # why the file is damaged; then nothing touches it again
+        self._reserve = reserve
+        self._marker: check.EndMarker | None = None
         self._shared_writers = shared_writers
         self.stats = Stats()
         self.end = 0  # highest offset known committed (writer and polls raise it, never lower)
@@ -218,9 +230,13 @@ class SqliteLog:
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
+        if self.damage is not None:
+            raise self._damage_error()
         if self._stopping:  # and never reconnect: that would recreate a deleted broker's file
             raise ChannelUnavailable(f"embedded log {self.path.name} is closed")
         if not self._opened.wait(self._busy_timeout + 1.0):
+            if self.damage is not None:
+                raise self._damage_error()
             raise ChannelUnavailable(f"embedded log {self.path.name} is not open")
         with self._readers_lock:
             conn = self._readers.pop() if self._readers else None
@@ -233,7 +249,13 @@ class SqliteLog:
             if conn is not None:
                 conn.close()
                 conn = None
-            raise store.translate(err) from err
+            failure = store.translate(err)
+            if isinstance(failure, store.LogDamaged):
+                self._damaged(str(err))
+            raise failure from err
+        except store.LogDamaged as err:
+            self._damaged(str(err))
+            raise
         finally:
             if conn is not None:
                 with self._readers_lock:
@@ -303,11 +325,19 @@ class SqliteLog:
                     self._apply(batch)
                 if time.monotonic() >= self._next_retention:
                     self._next_retention = time.monotonic() + self._retention_interval
-                    self._apply([store.Op(store.RETAIN, None)])
+                    disk_full = self._reserve is not None and self._reserve.full
+                    # On a full disk every committed event goes, whatever its age: the space is
+                    # what lets appends resume.
+                    self._apply([store.Op(store.RETAIN, None, value=int(disk_full))])
+                    if disk_full:
+                        self._give_back_space()
         finally:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._marker is not None:
+                self._marker.close()
+                self._marker = None
             if self._writers_lock is not None:
                 os.close(self._writers_lock)
                 self._writers_lock = None
@@ -345,10 +375,23 @@ class SqliteLog:
     def _open(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
+        if self.damage is not None:
+            raise self._damage_error()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Before the first write: a write would replay the WAL and overwrite what it dropped.
+        problems = check.inspect(self.path, self._busy_timeout)
+        if problems:
+            self._damaged("; ".join(problems))
+            raise self._damage_error()
         conn = self._connect(self.path, self._busy_timeout)
         try:
-            self.end = max(self.end, store.prepare_writer(conn, self._busy_timeout))
+            wal_limit = store.WAL_LIMIT
+            if self._reserve is not None:
+                wal_limit = min(wal_limit, self._reserve.size)
+            self.end = max(self.end, store.prepare_writer(conn, self._busy_timeout, wal_limit))
+            if self._marker is None:
+                self._marker = check.EndMarker(self.path)
+            self._marker.write(self.end)
         except BaseException:
             conn.close()
             raise
@@ -358,8 +401,117 @@ class SqliteLog:
         self._opened.set()
         return conn
 
+    def _damaged(self, why: str) -> None:
+        if self.damage is None:
+            self.damage = why
+            _log.error(
+                "embedded log %s is damaged and is left untouched (no more reads or writes; its"
+                " broker answers 503): %s. Stop kbroker, then `kbroker log check` and"
+                " `kbroker log salvage` recover what is readable.",
+                self.path,
+                why,
+            )
+
+    def _damage_error(self) -> store.LogDamaged:
+        return store.LogDamaged(f"embedded log {self.path.name} is damaged: {self.damage}")
+
+    def _locked(self, fn: Callable[[], object]) -> None:
+        """Run a write outside the group transactions under the writers' lock (if shared)."""
+        lock = self._writers_lock
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fn()
+        finally:
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _give_back_space(self) -> None:
+        if self._reserve is not None and self._conn is not None and self.damage is None:
+            space.give_back(self._conn, self._reserve, self._locked, self.path.name)
+
     def _apply(self, batch: list[store.Op]) -> None:
+        """Run `batch` as one transaction and resolve its futures. On a damaged file nothing
+        runs; on a full disk the reserve is released so that commits and retention still run,
+        and appends are refused (507) until space is back."""
+        todo = batch
+        if self.damage is not None:
+            failure: ChannelError = self._damage_error()
+            for op in batch:
+                op.error = failure
+            todo = []
+        elif self._reserve is not None and self._reserve.full:
+            todo = self._refuse_appends_while_full(batch)
         applied = store.Applied(0, 0, 0)
+        if todo:
+            try:
+                applied = self._transaction(todo)
+            except ChannelFull as err:
+                reserve = self._reserve
+                released = reserve is not None and reserve.release()
+                if reserve is not None and released:
+                    _log.warning(
+                        "embedded log %s: disk full (%s); released the %d-byte reserve %s so"
+                        " position commits and retention can run; appends get 507 until space"
+                        " is back",
+                        self.path,
+                        err,
+                        reserve.size,
+                        reserve.path,
+                    )
+                rest = [op for op in todo if op.kind != store.APPEND]
+                if released or len(rest) < len(todo):
+                    # What the appends needed may be what was missing: the rest goes alone.
+                    for op in todo:
+                        if op.kind == store.APPEND:
+                            op.error = err
+                    self.stats.failed_transactions += 1
+                    applied = self._try_transaction(rest)
+                else:
+                    self._failed(todo, err)
+            except ChannelError as err:
+                self._failed(todo, err)
+        appended = applied.events > 0
+        waiters = [op for op in batch if op.future is not None]
+        if waiters or appended:
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
+                self._loop.call_soon_threadsafe(self._finish, waiters, appended)
+
+    def _refuse_appends_while_full(self, batch: list[store.Op]) -> list[store.Op]:
+        """The ops of `batch` that may run while the disk is full: all of them once there is
+        room again, else everything but appends (which get ChannelFull)."""
+        appends = [op for op in batch if op.kind == store.APPEND]
+        if not appends:
+            return batch
+        reserve = self._reserve
+        if reserve is not None:
+            try:
+                free = 0 if self._conn is None else space.free_pages(self._conn)
+                if reserve.restore(free):
+                    return batch
+            except sqlite3.Error:
+                pass
+        full = ChannelFull(f"embedded log {self.path.name}: disk full; retry later")
+        for op in appends:
+            op.error = full
+        return [op for op in batch if op.kind != store.APPEND]
+
+    def _try_transaction(self, ops: list[store.Op]) -> store.Applied:
+        if not ops:
+            return store.Applied(0, 0, 0)
+        try:
+            return self._transaction(ops)
+        except ChannelError as err:
+            self._failed(ops, err)
+            return store.Applied(0, 0, 0)
+
+    def _failed(self, ops: list[store.Op], err: ChannelError) -> None:
+        for op in ops:
+            op.error = err
+        self.stats.failed_transactions += 1
+
+    def _transaction(self, batch: list[store.Op]) -> store.Applied:
+        """One group transaction; raises the translated ChannelError (nothing applied)."""
         try:
             conn = self._open()
             sync = any(op.sync for op in batch)
@@ -373,6 +525,9 @@ class SqliteLog:
                 conn.execute("BEGIN IMMEDIATE")
                 applied = store.apply_group(conn, batch, self._limits)
                 conn.execute("COMMIT")
+                if applied.events and self._marker is not None:
+                    with contextlib.suppress(OSError):  # a hint for the next open, not a write
+                        self._marker.write(applied.end)
             except BaseException:
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
@@ -383,26 +538,22 @@ class SqliteLog:
                     fcntl.flock(lock, fcntl.LOCK_UN)
         except Exception as err:  # the writer must never die with waiters queued
             failure = store.translate(err)
-            for op in batch:
-                op.error = failure
-            applied = store.Applied(0, 0, 0)
-            self.stats.failed_transactions += 1
-            if not isinstance(err, sqlite3.Error):
+            if isinstance(failure, store.LogDamaged):
+                self._damaged(str(err))
+            elif not isinstance(err, (sqlite3.Error, ChannelError)):
                 _log.error("embedded log %s: unexpected writer error", self.path, exc_info=err)
             if not isinstance(err, sqlite3.OperationalError) and self._conn is not None:
                 # Not a transient condition: reopen from scratch on the next batch.
                 self._conn.close()
                 self._conn = None
-        else:
-            if applied.events:
-                self._remember(batch)
-            self.stats.transactions += 1
-            self.stats.synced_transactions += int(sync)
-            self.stats.events += applied.events
-            self.stats.retained += applied.retained
-            self.end = max(self.end, applied.end)
-        appended = applied.events > 0
-        waiters = [op for op in batch if op.future is not None]
-        if waiters or appended:
-            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
-                self._loop.call_soon_threadsafe(self._finish, waiters, appended)
+            raise failure from err
+        if applied.events:
+            self._remember(batch)
+            if self._reserve is not None:
+                self._reserve.note_appended(applied.nbytes)
+        self.stats.transactions += 1
+        self.stats.synced_transactions += int(sync)
+        self.stats.events += applied.events
+        self.stats.retained += applied.retained
+        self.end = max(self.end, applied.end)
+        return applied

@@ -84,10 +84,34 @@ def default_connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     )
 
 
+class LogDamaged(ChannelUnavailable):
+    """The broker's database file (or its WAL) is damaged: nothing more is written to it until an
+    operator recovers it (`kbroker log salvage`); the broker answers 503 meanwhile."""
+
+
+_DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+_DAMAGE_TEXT = ("malformed", "file is not a database", "database corruption")
+
+
+def is_damage(err: BaseException) -> bool:
+    """Whether a storage error says the file itself is damaged (not busy, full or closed)."""
+    if isinstance(err, LogDamaged):
+        return True
+    if not isinstance(err, sqlite3.DatabaseError):
+        return False
+    code = getattr(err, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in _DAMAGE_CODES:
+        return True
+    text = str(err)
+    return any(t in text for t in _DAMAGE_TEXT)
+
+
 def translate(err: BaseException) -> ChannelError:
     """A foreign storage error as the Channel error a caller can act on."""
     if isinstance(err, ChannelError):
         return err
+    if is_damage(err):
+        return LogDamaged(f"embedded log is damaged: {err}")
     code = getattr(err, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     if primary == sqlite3.SQLITE_FULL or "database or disk is full" in str(err):
@@ -137,7 +161,7 @@ class Op:
     nbytes: int = 0
     sync: bool = False  # needs the WAL fsynced before the future resolves
     trigger: str = ""
-    value: int = 0  # COMMIT: offset; INIT: 1 for EARLIEST
+    value: int = 0  # COMMIT: offset; INIT: 1 for EARLIEST; RETAIN: 1 when the disk is full
     result: Any = None  # INIT: the start position; APPEND: the offset of its first row
     error: BaseException | None = None
 
@@ -156,18 +180,36 @@ class Applied:
     events: int
     retained: int
     end: int  # the log's end offset after the group (0 when nothing was appended)
+    nbytes: int = 0  # size of the appended events (as retention_bytes counts it)
 
 
 # --- connection-level helpers ------------------------------------------------------------------
 
 
-def prepare_writer(conn: sqlite3.Connection, busy_timeout: float) -> int:
+WAL_LIMIT = 64 * 1024 * 1024
+
+
+def prepare_writer(
+    conn: sqlite3.Connection, busy_timeout: float, wal_limit: int = WAL_LIMIT
+) -> int:
     """WAL mode, schema; returns the log's end offset."""
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    # Only takes effect in a new file (before its first table): lets a full disk get the space
+    # of deleted events back (`incremental_vacuum`), which otherwise stays inside the file.
+    # Costs a pointer-map page per transaction that allocates pages.
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    # Truncate the WAL back to this size after a checkpoint, so a burst does not keep its disk.
-    conn.execute("PRAGMA journal_size_limit = 67108864")
+    # Some builds zero every freed page (secure_delete=ON): retention would then write every
+    # page it frees to the WAL, which a full disk has no room for. FAST zeroes deleted content
+    # only on pages written anyway.
+    conn.execute("PRAGMA secure_delete = FAST")
+    # Truncate the WAL back to this size after a checkpoint, so a burst does not keep its disk,
+    # and checkpoint before it is half that size: on a small disk the WAL must stay well within
+    # the reserve that lets a checkpoint run when the disk is full (_sqlite_reserve).
+    page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    conn.execute(f"PRAGMA journal_size_limit = {wal_limit}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {max(16, min(1000, wal_limit // 2 // page))}")
     conn.executescript(SCHEMA)
     return end(conn)
 
@@ -179,10 +221,22 @@ def end(conn: sqlite3.Connection) -> int:
 
 def read(conn: sqlite3.Connection, after: int, limit: int) -> list[Record]:
     rows = conn.execute(_SELECT, (after, limit)).fetchall()
-    return [
-        Record(0, off, key, Envelope(CloudEvent(orjson.loads(attrs), data), arr, tp, ts))
-        for off, key, attrs, data, arr, tp, ts in rows
-    ]
+    try:
+        return [
+            Record(0, off, key, Envelope(CloudEvent(orjson.loads(attrs), data), arr, tp, ts))
+            for off, key, attrs, data, arr, tp, ts in rows
+        ]
+    except (orjson.JSONDecodeError, TypeError, ValueError) as err:
+        # A row SQLite returns but we cannot decode: its bytes were damaged on disk.
+        bad = next((r[0] for r in rows if not _decodes(r[2])), rows[0][0] if rows else after)
+        raise LogDamaged(f"embedded log is damaged: event at offset {bad} is unreadable") from err
+
+
+def _decodes(attrs: object) -> bool:
+    try:
+        return isinstance(orjson.loads(attrs), dict)  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, TypeError):
+        return False
 
 
 def lag(conn: sqlite3.Connection, trigger: str) -> int:
@@ -205,7 +259,7 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
     stored, first_end = conn.execute(_GROUP_START).fetchone()
     before = stored
     rows: list[Row] = []  # consecutive appends go to SQLite in one executemany
-    events = retained = 0
+    events = retained = added = 0
 
     def flush() -> None:
         if rows:
@@ -228,6 +282,7 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
             rows.extend(op.rows)
             op.result = first_end + events + 1
             stored += op.nbytes
+            added += op.nbytes
             events += len(op.rows)
             continue
         flush()
@@ -245,7 +300,8 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
         elif op.kind == PROBE:
             conn.execute("UPDATE meta SET v = v + 1 WHERE k = 'probe'")
         elif op.kind == RETAIN:
-            need = max(0, stored - limits.retention_bytes)
+            # value 1: the disk is full, every committed event may go.
+            need = stored if op.value else max(0, stored - limits.retention_bytes)
             freed, deleted = retain(conn, need, limits.retention_seconds)
             stored, retained = stored - freed, retained + deleted
             op.result = freed
@@ -253,7 +309,7 @@ def apply_group(conn: sqlite3.Connection, batch: list[Op], limits: Limits) -> Ap
     if stored != before:
         conn.execute("UPDATE meta SET v = ? WHERE k = 'bytes'", (stored,))
     # Offsets inside one transaction are consecutive (AUTOINCREMENT, no other writer).
-    return Applied(events, retained, first_end + events if events else 0)
+    return Applied(events, retained, first_end + events if events else 0, added)
 
 
 def insert(conn: sqlite3.Connection, rows: list[Row]) -> None:

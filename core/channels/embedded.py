@@ -32,6 +32,12 @@ no trigger at all keeps nobody's events, so its old events simply age out (as on
 pages are reused by later appends; the file itself does not shrink. A removed trigger must be
 `delete_subscription`-ed, or its position holds retention back forever.
 
+Damaged files and full disks (docs/operations.md): each log is checked when it opens (never per
+append); a damaged one is left untouched and its broker answers 503 until an operator runs
+`kbroker log salvage`. The data folder keeps a small preallocated reserve so that, on a full
+disk, position commits and retention still run, and appends (507 meanwhile) resume by themselves
+once retention has given space back.
+
 What it refuses to do: several partitions (Record.partition is always 0), external topics (an
 `external_topic` broker's file is never deleted), and cancelling an append once queued: an append
 whose caller gave up (timeout -> 503) may still be stored, which is at-least-once, never loss.
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -52,9 +59,11 @@ from kbroker.core import contract
 from kbroker.core.channel import ChannelError, ChannelUnavailable, Envelope, EventTooLarge, Record
 from kbroker.core.channels import _sqlite_log as sqlite_log
 from kbroker.core.channels import _sqlite_store as store
+from kbroker.core.channels._sqlite_reserve import Reserve
 from kbroker.core.settings import EmbeddedSettings
 
 READ_THREADS = 4
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -181,8 +190,10 @@ class EmbeddedChannel:
         connect: store.Connect = store.default_connect,
         retention_interval: float = sqlite_log.RETENTION_INTERVAL,
         max_backlog_bytes: int = sqlite_log.MAX_BACKLOG_BYTES,
+        reserve_bytes: int | None = None,
     ) -> None:
         self._settings = settings
+        self._reserve = Reserve(settings.data_dir, reserve_bytes)
         self._max_backlog_bytes = max_backlog_bytes
         self._connect = connect
         self._retention_interval = retention_interval
@@ -196,6 +207,13 @@ class EmbeddedChannel:
         self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="kbroker-log-read")
         try:
             await asyncio.to_thread(self._settings.data_dir.mkdir, parents=True, exist_ok=True)
+            if not await asyncio.to_thread(self._reserve.create):
+                log.warning(
+                    "data dir %s: no room for the %d-byte disk reserve; appends get 507 until"
+                    " there is",
+                    self._settings.data_dir,
+                    self._reserve.size,
+                )
         except OSError as err:
             raise ChannelUnavailable(f"data dir {self._settings.data_dir}: {err}") from err
 
@@ -235,6 +253,7 @@ class EmbeddedChannel:
                 retention_interval=self._retention_interval,
                 max_backlog_bytes=self._max_backlog_bytes,
                 shared_writers=self._settings.shared_writers,
+                reserve=self._reserve,
             )
             self._logs[path] = log
         return log
@@ -290,6 +309,17 @@ class EmbeddedChannel:
             return False
         return True
 
+    def damage(self, broker: contract.Broker) -> str | None:
+        """Why the broker's log is damaged (found at open or by a failed read or write), or
+        None. A damaged log is never written again in this process; see `_sqlite_check`."""
+        log = self._logs.get(self._path(broker))
+        return None if log is None else log.damage
+
+    @property
+    def disk_full(self) -> bool:
+        """The data folder's disk filled up and its reserve is released (appends get 507)."""
+        return self._reserve.full
+
     async def run_retention(self, broker: contract.Broker) -> int:
         """Run one retention pass now (the writer also runs one every second); bytes freed."""
         freed: int = await self._log(broker).call(store.RETAIN)
@@ -303,7 +333,7 @@ class EmbeddedChannel:
 
 
 def _remove_files(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", ".lock"):
+    for suffix in ("", "-wal", "-shm", ".lock", ".end"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 

@@ -192,7 +192,8 @@ async def test_ingress_and_filter_processes_expose_metrics_and_one_trace(
         d.proc.terminate()
         assert await asyncio.to_thread(d.proc.wait, 30) == 0, d.tail()
         log = d.tail()
-        assert f"kbroker {d.kind} shutting down" in log and f"kbroker {d.kind} stopped" in log, log
+        component = f'component="kbroker {d.kind}"'
+        assert f"shutting down {component}" in log and f"stopped {component}" in log, log
 
 
 async def test_ingress_without_a_contract_answers_503_not_404(

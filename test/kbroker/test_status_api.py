@@ -8,7 +8,7 @@ import datetime
 from typing import Any
 
 import pytest
-from kbroker.controller import status
+from kbroker.controller import files, status
 
 from kbroker import status_api
 
@@ -93,3 +93,43 @@ def test_storage_failure_makes_the_broker_not_ready(
     for c in shown.conditions:
         if c.type in failed:
             assert (c.reason, c.message) == ("StorageNotReady", "disk full")
+
+
+class _Folder:
+    def __init__(self, health: files.Health) -> None:
+        self.health = health
+
+
+class _Retirement:
+    pending = ("default/gone",)
+
+
+class _Source:
+    """Only what `config_status` reads (the rest of StatusSource is not consulted)."""
+
+    def __init__(self, health: files.Health) -> None:
+        self.folder = _Folder(health)
+        self.retirement = _Retirement()
+
+
+@pytest.mark.parametrize(
+    ("health", "expected"),
+    [
+        (
+            files.Health(),
+            {"readable": True, "errors": [], "removedBrokersKept": ["default/gone"]},
+        ),
+        (
+            files.Health(("/cfg: cannot read: Too many open files (errno 24)",), 1_800_000_000.0),
+            {
+                "readable": False,
+                "errors": ["/cfg: cannot read: Too many open files (errno 24)"],
+                "since": "2027-01-15T08:00:00Z",
+                "removedBrokersKept": ["default/gone"],
+            },
+        ),
+    ],
+    ids=["readable", "unreadable"],
+)
+def test_config_status(health: files.Health, expected: dict[str, Any]) -> None:
+    assert status_api.config_status(_Source(health)) == expected  # type: ignore[arg-type]
