@@ -123,6 +123,7 @@ class Compilation:
         self.brokers: dict[tuple[str, str], Obj] = {}
         self.triggers: dict[tuple[str, str], Obj] = {}
         self.configmaps: dict[tuple[str, str], Obj] = {}
+        self.eventpolicies: dict[tuple[str, str], Obj] = {}
         self.statuses: dict[Key, status.ObjectStatus] = {}
 
     def problem(self, o: Obj | None, source: str, fld: str, reason: str, severity: str) -> None:
@@ -140,6 +141,7 @@ class Compilation:
             (EVENTING_API, "Broker"): self.brokers,
             (EVENTING_API, "Trigger"): self.triggers,
             ("v1", "ConfigMap"): self.configmaps,
+            ("eventing.knative.dev/v1alpha1", "EventPolicy"): self.eventpolicies,
         }
         for so in objects:
             raw = so.obj
@@ -163,7 +165,7 @@ class Compilation:
                     so.source,
                     "",
                     f"unsupported kind {api}/{kind}: ignored (kbroker reads {EVENTING_API} Broker "
-                    "and Trigger, and v1 ConfigMap)",
+                    "and Trigger, eventing.knative.dev/v1alpha1 EventPolicy, and v1 ConfigMap)",
                     "warning",
                 )
                 continue

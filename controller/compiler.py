@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kbroker.controller import brokers, status, validate
+from kbroker.controller import audiences, brokers, eventpolicies, features, status, validate
 from kbroker.controller.compilation import (
     EVENTING_API,
     Compilation,
@@ -65,21 +65,27 @@ def compile(
     c = Compilation(env)
     c.index(objects)
     c.load_defaults()
+    oidc = features.load(c)
+    policies = eventpolicies.compile_policies(c, oidc)
     owned = brokers.owned(c)
     addresses = {key: c.address(*key) for key in owned}
     outcomes: dict[tuple[str, str], brokers.BrokerOutcome] = {}
     for key, cls in owned.items():
         outcome = brokers.compile_broker(c, c.brokers[key], cls, addresses)
+        outcome = eventpolicies.apply(outcome, policies, oidc)
         outcomes[key] = outcome
         c.statuses[("Broker", *key)] = outcome.status
     tc = TriggerCompiler(c, addresses)
     triggers = [
         t for key, o in sorted(c.triggers.items()) if (t := tc.compile(o, outcomes)) is not None
     ]
+    if oidc is not None:
+        triggers = [audiences.with_audiences(c, t, owned) for t in triggers]
     content = contract.Contract(
         generation=0,
         brokers=tuple(o.entry for _, o in sorted(outcomes.items()) if o.entry is not None),
         triggers=tuple(triggers),
+        oidc=oidc,
     )
     if previous is None:
         generation = 1
@@ -87,7 +93,7 @@ def compile(
         generation = previous.generation
     else:
         generation = previous.generation + 1
-    given = {"Broker": c.brokers, "Trigger": c.triggers}
+    given = {"Broker": c.brokers, "Trigger": c.triggers, "EventPolicy": c.eventpolicies}
     return CompileResult(
         contract=dataclasses.replace(content, generation=generation),
         statuses=dict(sorted(c.statuses.items())),

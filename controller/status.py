@@ -75,6 +75,12 @@ class ObjectStatus:
     dead_letter_sink_uri: str | None = None
     annotations: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
+    # Sender authentication (authentication-oidc): the address's audience, the Ready EventPolicies
+    # applying to a Broker, an EventPolicy's resolved subjects, a Trigger's subscriber audience.
+    audience: str | None = None
+    policies: tuple[str, ...] = ()
+    from_subjects: tuple[str, ...] | None = None
+    subscriber_audience: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -119,10 +125,20 @@ class ObjectStatus:
         status: dict[str, Any] = {"observedGeneration": self.generation, "conditions": conditions}
         if self.address_url:
             address = {"name": "http", "url": self.address_url}
+            if self.audience:
+                address["audience"] = self.audience
             status["address"] = address
             status["addresses"] = [dict(address)]
         if self.subscriber_uri:
             status["subscriberUri"] = self.subscriber_uri
+        if self.subscriber_audience:
+            status["subscriberAudience"] = self.subscriber_audience
+        if self.policies:
+            status["policies"] = [
+                {"apiVersion": "eventing.knative.dev/v1alpha1", "name": n} for n in self.policies
+            ]
+        if self.from_subjects:
+            status["from"] = list(self.from_subjects)
         if self.dead_letter_sink_uri:
             status["deadLetterSinkUri"] = self.dead_letter_sink_uri
         annotations = dict(self.annotations)

@@ -81,6 +81,42 @@ class FilterSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Policy:
+    """One EventPolicy as ingress applies it: who may send (`subjects`, a trailing `*` is a prefix
+    match) and which events they may send (`filters`, implicit AND, empty passes everything)."""
+
+    name: str
+    subjects: tuple[str, ...]
+    filters: tuple[FilterSpec, ...] = ()
+
+
+class AuthorizationMode(enum.Enum):
+    """config-features `default-authorization-mode`: what decides when no EventPolicy applies."""
+
+    ALLOW_SAME_NAMESPACE = "allow-same-namespace"
+    ALLOW_ALL = "allow-all"
+    DENY_ALL = "deny-all"
+
+
+@dataclass(frozen=True, slots=True)
+class OIDC:
+    """How ingress checks senders' tokens and how the dispatcher gets its own (authentication-oidc
+    is on when the contract carries one of these)."""
+
+    issuers: tuple[str, ...] = ()  # allowed `iss` values; empty: the discovered issuer only
+    jwks: str = ""  # a JWKS file path or http(s) URL; "" means discovery
+    discovery_url: str = ""  # base URL serving /.well-known/openid-configuration
+    leeway: float = 60.0  # seconds of clock skew tolerated on exp/nbf/iat
+    default_mode: AuthorizationMode = AuthorizationMode.ALLOW_SAME_NAMESPACE
+    signing_key: str = ""  # PEM private key file the dispatcher signs its tokens with
+    token_issuer: str = "kbroker"  # `iss` of the dispatcher's tokens
+    # Credentials for discovery and the JWKS (the API server wants them): a bearer token file
+    # and a CA bundle file; "" means none / the system's trust store.
+    token_file: str = ""
+    ca_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Broker:
     namespace: str
     name: str
@@ -92,6 +128,10 @@ class Broker:
     external_topic: bool = False  # storage owned by someone else: never created or deleted
     default_durability: Durability = Durability.ALL
     generation: int = 0  # metadata.generation of the object this entry came from
+    # Sender authentication: the audience a token must carry; "" when authentication-oidc is off.
+    audience: str = ""
+    # The Ready EventPolicies that apply to this Broker; empty means the default mode decides.
+    policies: tuple[Policy, ...] = ()
 
     @property
     def key(self) -> BrokerKey:
@@ -112,6 +152,11 @@ class Trigger:
     start_from: StartFrom = StartFrom.LATEST
     consumer_group: str = ""  # Kafka consumer group id
     generation: int = 0
+    # Token audiences for the subscriber and dead-letter sink ("" sends no token), and the
+    # subject the dispatcher's tokens name for this Trigger.
+    subscriber_audience: str = ""
+    dead_letter_audience: str = ""
+    identity: str = ""
 
     @property
     def broker_key(self) -> BrokerKey:
@@ -123,6 +168,7 @@ class Contract:
     generation: int = 0
     brokers: tuple[Broker, ...] = ()
     triggers: tuple[Trigger, ...] = ()
+    oidc: OIDC | None = None  # None: authentication-oidc disabled
 
     def broker(self, key: str) -> Broker | None:
         for b in self.brokers:
@@ -151,7 +197,54 @@ def _encode(c: Contract) -> dict[str, Any]:
         "generation": c.generation,
         "brokers": [_enc_broker(b) for b in c.brokers],
         "triggers": [_enc_trigger(t) for t in c.triggers],
+        **({"oidc": _enc_oidc(c.oidc)} if c.oidc is not None else {}),
     }
+
+
+def _enc_oidc(o: OIDC) -> dict[str, Any]:
+    return {
+        "issuers": list(o.issuers),
+        "jwks": o.jwks,
+        "discoveryUrl": o.discovery_url,
+        "leeway": o.leeway,
+        "defaultAuthorizationMode": o.default_mode.value,
+        "signingKey": o.signing_key,
+        "tokenIssuer": o.token_issuer,
+        "tokenFile": o.token_file,
+        "caFile": o.ca_file,
+    }
+
+
+def _dec_oidc(d: dict[str, Any] | None) -> OIDC | None:
+    if d is None:
+        return None
+    return OIDC(
+        issuers=tuple(str(i) for i in d.get("issuers", ())),
+        jwks=d.get("jwks", ""),
+        discovery_url=d.get("discoveryUrl", ""),
+        leeway=float(d.get("leeway", 60.0)),
+        default_mode=AuthorizationMode(d.get("defaultAuthorizationMode", "allow-same-namespace")),
+        signing_key=d.get("signingKey", ""),
+        token_issuer=d.get("tokenIssuer", "kbroker"),
+        token_file=d.get("tokenFile", ""),
+        ca_file=d.get("caFile", ""),
+    )
+
+
+def _enc_policy(p: Policy) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "subjects": list(p.subjects),
+        "filters": [_enc_filter(f) for f in p.filters],
+    }
+
+
+def _dec_policy(d: dict[str, Any]) -> Policy:
+    return Policy(
+        name=d["name"],
+        subjects=tuple(str(s) for s in d.get("subjects", ())),
+        filters=tuple(_dec_filter(f) for f in d.get("filters", ())),
+    )
 
 
 def _enc_broker(b: Broker) -> dict[str, Any]:
@@ -166,6 +259,8 @@ def _enc_broker(b: Broker) -> dict[str, Any]:
         "externalTopic": b.external_topic,
         "defaultDurability": b.default_durability.value,
         "generation": b.generation,
+        "audience": b.audience,
+        "policies": [_enc_policy(p) for p in b.policies],
     }
 
 
@@ -206,6 +301,9 @@ def _enc_trigger(t: Trigger) -> dict[str, Any]:
         "startFrom": t.start_from.value,
         "consumerGroup": t.consumer_group,
         "generation": t.generation,
+        "subscriberAudience": t.subscriber_audience,
+        "deadLetterAudience": t.dead_letter_audience,
+        "identity": t.identity,
     }
 
 
@@ -214,6 +312,7 @@ def _decode_contract(d: dict[str, Any]) -> Contract:
         generation=int(d.get("generation", 0)),
         brokers=tuple(_dec_broker(b) for b in d.get("brokers", ())),
         triggers=tuple(_dec_trigger(t) for t in d.get("triggers", ())),
+        oidc=_dec_oidc(d.get("oidc")),
     )
 
 
@@ -231,6 +330,8 @@ def _dec_broker(d: dict[str, Any]) -> Broker:
         external_topic=bool(d.get("externalTopic", False)),
         default_durability=Durability(d.get("defaultDurability", "all")),
         generation=int(d.get("generation", 0)),
+        audience=d.get("audience", ""),
+        policies=tuple(_dec_policy(p) for p in d.get("policies", ())),
     )
 
 
@@ -272,4 +373,7 @@ def _dec_trigger(d: dict[str, Any]) -> Trigger:
         start_from=StartFrom(d.get("startFrom", "latest")),
         consumer_group=d.get("consumerGroup", ""),
         generation=int(d.get("generation", 0)),
+        subscriber_audience=d.get("subscriberAudience", ""),
+        dead_letter_audience=d.get("deadLetterAudience", ""),
+        identity=d.get("identity", ""),
     )

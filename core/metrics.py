@@ -168,6 +168,12 @@ class Metrics:
         self.trigger_in_flight = Gauge(
             telemetry.M_TRIGGER_IN_FLIGHT, "Deliveries running now", trig, registry=r
         )
+        self.auth_denied = Counter(
+            telemetry.M_INGRESS_AUTH_DENIED,
+            "Requests refused by sender authentication (401) or authorization (403), by reason",
+            (*broker, "response_code", "reason"),
+            registry=r,
+        )
         self.reconciles = Counter(
             telemetry.M_RECONCILES,
             "Objects reconciled (one per object per configuration change), by kind and result",
@@ -251,6 +257,12 @@ class Metrics:
             self._rejected[(broker_key, status)] = cached
         cached[0].inc()
         cached[1].inc()
+
+    def denied(self, broker_key: str, status: int, reason: str) -> None:
+        # Only brokers with authentication-oidc on get here, and reasons are a fixed set, so the
+        # label count stays bounded by the contract.
+        ns, _, name = broker_key.partition("/")
+        self.auth_denied.labels(ns, name, str(status), reason).inc()
 
     # -- dispatcher (reporters.DispatchReporter) -----------------------------------------------
     def attempt(self, trigger: contract.Trigger, status: int | None, seconds: float) -> None:

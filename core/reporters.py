@@ -31,6 +31,11 @@ class IngressReporter(Protocol):
 
     def rejected(self, broker_key: str, status: int, seconds: float) -> None: ...
 
+    def denied(self, broker_key: str, status: int, reason: str) -> None:
+        """A request refused by sender authentication (401) or authorization (403); `reason`
+        is a short fixed label. Reported in addition to `rejected`."""
+        ...
+
 
 class DispatchReporter(Protocol):
     """What the dispatcher reports per delivery attempt and per finished event."""
@@ -58,6 +63,9 @@ class Silent:
         pass
 
     def rejected(self, broker_key: str, status: int, seconds: float) -> None:
+        pass
+
+    def denied(self, broker_key: str, status: int, reason: str) -> None:
         pass
 
     def attempt(self, trigger: contract.Trigger, status: int | None, seconds: float) -> None:

@@ -25,6 +25,7 @@ from kbroker.filter.dispatch import Dispatcher
 from kbroker.filter.httpclient import HttpClient
 from kbroker.filter.pool import Forget, WorkerPool, forget_now
 from kbroker.filter.sender import AiohttpSender, Sender
+from kbroker.filter.tokens import TokenSender
 from kbroker.filter.worker import TriggerWorker
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ class FilterService:
         forget: Forget = forget_now,
     ) -> None:
         self.holder = holder
-        self.sender = sender or HttpClient(fallback=AiohttpSender())
+        # Adds OIDC tokens for destinations that declare an audience (authentication-oidc).
+        self.sender = TokenSender(sender or HttpClient(fallback=AiohttpSender()), holder)
         self.dispatcher = Dispatcher(
             self.sender,
             settings,

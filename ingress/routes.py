@@ -20,6 +20,7 @@ from kbroker.core.channel import Channel, ChannelFull, ChannelUnavailable, Envel
 from kbroker.core.contract_source import ContractHolder
 from kbroker.core.reporters import IngressReporter, Silent
 from kbroker.core.settings import IngressSettings
+from kbroker.ingress import auth
 from kbroker.ingress.deadlines import Deadlines
 from opentelemetry.trace import Span
 from starlette.types import Receive, Scope, Send
@@ -57,12 +58,18 @@ class BrokerIngress:
         self.retry_after = str(settings.retry_after).encode()
         self.deadlines = Deadlines(settings.append_timeout)
         self._clock = ArrivalClock()
+        self.auth = auth.Gate(holder)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, ns: str, name: str) -> None:
         started = time.perf_counter()
         key = f"{ns}/{name}"
         try:
             status = await self._handle(scope, receive, send, ns, name, started)
+        except auth.Denied as d:
+            self.observer.denied(key, d.status, d.reason)
+            self.observer.rejected(key, d.status, time.perf_counter() - started)
+            await respond(send, d.status, d.message, d.headers)
+            return
         except Reject as rej:
             self.observer.rejected(key, rej.status, time.perf_counter() - started)
             await respond(send, rej.status, rej.message, rej.headers)
@@ -90,6 +97,8 @@ class BrokerIngress:
                 ((b"retry-after", self.retry_after),),
             )
         headers: list[tuple[bytes, bytes]] = scope["headers"]
+        # authentication-oidc: an audience is set only when it is on (the only cost when off)
+        subject = await self.auth.authenticate(headers, broker) if broker.audience else None
         durability = broker.default_durability
         limits = self.settings.limits
         traceparent = tracestate = None  # W3C context: the parent, or passed through as is
@@ -122,6 +131,8 @@ class BrokerIngress:
             raise Reject(413, str(exc)) from None
         except events.EventError as exc:
             raise Reject(400, str(exc)) from None
+        if subject is not None:
+            self.auth.authorize(broker, subject, evs)
         if not evs:
             await respond(send, 202, "")
             return None

@@ -1,4 +1,5 @@
-"""`kbroker get brokers|triggers`: objects as `kubectl get` shows them, from a running broker.
+"""`kbroker get brokers|triggers|eventpolicies`: objects as `kubectl get` shows them, from a
+running broker.
 
 `-o yaml|json` prints each object as written plus its status (GET /status serves them so); the
 table picks a few columns from the same documents.
@@ -16,13 +17,16 @@ import yaml
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("get", help="show Brokers or Triggers and their status")
-    p.add_argument("kind", choices=["brokers", "broker", "triggers", "trigger"])
+    p = sub.add_parser("get", help="show Brokers, Triggers or EventPolicies and their status")
+    p.add_argument("kind", choices=[*PLURALS, *PLURALS.values()])
     p.add_argument("name", nargs="?", help="only this object")
     p.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
     p.add_argument("-n", "--namespace", help="only this namespace")
     p.add_argument("--server", default="http://127.0.0.1:8080", help="the running kbroker")
     p.set_defaults(func=main)
+
+
+PLURALS = {"broker": "brokers", "trigger": "triggers", "eventpolicy": "eventpolicies"}
 
 
 def _condition(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
@@ -41,12 +45,18 @@ def _broker_of(spec: dict[str, Any]) -> str:
 def rows(kind: str, objects: list[dict[str, Any]]) -> list[list[str]]:
     if kind == "brokers":
         out = [["NAMESPACE", "NAME", "URL", "READY", "REASON"]]
+    elif kind == "eventpolicies":
+        out = [["NAMESPACE", "NAME", "READY", "REASON", "FROM"]]
     else:
         out = [["NAMESPACE", "NAME", "BROKER", "SUBSCRIBER_URI", "READY", "REASON", "LAG"]]
     for obj in objects:
         meta, status = obj["metadata"], obj.get("status", {})
         ready = _condition(obj, "Ready")
         cells = [meta["namespace"], meta["name"]]
+        if kind == "eventpolicies":
+            subjects = ",".join(status.get("from", []))
+            out.append([*cells, ready.get("status", "Unknown"), ready.get("reason", ""), subjects])
+            continue
         if kind == "brokers":
             cells.append(status.get("address", {}).get("url", ""))
         else:
@@ -66,7 +76,7 @@ def format_table(table: list[list[str]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    kind = args.kind if args.kind.endswith("s") else args.kind + "s"
+    kind = PLURALS.get(args.kind, args.kind)
     try:
         resp = httpx.get(f"{args.server.rstrip('/')}/status", timeout=10.0)
         resp.raise_for_status()
@@ -83,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
             )
     objects = [
         o
-        for o in body[kind]
+        for o in body.get(kind, [])
         if (not args.name or o["metadata"]["name"] == args.name)
         and (not args.namespace or o["metadata"]["namespace"] == args.namespace)
     ]

@@ -77,7 +77,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             lags[(worker.trigger.namespace, worker.trigger.name)] = await worker.subscription.lag()
         except Exception:  # lag is best effort: a backend hiccup must not break /status
             continue
-    brokers, triggers = [], []
+    brokers, triggers, policies = [], [], []
     for key, st in sorted(result.statuses.items()):
         kind, ns, name = key
         shown = effective(st, src.storage_errors)
@@ -86,6 +86,8 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
         obj["status"] = status_doc
         if kind == "Broker":
             brokers.append(obj)
+        elif kind == "EventPolicy":
+            policies.append(obj)
         else:
             if (ns, name) in lags:
                 annotations = status_doc.setdefault("annotations", {})
@@ -94,6 +96,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
     return {
         "brokers": brokers,
         "triggers": triggers,
+        "eventpolicies": policies,
         "problems": [*src.folder.health.errors, *(str(p) for p in result.problems)],
         "generation": src.holder.current.generation,
         "config": config_status(src),

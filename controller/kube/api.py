@@ -76,4 +76,5 @@ class Resource:
 BROKERS = Resource("eventing.knative.dev", "v1", "brokers", "Broker")
 TRIGGERS = Resource("eventing.knative.dev", "v1", "triggers", "Trigger")
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
+EVENTPOLICIES = Resource("eventing.knative.dev", "v1alpha1", "eventpolicies", "EventPolicy")
 SERVICES = Resource("", "v1", "services", "Service")

@@ -1,9 +1,9 @@
 """The cluster-mode controller: Brokers and Triggers from the API server -> contract + status.
 
-Level-based and idempotent, like the folder source: informers keep every Broker, Trigger and
-ConfigMap in memory, any change marks the world dirty, and one reconcile at a time recompiles the
-*whole* contract with `controller.compiler` (~0.2 s for 1,000 Triggers), then makes the cluster
-match it:
+Level-based and idempotent, like the folder source: informers keep every Broker, Trigger,
+EventPolicy and ConfigMap in memory, any change marks the world dirty, and one reconcile at a
+time recompiles the *whole* contract with `controller.compiler` (~0.2 s for 1,000 Triggers), then
+makes the cluster match it:
 
   informers --dirty--> reconcile: served versions (immutable fields) -> resolve refs (prefetch)
      -> compile -> ensure storage -> ConfigMap kbroker-contract (optimistic, generation + 1)
@@ -30,12 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kbroker.controller import compiler, readiness
+from kbroker.controller import compiler, features, readiness
 from kbroker.controller import defaults as br_defaults
 from kbroker.controller.kube import decisions
 from kbroker.controller.kube.api import (
     BROKERS,
     CONFIGMAPS,
+    EVENTPOLICIES,
     MERGE_PATCH,
     TRIGGERS,
     KubeClient,
@@ -109,6 +110,15 @@ class KubeController:
         self.configmaps = Informer(
             client, CONFIGMAPS, self._configmap_changed, watch_timeout=settings.watch_timeout
         )
+        self.eventpolicies = Informer(
+            client, EVENTPOLICIES, self._changed, watch_timeout=settings.watch_timeout
+        )
+        self._informers = (self.brokers, self.triggers, self.configmaps, self.eventpolicies)
+        self._by_kind = {
+            "Broker": (self.brokers, BROKERS),
+            "Trigger": (self.triggers, TRIGGERS),
+            "EventPolicy": (self.eventpolicies, EVENTPOLICIES),
+        }
         self.store = ContractStore(
             client, settings.system_namespace, settings.contract_configmap, settings.contract_file
         )
@@ -152,7 +162,7 @@ class KubeController:
     def _relevant(self, cm: Mapping[str, Any]) -> bool:
         meta = decisions.meta(cm)
         ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-        if name == br_defaults.CONFIGMAP_NAME:
+        if name in (br_defaults.CONFIGMAP_NAME, features.CONFIGMAP_NAME):
             return ns in (self.settings.system_namespace, "knative-eventing")
         return (ns, name) in self._config_refs()
 
@@ -169,13 +179,13 @@ class KubeController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            for informer in (self.brokers, self.triggers, self.configmaps):
+            for informer in self._informers:
                 tg.create_task(informer.run(), name=f"watch:{informer.resource.plural}")
             tg.create_task(self._loop(), name="reconcile")
             tg.create_task(self._probe_loop(), name="probe-data-plane")
 
     async def _loop(self) -> None:
-        for informer in (self.brokers, self.triggers, self.configmaps):
+        for informer in self._informers:
             await informer.synced.wait()
         await self._retrying(self._load_contract)
         wait, delay = 0.0, 0.2
@@ -255,6 +265,7 @@ class KubeController:
         for t in self.triggers.items.values():
             if not decisions.deleting(t):
                 objects.append(compiler.SourcedObject(self._served_trigger(t, violations), SOURCE))
+        objects += [compiler.SourcedObject(p, SOURCE) for p in self.eventpolicies.items.values()]
         alive = {_ident(t) for t in self.triggers.items.values()}
         self._trigger_brokers = {k: v for k, v in self._trigger_brokers.items() if k in alive}
 
@@ -274,12 +285,12 @@ class KubeController:
         return not failed and not self._storage_errors
 
     def _configmaps(self) -> list[Obj]:
-        """config-br-defaults (ours first) and the ConfigMaps Brokers reference."""
+        """config-br-defaults and config-features (ours first), and the ConfigMaps Brokers name."""
         refs = self._config_refs()
         keep = []
         for (ns, name), cm in sorted(self.configmaps.items.items()):
             if (ns, name) in refs or (
-                name == br_defaults.CONFIGMAP_NAME
+                name in (br_defaults.CONFIGMAP_NAME, features.CONFIGMAP_NAME)
                 and ns in (self.settings.system_namespace, "knative-eventing")
             ):
                 keep.append(cm)
@@ -338,7 +349,7 @@ class KubeController:
         seen: list[readiness.Readiness] = []
         for key, st in result.statuses.items():
             kind, ns, name = key
-            informer = self.brokers if kind == "Broker" else self.triggers
+            informer, resource = self._by_kind[kind]
             obj = informer.items.get((ns, name))
             if obj is None:
                 continue
@@ -359,10 +370,11 @@ class KubeController:
             previous = obj.get("status")
             desired = decisions.desired_status(st, overrides, previous, now)
             broker = entry.broker if isinstance(entry, ct.Trigger) else ""
-            seen.append(readiness.from_k8s(kind, ns, name, desired, broker))
+            if kind != "EventPolicy":
+                seen.append(readiness.from_k8s(kind, ns, name, desired, broker))
             patch = decisions.status_patch(desired, previous)
             if patch is not None:
-                patches.append((BROKERS if kind == "Broker" else TRIGGERS, obj, patch))
+                patches.append((resource, obj, patch))
         for key in [k for k in self._since if k not in entries]:
             del self._since[key]
         await _gather_limited(self._patch_status(r, o, p) for r, o, p in patches)

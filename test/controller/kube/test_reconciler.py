@@ -19,6 +19,7 @@ import asyncio
 import json
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -861,3 +862,103 @@ async def test_controller_needs_no_more_than_the_shipped_rbac(
     finally:
         plane.kill_controller()
         plane.start_controller()
+
+
+AUTH_YAML = """
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {{name: secure}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: t}}
+spec:
+  broker: secure
+  subscriber: {{uri: "{sink}"}}
+---
+apiVersion: eventing.knative.dev/v1alpha1
+kind: EventPolicy
+metadata: {{name: senders}}
+spec:
+  to:
+    - ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: secure}}
+  from:
+    - ref: {{apiVersion: v1, kind: ServiceAccount, name: sender}}
+  filters:
+    - exact: {{type: ok}}
+"""
+
+
+async def test_oidc_and_event_policies_with_the_api_server_as_issuer(
+    plane: Cluster, sinks: SinkServer
+) -> None:
+    """config-features turns authentication-oidc on; the ingress process reads the API server's
+    issuer by discovery; a ServiceAccount token from TokenRequest is the sender's identity."""
+    from kbroker.filter.tokens import TokenRequestProvider
+
+    sink = sinks.sink("secure")
+    ns = plane.kube.namespace("authz")
+    for sa in ("sender", "other"):
+        await plane.kubectl("create", "serviceaccount", sa, "-n", ns)
+    token_file = plane.root / "discovery-token"
+    token_file.write_text(plane.kube.token)
+    ca = json.loads(plane.kube.kubeconfig.read_text())["clusters"][0]["cluster"][
+        "certificate-authority"
+    ]
+    features = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "config-features", "namespace": "kbroker-system"},
+        "data": {
+            "authentication-oidc": "enabled",
+            "oidc-discovery-base-url": plane.kube.server,
+            "kbroker.oidc-discovery-token-file": str(token_file),
+            "kbroker.oidc-discovery-ca-file": ca,
+        },
+    }
+    await plane.kubectl("apply", "-f", "-", stdin=json.dumps(features))
+    try:
+        await plane.apply(ns, AUTH_YAML.format(sink=sink.url))
+        broker = await plane.ready(ns, "broker", "secure")
+        audience = f"eventing.knative.dev/broker/{ns}/secure"
+        assert broker["status"]["address"]["audience"] == audience
+        assert broker["status"]["policies"] == [
+            {"apiVersion": "eventing.knative.dev/v1alpha1", "name": "senders"}
+        ]
+        policy = await plane.ready(ns, "eventpolicy", "senders")
+        assert policy["status"]["from"] == [f"system:serviceaccount:{ns}:sender"]
+        await plane.ready(ns, "trigger", "t")
+
+        admin = {"Authorization": f"Bearer {plane.kube.token}"}
+        tls = ssl.create_default_context(cafile=ca)
+
+        async def post(sa: str | None, etype: str) -> httpx.Response:
+            event = ce.CloudEvent(
+                {"specversion": "1.0", "id": uuid.uuid4().hex, "source": "/k", "type": etype},
+                b"{}",
+            )
+            headers, body = ce.encode_binary(event)
+            if sa is not None:
+                provider = TokenRequestProvider(plane.kube.server, ns, sa, admin, tls)
+                headers.append(("authorization", f"Bearer {await provider.token(sa, audience)}"))
+            return await plane.http.post(
+                broker_url(plane, ns, "secure"), content=body, headers=headers
+            )
+
+        assert (await post(None, "ok")).status_code == 401
+        assert (await post("other", "ok")).status_code == 403
+        assert (await post("sender", "not-ok")).status_code == 403
+        accepted = await post("sender", "ok")
+        assert accepted.status_code == 202, accepted.text
+        await sink.wait_for(1, timeout=10)
+        assert [e.type for e in sink.events] == ["ok"]
+    finally:
+        await plane.kubectl(
+            "delete", "configmap", "config-features", "-n", "kbroker-system", "--ignore-not-found"
+        )
+
+        async def off() -> bool:
+            c = await plane.condition(ns, "broker", "secure", "EventPoliciesReady")
+            return bool(c and c.get("reason") == "OIDCDisabled")
+
+        await plane.until(off, "authentication-oidc off again")
