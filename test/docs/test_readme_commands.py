@@ -363,6 +363,12 @@ RULES: list[tuple[str, str, Check | str]] = [
     ("README.md", r"\.venv/bin/kbroker cesql ", check_output),
     ("README.md", r"(docker build|kubectl|kn) ", CLUSTER),
     ("README.md", r"\.venv/bin/kbroker bench targets ", BENCH),
+    (
+        "README.md",
+        r"(pip install kbroker-[\d.]+-py3-none-any\.whl|kbroker run --config \"\$\(python -c)",
+        "installs into the current environment; test/test_packaging.py builds the wheel, installs "
+        "it into a fresh virtualenv and runs `kbroker run` on the packaged examples folder",
+    ),
     ("docs/cesql.md", r"echo '[^']*' > [\w.]+$", check_console),
     ("docs/cesql.md", r"kbroker cesql ", check_console),
     ("docs/kafka.md", r"(make kafka|\.venv/bin/python hack/kafka\.py )", KAFKA),
@@ -384,6 +390,18 @@ RULES: list[tuple[str, str, Check | str]] = [
         "collector:4318; test/e2e/test_tracing.py checks export against a real OTLP receiver",
     ),
     ("docs/observability.md", r"for i in ", "the tracing-overhead measurement: 12 bench runs"),
+    (
+        "docs/observability.md",
+        r"kbroker (run|filter) .*--log-format json",
+        "servers that run until stopped; test/e2e/test_logs.py starts `kbroker run --log-format "
+        "json` and checks that every line it writes is one JSON object",
+    ),
+    (
+        "docs/operations.md",
+        r"kbroker log (check|salvage) ",
+        "need a damaged log: test/faults/test_embedded_log_faults.py damages real logs and runs "
+        "both, test/kbroker/test_cmd_log.py checks their output and exit codes",
+    ),
 ]
 
 
