@@ -81,6 +81,19 @@ class FilterSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Quota:
+    """A Broker's ingress quota: token buckets on events and on body bytes per second.
+
+    `None` means no limit on that dimension. A burst is how much may arrive at once after a quiet
+    spell; it defaults to one second's worth (at least one event, or one maximum-size body)."""
+
+    events_per_second: float | None = None
+    event_burst: int | None = None
+    bytes_per_second: float | None = None
+    byte_burst: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Broker:
     namespace: str
     name: str
@@ -92,6 +105,7 @@ class Broker:
     external_topic: bool = False  # storage owned by someone else: never created or deleted
     default_durability: Durability = Durability.ALL
     generation: int = 0  # metadata.generation of the object this entry came from
+    quota: Quota | None = None  # ingress rate/size quota; None: unlimited (the common case)
 
     @property
     def key(self) -> BrokerKey:
@@ -155,7 +169,7 @@ def _encode(c: Contract) -> dict[str, Any]:
 
 
 def _enc_broker(b: Broker) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "namespace": b.namespace,
         "name": b.name,
         "uid": b.uid,
@@ -167,6 +181,14 @@ def _enc_broker(b: Broker) -> dict[str, Any]:
         "defaultDurability": b.default_durability.value,
         "generation": b.generation,
     }
+    if b.quota is not None:
+        out["quota"] = {
+            "eventsPerSecond": b.quota.events_per_second,
+            "eventBurst": b.quota.event_burst,
+            "bytesPerSecond": b.quota.bytes_per_second,
+            "byteBurst": b.quota.byte_burst,
+        }
+    return out
 
 
 def _enc_delivery(d: DeliverySpec) -> dict[str, Any]:
@@ -231,6 +253,18 @@ def _dec_broker(d: dict[str, Any]) -> Broker:
         external_topic=bool(d.get("externalTopic", False)),
         default_durability=Durability(d.get("defaultDurability", "all")),
         generation=int(d.get("generation", 0)),
+        quota=_dec_quota(d.get("quota")),
+    )
+
+
+def _dec_quota(d: dict[str, Any] | None) -> Quota | None:
+    if not d:
+        return None
+    return Quota(
+        events_per_second=d.get("eventsPerSecond"),
+        event_burst=d.get("eventBurst"),
+        bytes_per_second=d.get("bytesPerSecond"),
+        byte_burst=d.get("byteBurst"),
     )
 
 
