@@ -7,6 +7,7 @@ README's dependency notes.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,15 +38,22 @@ class Sender(Protocol):
 class AiohttpSender:
     """One keep-alive connection pool for the whole dispatcher process."""
 
-    def __init__(self, max_connections: int = 1000, max_response_bytes: int = 4 * 1024 * 1024):
+    def __init__(
+        self,
+        max_connections: int = 1000,
+        max_response_bytes: int = 4 * 1024 * 1024,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
         self._max_connections = max_connections
+        # https targets are verified with this (a custom CA), else the system trust store.
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300
+                limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300, ssl=self._ssl
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from kbroker.core import contract, metrics, telemetry
+from kbroker.core import contract, metrics, telemetry, tls
 from kbroker.core.channel import Channel
 from kbroker.core.contract_source import ContractHolder
 from kbroker.core.reporters import DispatchReporter, Silent
@@ -45,7 +45,13 @@ class FilterService:
         forget: Forget = forget_now,
     ) -> None:
         self.holder = holder
-        self.sender = sender or HttpClient(fallback=AiohttpSender())
+        self.sender = sender or HttpClient(
+            fallback=AiohttpSender(
+                ssl_context=tls.client_context(settings.subscriber_ca)
+                if settings.subscriber_ca
+                else None
+            )
+        )
         self.dispatcher = Dispatcher(
             self.sender,
             settings,
