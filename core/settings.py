@@ -82,6 +82,9 @@ class DispatcherSettings:
     # PEM bundle that verifies subscribers', replies' and dead-letter sinks' https certificates
     # instead of the system trust store.
     subscriber_ca: Path | None = None
+    # PEM bundle trusted in addition, for replies POSTed back to our own https ingress (its
+    # --tls-ca): subscribers' CA and the broker's own need not be the same.
+    ingress_ca: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,8 +86,9 @@ class ReloadingServerContext:
             self.poll_once()
 
 
-def client_context(ca: Path | None) -> ssl.SSLContext:
-    """Verify servers against `ca` (a PEM bundle), else the system trust store."""
-    if ca is None:
-        return ssl.create_default_context()
-    return ssl.create_default_context(cafile=str(ca))
+def client_context(ca: Path | None, also: Path | None = None) -> ssl.SSLContext:
+    """Verify servers against `ca` (a PEM bundle), else the system trust store; and `also`."""
+    ctx = ssl.create_default_context() if ca is None else ssl.create_default_context(cafile=str(ca))
+    if also is not None:
+        ctx.load_verify_locations(cafile=str(also))
+    return ctx

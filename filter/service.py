@@ -47,8 +47,8 @@ class FilterService:
         self.holder = holder
         self.sender = sender or HttpClient(
             fallback=AiohttpSender(
-                ssl_context=tls.client_context(settings.subscriber_ca)
-                if settings.subscriber_ca
+                ssl_context=tls.client_context(settings.subscriber_ca, settings.ingress_ca)
+                if settings.subscriber_ca or settings.ingress_ca
                 else None
             )
         )

@@ -69,5 +69,10 @@ def apply(base: RunSettings, args: Any) -> RunSettings:
         base,
         tls=TlsSettings(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca),
         ops_token_file=args.ops_token,
-        dispatcher=dataclasses.replace(base.dispatcher, subscriber_ca=args.subscriber_ca),
+        dispatcher=dataclasses.replace(
+            base.dispatcher,
+            subscriber_ca=args.subscriber_ca,
+            # Replies go back to our own https ingress: trust what it tells producers to trust.
+            ingress_ca=(args.tls_ca or args.tls_cert) if args.tls_key else None,
+        ),
     )

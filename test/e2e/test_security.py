@@ -195,10 +195,14 @@ async def test_quota_answers_429_and_spares_other_brokers(start_broker: StartBro
     for i in range(30):  # the default broker has no quota
         assert (await proc.send(make_event(f"d{i}"))).status_code == 202
     metrics = (await proc.client.get(proc.base + "/metrics")).text
-    assert any(
-        'broker_name="limited"' in line and 'response_code="429"' in line
+    throttled_lines = [
+        line
         for line in metrics.splitlines()
-        if line.startswith("kbroker_ingress_requests") or "requests" in line.split("{")[0]
-    ), metrics
+        if line.startswith("kbroker_broker_ingress_request_count_total{")
+        and 'broker_name="limited"' in line
+        and 'response_code="429"' in line
+    ]
+    assert len(throttled_lines) == 1, metrics
+    assert float(throttled_lines[0].rsplit(" ", 1)[1]) == len(throttled)
     await asyncio.sleep(int(throttled[-1].headers["retry-after"]))
     assert (await proc.send(make_event("later"), "limited")).status_code == 202  # recovered
