@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 from e2e import knative_yaml as ky
+from e2e.test_cluster_observability import Spawn, spawn  # noqa: F401 (the fixture)
 from fixtures.broker import BrokerProcess, StartBroker, make_event
 from fixtures.certs import ServerCerts, make_ca
 from fixtures.subscriber import SinkServer
-from kbroker.core import tls
+from kbroker.core import contract, events, tls
 
 FAST = {"backoffPolicy": "linear", "backoffDelay": "PT0.01S"}
 TOKEN = "s3cret-ops-token"
@@ -206,3 +207,39 @@ async def test_quota_answers_429_and_spares_other_brokers(start_broker: StartBro
     assert float(throttled_lines[0].rsplit(" ", 1)[1]) == len(throttled)
     await asyncio.sleep(int(throttled[-1].headers["retry-after"]))
     assert (await proc.send(make_event("later"), "limited")).status_code == 202  # recovered
+
+
+async def test_cluster_deployables_take_the_same_settings_from_the_environment(
+    tmp_path: Path,
+    server_certs: ServerCerts,
+    spawn: Spawn,  # noqa: F811 (the imported fixture)
+) -> None:
+    """`kbroker ingress` and `kbroker filter` as a Deployment runs them: KBROKER_TLS_* and
+    KBROKER_OPS_TOKEN_FILE, no flags."""
+    token = tmp_path / "ops-token"
+    token.write_text(TOKEN)
+    env = {
+        "KBROKER_TLS_CERT": str(server_certs.cert),
+        "KBROKER_TLS_KEY": str(server_certs.key),
+        "KBROKER_TLS_CA": str(server_certs.ca.path),
+        "KBROKER_OPS_TOKEN_FILE": str(token),
+    }
+    contract_file = tmp_path / "contract.json"
+    broker = contract.Broker("default", "default", "b", "https://unused/default/default")
+    contract_file.write_bytes(contract.Contract(1, (broker,)).to_json())
+    args = ("--contract", str(contract_file), "--data", str(tmp_path / "data"), "--poll", "0.1")
+    verify = tls.client_context(server_certs.ca.path)
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(timeout=10.0, verify=verify) as client:
+        for kind in ("ingress", "filter"):
+            d = spawn(kind, *args, env=env)
+            assert d.url.startswith("https://127.0.0.1:"), d.url
+            for path in ("/contract-generation", "/metrics"):
+                assert (await client.get(d.url + path)).status_code == 401, (kind, path)
+                assert (await client.get(d.url + path, headers=auth)).status_code == 200
+            assert (await client.get(d.url + "/healthz")).status_code == 200
+            if kind == "ingress":
+                headers, body = events.encode_binary(make_event("c1"))
+                url = f"{d.url}/default/default"
+                resp = await client.post(url, headers=headers, content=body)
+                assert resp.status_code == 202, resp.text
