@@ -18,7 +18,11 @@ from e2e.test_cluster_observability import Spawn, spawn  # noqa: F401 (the fixtu
 from fixtures.broker import BrokerProcess, StartBroker, make_event
 from fixtures.certs import ServerCerts, make_ca
 from fixtures.subscriber import SinkServer
+from kbroker.controller.kube.contract_map import DataPlaneProbe
 from kbroker.core import contract, events, tls
+
+from kbroker import cmd_get
+from kbroker.__main__ import build_parser
 
 FAST = {"backoffPolicy": "linear", "backoffDelay": "PT0.01S"}
 TOKEN = "s3cret-ops-token"
@@ -122,6 +126,15 @@ async def test_https_end_to_end_with_rotation_and_ops_token(
         with pytest.raises(httpx.HTTPError):
             async with httpx.AsyncClient(timeout=2) as plain:
                 await plain.get(proc.base.replace("https:", "http:") + "/healthz")
+
+        # `kbroker get` reads /status over https with the token.
+        args = build_parser().parse_args(
+            ["get", "brokers", "--server", proc.base, "--ca", str(server_certs.ca.path)]
+        )
+        assert await asyncio.to_thread(cmd_get.main, args) == 1  # no token: refused
+        token_file = tmp_path / "ops-token"
+        args.ops_token = token_file
+        assert await asyncio.to_thread(cmd_get.main, args) == 0
 
         # Events over https both ways: subscriber, reply back through ingress, dead-letter sink.
         assert (await proc.send(make_event("e1", type="com.example.start"))).status_code == 202
@@ -238,6 +251,15 @@ async def test_cluster_deployables_take_the_same_settings_from_the_environment(
                 assert (await client.get(d.url + path)).status_code == 401, (kind, path)
                 assert (await client.get(d.url + path, headers=auth)).status_code == 200
             assert (await client.get(d.url + "/healthz")).status_code == 200
+            # The controller's readiness probe gets through with the token and the CA.
+            probe = DataPlaneProbe((d.url,), token_file=token, ca=server_certs.ca.path)
+            unauthorized = DataPlaneProbe((d.url,), ca=server_certs.ca.path)
+            try:
+                assert await probe.generation() == 1
+                assert await unauthorized.generation() == -1
+            finally:
+                await probe.close()
+                await unauthorized.close()
             if kind == "ingress":
                 headers, body = events.encode_binary(make_event("c1"))
                 url = f"{d.url}/default/default"
