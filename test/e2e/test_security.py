@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -265,3 +267,29 @@ async def test_cluster_deployables_take_the_same_settings_from_the_environment(
                 url = f"{d.url}/default/default"
                 resp = await client.post(url, headers=headers, content=body)
                 assert resp.status_code == 202, resp.text
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--tls-key", "{key}"], "both --tls-cert and --tls-key"),
+        (["--tls-cert", "{cert}", "--tls-key", "{cert}"], "TLS certificate"),
+        (["--tls-cert", "{cert}", "--tls-key", "{key}", "--processes", "2"], "--processes"),
+    ],
+    ids=["key-without-cert", "unusable-key", "tls-with-processes"],
+)
+def test_bad_tls_settings_refuse_to_start(
+    tmp_path: Path, server_certs: ServerCerts, extra: list[str], says: str
+) -> None:
+    """Never a silent fallback to plaintext: one line on stderr and exit code 2."""
+    config = tmp_path / "config"
+    config.mkdir()
+    argv = [a.format(cert=server_certs.cert, key=server_certs.key) for a in extra]
+    base = ["run", "--config", str(config), "--port", "0", "--data", str(tmp_path / "data")]
+    done = subprocess.run(
+        [sys.executable, "-m", "kbroker", *base, *argv],
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr.decode()
