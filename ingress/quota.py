@@ -94,7 +94,8 @@ class Quotas:
         assert quota is not None
         now = self.clock()
         limiter = self._limiters.get(broker.key)
-        if limiter is None or limiter.quota != quota:
+        # Identity first: the same contract object serves every request until the next one.
+        if limiter is None or (limiter.quota is not quota and limiter.quota != quota):
             if len(self._limiters) > 10_000:  # brokers come and go: never grow without bound
                 self._limiters.clear()
             limiter = self._limiters[broker.key] = BrokerLimiter(quota, now)
