@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kbroker.controller import resolve, status, validate
+from kbroker.controller import quotas, resolve, status, validate
 from kbroker.controller.compilation import Compilation, Obj, from_issues
 from kbroker.core import contract
 
@@ -57,6 +57,7 @@ def compile_broker(
         channel_issues.error("spec", "expected a mapping")
     channel = c.env.class_channels[cls]
     durability = validate.durability(o.annotations, channel_issues)
+    quota = quotas.quota(o.annotations, channel_issues)
     class_defaults = c.defaults.broker_config(o.namespace, cls)
 
     raw_delivery, where = spec.get("delivery"), "spec.delivery"
@@ -126,6 +127,7 @@ def compile_broker(
         generation=o.generation,
         conditions=conditions,
         address_url=address,
+        address_ca_certs=c.env.ingress_ca_certs,
         dead_letter_sink_uri=dls_uri,
         annotations=tuple(sorted(annotations.items())),
     )
@@ -142,6 +144,7 @@ def compile_broker(
             external_topic=bool(external),
             default_durability=durability,
             generation=o.generation,
+            quota=quota,
         )
     ok_delivery = (
         None if delivery_issues.errors else dataclasses.replace(delivery, dead_letter_uri=dls_uri)

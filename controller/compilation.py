@@ -39,6 +39,7 @@ class Environment:
     """What the compiler needs to know about the installation it compiles for."""
 
     ingress_base_url: str  # a Broker's address is f"{base}/{namespace}/{name}"
+    ingress_ca_certs: str | None = None  # PEM producers trust the https address with (CACerts)
     default_broker_class: str = "MTChannelBasedBroker"
     class_channels: Mapping[str, str] = field(default_factory=_class_channels)
     default_kafka_config: tuple[tuple[str, str], ...] = ()  # e.g. bootstrap.servers from --kafka

@@ -71,6 +71,7 @@ class ObjectStatus:
     generation: int
     conditions: tuple[Condition, ...]
     address_url: str | None = None
+    address_ca_certs: str | None = None  # PEM, published with an https address
     subscriber_uri: str | None = None
     dead_letter_sink_uri: str | None = None
     annotations: tuple[tuple[str, str], ...] = ()
@@ -127,6 +128,11 @@ class ObjectStatus:
             address = {"name": "http", "url": self.address_url}
             if self.audience:
                 address["audience"] = self.audience
+            if self.address_url.startswith("https:"):
+                # Knative's strict transport encryption: the one address is https, with the CA.
+                address["name"] = "https"
+                if self.address_ca_certs:
+                    address["CACerts"] = self.address_ca_certs
             status["address"] = address
             status["addresses"] = [dict(address)]
         if self.subscriber_uri:

@@ -117,6 +117,19 @@ class OIDC:
 
 
 @dataclass(frozen=True, slots=True)
+class Quota:
+    """A Broker's ingress quota: token buckets on events and on body bytes per second.
+
+    `None` means no limit on that dimension. A burst is how much may arrive at once after a quiet
+    spell; it defaults to one second's worth (at least one event, or one maximum-size body)."""
+
+    events_per_second: float | None = None
+    event_burst: int | None = None
+    bytes_per_second: float | None = None
+    byte_burst: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Broker:
     namespace: str
     name: str
@@ -132,6 +145,7 @@ class Broker:
     audience: str = ""
     # The Ready EventPolicies that apply to this Broker; empty means the default mode decides.
     policies: tuple[Policy, ...] = ()
+    quota: Quota | None = None  # ingress rate/size quota; None: unlimited (the common case)
 
     @property
     def key(self) -> BrokerKey:
@@ -248,7 +262,7 @@ def _dec_policy(d: dict[str, Any]) -> Policy:
 
 
 def _enc_broker(b: Broker) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "namespace": b.namespace,
         "name": b.name,
         "uid": b.uid,
@@ -262,6 +276,14 @@ def _enc_broker(b: Broker) -> dict[str, Any]:
         "audience": b.audience,
         "policies": [_enc_policy(p) for p in b.policies],
     }
+    if b.quota is not None:
+        out["quota"] = {
+            "eventsPerSecond": b.quota.events_per_second,
+            "eventBurst": b.quota.event_burst,
+            "bytesPerSecond": b.quota.bytes_per_second,
+            "byteBurst": b.quota.byte_burst,
+        }
+    return out
 
 
 def _enc_delivery(d: DeliverySpec) -> dict[str, Any]:
@@ -332,6 +354,18 @@ def _dec_broker(d: dict[str, Any]) -> Broker:
         generation=int(d.get("generation", 0)),
         audience=d.get("audience", ""),
         policies=tuple(_dec_policy(p) for p in d.get("policies", ())),
+        quota=_dec_quota(d.get("quota")),
+    )
+
+
+def _dec_quota(d: dict[str, Any] | None) -> Quota | None:
+    if not d:
+        return None
+    return Quota(
+        events_per_second=d.get("eventsPerSecond"),
+        event_burst=d.get("eventBurst"),
+        bytes_per_second=d.get("bytesPerSecond"),
+        byte_burst=d.get("byteBurst"),
     )
 
 

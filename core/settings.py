@@ -52,6 +52,22 @@ class KafkaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """Serve https from certificate files, reloaded when they change (no restart).
+
+    `ca` is only published (a Broker's `status.address.CACerts`), never used to verify anyone."""
+
+    cert: Path | None = None  # PEM certificate chain; with `key` it turns TLS on
+    key: Path | None = None  # PEM private key
+    ca: Path | None = None  # PEM bundle producers should trust; default: the certificate itself
+    poll_interval: float = 1.0  # seconds between looks at the files' mtimes
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None and self.key is not None
+
+
+@dataclass(frozen=True, slots=True)
 class DispatcherSettings:
     default_max_in_flight: int = 100
     default_timeout: float = 600.0  # per attempt when the delivery spec sets none (Kafka parity)
@@ -63,6 +79,12 @@ class DispatcherSettings:
     log_burst: int = 10
     log_per_interval: int = 6
     log_interval: float = 60.0  # seconds
+    # PEM bundle that verifies subscribers', replies' and dead-letter sinks' https certificates
+    # instead of the system trust store.
+    subscriber_ca: Path | None = None
+    # PEM bundle trusted in addition, for replies POSTed back to our own https ingress (its
+    # --tls-ca): subscribers' CA and the broker's own need not be the same.
+    ingress_ca: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +140,10 @@ class RunSettings:
     dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
     logs: LogSettings = field(default_factory=LogSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    # File holding the bearer token /status, /metrics and /contract-generation require; None
+    # leaves them open (the default, for a process bound to 127.0.0.1).
+    ops_token_file: Path | None = None
 
 
 def env(name: str, default: str | None = None) -> str | None:

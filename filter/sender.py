@@ -7,6 +7,7 @@ README's dependency notes.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -41,8 +42,15 @@ class AiohttpSender:
     aiohttp is imported on first use: it serves only what the raw client does not (https), and
     processes that never dispatch (the extra ingress processes) should not pay for loading it."""
 
-    def __init__(self, max_connections: int = 1000, max_response_bytes: int = 4 * 1024 * 1024):
+    def __init__(
+        self,
+        max_connections: int = 1000,
+        max_response_bytes: int = 4 * 1024 * 1024,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
         self._max_connections = max_connections
+        # https targets are verified with this (a custom CA), else the system trust store.
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
@@ -51,7 +59,7 @@ class AiohttpSender:
 
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300
+                limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300, ssl=self._ssl
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from kbroker.core import contract, metrics, telemetry
+from kbroker.core import contract, metrics, telemetry, tls
 from kbroker.core.channel import Channel
 from kbroker.core.contract_source import ContractHolder
 from kbroker.core.reporters import DispatchReporter, Silent
@@ -47,7 +47,17 @@ class FilterService:
     ) -> None:
         self.holder = holder
         # Adds OIDC tokens for destinations that declare an audience (authentication-oidc).
-        self.sender = TokenSender(sender or HttpClient(fallback=AiohttpSender()), holder)
+        self.sender = TokenSender(
+            sender
+            or HttpClient(
+                fallback=AiohttpSender(
+                    ssl_context=tls.client_context(settings.subscriber_ca, settings.ingress_ca)
+                    if settings.subscriber_ca or settings.ingress_ca
+                    else None
+                )
+            ),
+            holder,
+        )
         self.dispatcher = Dispatcher(
             self.sender,
             settings,

@@ -6,7 +6,8 @@ the CloudEvents HTTP binding: 202 once the channel says the events are safe at t
 durability; 400 invalid (naming the problem, and the batch index); 404 unknown broker; 405 other
 methods (OPTIONS answers 200 with `Allow`, like Knative's ingress); 413 too large (checked against
 Content-Length before reading, and while streaming); 415 unsupported format; 503 + Retry-After when
-the channel cannot take the events in time; 507 when the broker's storage is full.
+the channel cannot take the events in time; 507 when the broker's storage is full; 429 + Retry-After
+when the broker's quota (ingress/quota.py) is exceeded.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from kbroker.core.channel import Channel, ChannelFull, ChannelUnavailable, Envel
 from kbroker.core.contract_source import ContractHolder
 from kbroker.core.reporters import IngressReporter, Silent
 from kbroker.core.settings import IngressSettings
-from kbroker.ingress import auth
+from kbroker.ingress import auth, quota
 from kbroker.ingress.deadlines import Deadlines
 from opentelemetry.trace import Span
 from starlette.types import Receive, Scope, Send
@@ -59,6 +60,7 @@ class BrokerIngress:
         self.deadlines = Deadlines(settings.append_timeout)
         self._clock = ArrivalClock()
         self.auth = auth.Gate(holder)
+        self.quotas = quota.Quotas()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, ns: str, name: str) -> None:
         started = time.perf_counter()
@@ -136,6 +138,12 @@ class BrokerIngress:
         if not evs:
             await respond(send, 202, "")
             return None
+        if broker.quota is not None and (wait := self.quotas.admit(broker, len(evs), len(body))):
+            raise Reject(
+                429,
+                f"broker {ns}/{name}: over its ingress quota; retry later",
+                ((b"retry-after", quota.retry_after(wait)),),
+            )
         now = time.time()
         self._stamp(evs, now)
         span: Span | None = None

@@ -34,7 +34,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from kbroker import wiring, wiring_http
+from kbroker import ops_guard, security_flags, wiring, wiring_http
 from kbroker.core import logs
 from kbroker.core.contract_source import ContractHolder, FileContractSource
 from kbroker.core.settings import CLUSTER_SHUTDOWN_GRACE, RunSettings, env, log_format_default
@@ -70,6 +70,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--ingress-url",
         default=env("KBROKER_INGRESS_URL", ""),
         help="base of Broker addresses (default http://kbroker-ingress.<ns>.svc.cluster.local)",
+    )
+    c.add_argument(
+        "--ingress-ca",
+        type=Path,
+        default=Path(env("KBROKER_INGRESS_CA") or "") if env("KBROKER_INGRESS_CA") else None,
+        metavar="FILE",
+        help="PEM CA of an https --ingress-url: published as CACerts, trusted by the probes",
     )
     c.add_argument("--classes", nargs="+", default=[], help="Broker classes served (default all)")
     c.add_argument("--contract-file", type=Path, help="also write the contract to this file")
@@ -125,6 +132,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="log lines as text or one JSON object each (default text; KBROKER_LOG_FORMAT)",
     )
     p.add_argument("--reuse-port", action="store_true", help="share the port with other processes")
+    security_flags.register(p)
     p.add_argument(
         "--shutdown-grace",
         type=float,
@@ -145,7 +153,7 @@ def _main(
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
-    base = RunSettings()
+    base = security_flags.apply(RunSettings(), args)
     return dataclasses.replace(
         base,
         host=args.host,
@@ -170,20 +178,26 @@ async def _serve(
     settings: RunSettings,
     background: list[Callable[[], Coroutine[Any, Any, None]]],
 ) -> None:
-    """Serve `app` on `sock` and run `background` until SIGINT/SIGTERM or one of them ends."""
+    """Serve `app` on `sock` and run `background` until SIGINT/SIGTERM or one of them ends;
+    https when --tls-cert/--tls-key say so, operational endpoints behind --ops-token."""
     port = sock.getsockname()[1]
+    server_tls = wiring.server_tls(settings.tls)
+    if server_tls is not None:
+        background = [*background, server_tls.run]
     stop = asyncio.Event()
     remove = wiring_http.stop_on_signals(stop)
     tasks = [asyncio.create_task(b(), name=f"{name}-background") for b in background]
+    scheme = "https" if server_tls else "http"
     try:
         await wiring_http.serve(
             f"kbroker {name}",
-            app,
+            ops_guard.guard(app, settings.ops_token_file),
             [sock],
             settings.shutdown,
             stop,
             background=tasks,
-            ready_line=f"kbroker {name} ready on http://{settings.host}:{port}",
+            ready_line=f"kbroker {name} ready on {scheme}://{settings.host}:{port}",
+            tls=server_tls.context if server_tls else None,
         )
     finally:
         remove()
@@ -274,6 +288,15 @@ async def _filter(args: argparse.Namespace) -> None:
     logs.log_shutdown(log, "stopped", "kbroker filter")
 
 
+def _read_ca(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise wiring.StartupError(f"--ingress-ca {path}: {exc}") from None
+
+
 async def _controller(args: argparse.Namespace) -> None:
     from kbroker.controller.kube import client as kube
     from kbroker.controller.kube.reconciler import KubeController, KubeSettings
@@ -292,6 +315,9 @@ async def _controller(args: argparse.Namespace) -> None:
         kafka_bootstrap=args.kafka,
         resync_interval=args.resync,
         finalize_timeout=args.finalize_timeout,
+        ingress_ca_certs=_read_ca(args.ingress_ca),
+        probe_token_file=args.ops_token,
+        probe_ca=args.ingress_ca,
     )
     run_settings = _settings(args)
     sock = _bind(run_settings)

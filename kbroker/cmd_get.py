@@ -8,12 +8,16 @@ table picks a few columns from the same documents.
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import yaml
+
+from kbroker.core import tls
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +27,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
     p.add_argument("-n", "--namespace", help="only this namespace")
     p.add_argument("--server", default="http://127.0.0.1:8080", help="the running kbroker")
+    p.add_argument("--ca", type=Path, metavar="FILE", help="PEM CA to verify an https --server")
+    p.add_argument(
+        "--ops-token", type=Path, metavar="FILE", help="send the bearer token in FILE (/status)"
+    )
     p.set_defaults(func=main)
 
 
@@ -78,9 +86,15 @@ def format_table(table: list[list[str]]) -> str:
 def main(args: argparse.Namespace) -> int:
     kind = PLURALS.get(args.kind, args.kind)
     try:
-        resp = httpx.get(f"{args.server.rstrip('/')}/status", timeout=10.0)
+        headers = {}
+        if args.ops_token is not None:
+            headers["authorization"] = f"Bearer {args.ops_token.read_text().strip()}"
+        verify: ssl.SSLContext | bool = tls.client_context(args.ca) if args.ca else True
+        resp = httpx.get(
+            f"{args.server.rstrip('/')}/status", timeout=10.0, headers=headers, verify=verify
+        )
         resp.raise_for_status()
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, OSError) as exc:
         print(f"error: cannot read status from {args.server}: {exc}", file=sys.stderr)
         return 1
     body = orjson.loads(resp.content)

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from kbroker import security_flags
 from kbroker.core import logs
 from kbroker.core.settings import LogSettings, RunSettings, ShutdownSettings, log_format_default
 
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="on SIGTERM, how long in-flight requests get to finish (default %(default)s)",
     )
+    security_flags.register(p)
     p.add_argument("--log-level", default="info", choices=logs.LEVELS)
     p.add_argument(
         "--log-format",
@@ -65,7 +67,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def settings_from(args: Any) -> RunSettings:
-    base = RunSettings()
+    base = security_flags.apply(RunSettings(), args)
     return dataclasses.replace(
         base,
         config_dir=args.config,

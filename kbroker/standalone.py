@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import IO
 
-from kbroker import status_api, wiring, wiring_http
+from kbroker import ops_guard, status_api, wiring, wiring_http
 from kbroker.controller import compiler, files, retirement, transitions
-from kbroker.core import logs, telemetry
+from kbroker.core import logs, telemetry, tls
 from kbroker.core.channel import ChannelError
 from kbroker.core.contract_source import ContractHolder
 from kbroker.core.settings import RunSettings
@@ -37,7 +37,9 @@ bind_unix = wiring.bind_unix
 open_channels = wiring.open_channels
 
 
-def environment(settings: RunSettings, base_url: str) -> compiler.Environment:
+def environment(
+    settings: RunSettings, base_url: str, ca_certs: str | None = None
+) -> compiler.Environment:
     classes = dict(compiler.Environment(ingress_base_url=base_url).class_channels)
     kafka_config: tuple[tuple[str, str], ...] = ()
     if settings.kafka_bootstrap:
@@ -45,6 +47,7 @@ def environment(settings: RunSettings, base_url: str) -> compiler.Environment:
         kafka_config = (("bootstrap.servers", settings.kafka_bootstrap),)
     return compiler.Environment(
         ingress_base_url=base_url,
+        ingress_ca_certs=ca_certs,
         class_channels=classes,
         default_kafka_config=kafka_config,
         topic_template=settings.topic_template,
@@ -58,11 +61,13 @@ class Standalone:
         settings: RunSettings,
         sock: socket.socket,
         tracing: telemetry.Tracing | None = None,
+        server_tls: tls.ReloadingServerContext | None = None,
     ) -> None:
         self.settings = settings
         self.sock = sock
+        self.tls = server_tls
         _host, port = sock.getsockname()[:2]
-        self.base_url = f"http://{settings.host}:{port}"
+        self.base_url = f"{'https' if server_tls else 'http'}://{settings.host}:{port}"
         self.channels = wiring.open_channels(settings)
         self.holder = ContractHolder()
         self.observability = wiring.Observability(tracing or telemetry.disabled())
@@ -87,7 +92,7 @@ class Standalone:
         self.conditions = transitions.ConditionTimes(settings.data_dir / "conditions.json")
         self.folder = files.FolderSource(
             settings.config_dir,
-            environment(settings, self.base_url),
+            environment(settings, self.base_url, server_tls.ca_pem() if server_tls else None),
             self.on_update,
             settings.poll_interval,
         )
@@ -223,6 +228,9 @@ class Standalone:
             tracing=self.tracing,
         )
         folder_task = asyncio.create_task(self.folder.run(), name="folder-source")
+        background = [folder_task]
+        if self.tls is not None:
+            background.append(asyncio.create_task(self.tls.run(), name="tls-reload"))
         sockets = [self.sock]
         if self.settings.processes > 1:
             sockets.append(wiring.bind_unix(self.admin_socket))
@@ -237,17 +245,19 @@ class Standalone:
         try:
             await wiring_http.serve(
                 "kbroker",
-                app,
+                ops_guard.guard(app, self.settings.ops_token_file),
                 sockets,
                 self.settings.shutdown,
                 self.stopping,
-                background=[folder_task],
+                background=background,
                 ready_line=f"kbroker ready on {self.base_url}",
                 before_drain=stop_helpers,
+                tls=self.tls.context if self.tls else None,
             )
         finally:
-            folder_task.cancel()
-            await asyncio.gather(folder_task, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             reap = self.settings.shutdown.grace + 5.0
             await asyncio.gather(*(asyncio.to_thread(_reap, p, reap) for p in helpers))
 
@@ -304,8 +314,12 @@ def run(settings: RunSettings) -> int:
         tracing = wiring.tracing_from_env()
         wiring.check_folder("config folder", settings.config_dir, writable=False)
         wiring.check_folder("data folder", settings.data_dir, writable=True)
+        server_tls = wiring.server_tls(settings.tls)
+        if server_tls is not None and settings.processes > 1:
+            # Extra processes pass operational requests over a plaintext Unix socket.
+            raise wiring.StartupError("--processes above 1 cannot serve TLS yet")
         sock = wiring.bind(settings.host, settings.port, reuse_port=settings.reuse_port)
-        app = Standalone(settings, sock, tracing)
+        app = Standalone(settings, sock, tracing, server_tls)
         remove = wiring_http.stop_on_signals(app.stopping)
         try:
             await app.serve()

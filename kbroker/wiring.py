@@ -32,10 +32,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from kbroker.core import contract, metrics, telemetry
+from kbroker.core import contract, metrics, telemetry, tls
 from kbroker.core.channel import Channel, ChannelError
 from kbroker.core.channels.embedded import EmbeddedChannel
-from kbroker.core.settings import RunSettings
+from kbroker.core.settings import RunSettings, TlsSettings
 from kbroker.ingress.app import ReadyCheck, health_routes
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,21 @@ def run_process(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
         print(f"kbroker: {exc}", file=sys.stderr, flush=True)
         return 2
     return 0
+
+
+def server_tls(settings: TlsSettings) -> tls.ReloadingServerContext | None:
+    """The https context from --tls-cert/--tls-key; None for plain http. Unusable files are a
+    StartupError: a process told to serve TLS must not fall back to plaintext."""
+    if not settings.enabled:
+        if settings.cert is not None or settings.key is not None:
+            raise StartupError("TLS needs both --tls-cert and --tls-key")
+        return None
+    try:
+        context = tls.ReloadingServerContext(settings)
+        context.ca_pem()  # an unreadable --tls-ca is found now, not at the first compile
+        return context
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise StartupError(f"TLS certificate {settings.cert} / key {settings.key}: {exc}") from None
 
 
 # -- channels ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Generator, Sequence
 
 import uvicorn
@@ -58,9 +59,17 @@ class _CloseWhenDraining:
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, app: ASGIApp, settings: ShutdownSettings) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: ShutdownSettings, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.gate = _CloseWhenDraining(app)
-        super().__init__(server_config(self.gate))
+        config = server_config(self.gate)
+        if tls is not None:
+            # uvicorn hands `config.ssl` to create_server once load() ran; our context object
+            # (not one uvicorn builds from files) so that a certificate reload reaches it.
+            config.load()
+            config.ssl = tls
+        super().__init__(config)
         self.shutdown_settings = settings
 
     @contextlib.contextmanager
@@ -141,11 +150,13 @@ async def serve(
     background: Sequence[asyncio.Task[None]] = (),
     ready_line: str = "",
     before_drain: Callable[[], Awaitable[None]] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Serve `app` on `sockets` until `stop` is set (install `stop_on_signals` first) or a
     background task ends; then drain as the module says and cancel the background tasks.
-    `before_drain` runs once the stop is decided, before connections drain."""
-    server = _Server(app, settings)
+    `before_drain` runs once the stop is decided, before connections drain. `tls`: serve https
+    on every socket with this context (Unix sockets included)."""
+    server = _Server(app, settings, tls)
     http = asyncio.create_task(server.serve(sockets=list(sockets)), name="http")
     stopper = asyncio.create_task(stop.wait(), name="stop")
     tune_gc_for_serving()

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import ssl
 from pathlib import Path
 
 import aiohttp
@@ -107,9 +109,18 @@ class ContractStore:
 
 
 class DataPlaneProbe:
-    def __init__(self, urls: tuple[str, ...], timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        urls: tuple[str, ...],
+        timeout: float = 2.0,
+        token_file: Path | None = None,
+        ca: Path | None = None,
+    ) -> None:
         self.urls = urls
         self.timeout = timeout
+        # The data plane's /contract-generation may sit behind an ops token and https.
+        self.token_file = token_file
+        self.ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
         self.served = -1  # highest generation every process has reported
         self._http: aiohttp.ClientSession | None = None
 
@@ -118,11 +129,19 @@ class DataPlaneProbe:
         if not self.urls:
             return None
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(ssl=self.ssl),
+            )
+        headers = {}
+        if self.token_file is not None:
+            with contextlib.suppress(OSError):  # unreadable: 401, counted as not serving yet
+                headers["Authorization"] = f"Bearer {self.token_file.read_text().strip()}"
         seen = []
         for base in self.urls:
             try:
-                async with self._http.get(f"{base.rstrip('/')}/contract-generation") as resp:
+                url = f"{base.rstrip('/')}/contract-generation"
+                async with self._http.get(url, headers=headers) as resp:
                     seen.append(int((await resp.json())["generation"]) if resp.ok else -1)
             except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
                 seen.append(-1)

@@ -68,6 +68,9 @@ class KubeSettings:
     watch_timeout: int = 300
     finalize_timeout: float = 60.0  # seconds a deleted Broker waits for a silent data plane
     max_backoff: float = 30.0
+    ingress_ca_certs: str | None = None  # PEM published as Brokers' CACerts (https ingress)
+    probe_token_file: Path | None = None  # ops token the data plane's /contract-generation wants
+    probe_ca: Path | None = None  # verifies the data plane's https certificates
 
     def base_url(self) -> str:
         return (
@@ -75,7 +78,9 @@ class KubeSettings:
         )
 
     def environment(self) -> compiler.Environment:
-        env = compiler.Environment(ingress_base_url=self.base_url())
+        env = compiler.Environment(
+            ingress_base_url=self.base_url(), ingress_ca_certs=self.ingress_ca_certs
+        )
         classes = dict(env.class_channels)
         kafka: tuple[tuple[str, str], ...] = ()
         if self.kafka_bootstrap:
@@ -122,7 +127,9 @@ class KubeController:
         self.store = ContractStore(
             client, settings.system_namespace, settings.contract_configmap, settings.contract_file
         )
-        self.probe = DataPlaneProbe(settings.data_plane)
+        self.probe = DataPlaneProbe(
+            settings.data_plane, token_file=settings.probe_token_file, ca=settings.probe_ca
+        )
         self.reconciles = 0
         self.last_duration = 0.0  # seconds the last successful reconcile took
         self._awaiting: int | None = None  # generation some object waits to see served
