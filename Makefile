@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SHARED ?= $(abspath ../shared)
 export KBROKER_CESQL_TCK ?= $(SHARED)/cesql-tck
 
-.PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps bench clean
+.PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps bench fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ pytest: install test-deps
 	$(PY) -m pytest -q -ra
 
 test: check pytest
+
+# Long local fuzzing (coverage-guided with atheris when installed): FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 300
+fuzz: install
+	$(PY) hack/fuzz.py --seconds $(FUZZ_SECONDS)
 
 bench: install
 	$(VENV)/bin/kbroker bench --help
