@@ -31,6 +31,7 @@ limit by the driver (libFuzzer's -timeout, pytest's timeout), not here.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -143,6 +144,19 @@ def raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(k.encode(), v.encode()) for k, v in headers]
 
 
+TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def check_wire(headers: list[tuple[str, str]]) -> None:
+    """Headers an encoder produces go onto the wire as they are: a name must be an HTTP token and
+    a value must hold no control character, or it would end the header (CR, LF) and let an event
+    attribute write headers, or a whole request, of its own."""
+    for name, value in headers:
+        assert TOKEN.fullmatch(name), f"header name {name!r}"
+        assert not CONTROL.search(value), f"header {name}: {value!r}"
+
+
 def check_event(event: CloudEvent) -> None:
     """Invariants of every decoded event, then every re-encoding round trip."""
     for name, value in event.attributes.items():
@@ -159,6 +173,7 @@ def check_event(event: CloudEvent) -> None:
 
     if binary_safe(event):
         headers, body = events.encode_binary(event)
+        check_wire(headers)
         [back] = events.decode_http(raw(headers), body)
         assert back.attributes == as_strings(event), (back, event)
         assert back.data == (event.data or None), (back, event)
