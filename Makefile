@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps tilt bench clean
+.PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps tilt bench fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ pytest: install test-deps
 	$(PY) -m pytest -q -ra
 
 test: check pytest
+
+# Long local fuzzing (coverage-guided with atheris when installed): FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 300
+fuzz: install
+	$(PY) hack/fuzz.py --seconds $(FUZZ_SECONDS)
 
 bench: install
 	$(VENV)/bin/kbroker bench --help

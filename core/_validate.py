@@ -8,7 +8,8 @@ What it checks (the spec's context attributes): specversion is exactly "1.0" or 
 id, source and type are present non-empty strings; names are `[a-z0-9]+` and not `data` (long names
 are accepted, as the Knative SDKs do); known attributes have string values; extension values are
 strings, booleans or int32 integers; `time` is RFC 3339; `dataschema` (1.0) is an absolute URI;
-`subject` and `datacontenttype` are non-empty. What it refuses to do: normalise anything. `time`
+`subject` and `datacontenttype` are non-empty, and `datacontenttype` holds no control character
+(it is the Content-Type header in binary mode). What it refuses to do: normalise anything. `time`
 is checked but stays the string received, so forwarding and CESQL see the sender's text.
 """
 
@@ -27,6 +28,10 @@ _TIME = re.compile(
     r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S*")
+# C0 controls but HTAB, and DEL: what an HTTP field value may not hold. datacontenttype becomes the
+# Content-Type header verbatim in binary mode (it cannot be percent-encoded like the ce- headers),
+# so a CR or LF in it would let whoever sent the event write headers of their own.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -116,8 +121,16 @@ def check(attrs: Mapping[str, object]) -> None:
         raise ValueError(f"attribute 'time' is not an RFC 3339 timestamp: {time!r}")
     if attrs.get("subject") == "":
         raise ValueError("attribute 'subject' must not be empty")
-    if attrs.get("datacontenttype") == "":
+    ctype = attrs.get("datacontenttype")
+    if ctype == "":
         raise ValueError("attribute 'datacontenttype' must not be empty")
+    # isprintable() on ASCII is the common answer without a regex search; tabs take the long way.
+    if (
+        isinstance(ctype, str)
+        and not (ctype.isascii() and ctype.isprintable())
+        and _CONTROL.search(ctype)
+    ):
+        raise ValueError(f"attribute 'datacontenttype' holds a control character: {ctype!r}")
     if spec == "1.0":
         schema = attrs.get("dataschema")
         if schema is not None and not (isinstance(schema, str) and _ABSOLUTE_URI.fullmatch(schema)):

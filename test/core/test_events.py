@@ -706,3 +706,31 @@ def test_v03_base64_event_goes_out_decoded_without_its_encoding() -> None:
     _, structured = events.encode_structured(event)
     assert orjson.loads(structured)["datacontentencoding"] == "base64"
     assert orjson.loads(structured)["data"] == "aGk="
+
+
+# datacontenttype is written out verbatim as the Content-Type header whenever the event is
+# delivered in binary mode: a CR or LF in it would end that header and let the sender of a
+# structured event (or of a Kafka record) add headers, or a whole request, of its own.
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        "text/plain\r\nX-Injected: 1",
+        "text/plain\nX-Injected: 1",
+        "text/plain\r",
+        "\x00text/plain",
+        "text/plain\x7f",
+        "text/plain; a=\x1b",
+    ],
+    ids=["crlf", "lf", "cr", "nul", "del", "esc"],
+)
+def test_datacontenttype_with_control_characters_is_rejected(ctype: str) -> None:
+    with pytest.raises(EventError, match=r"datacontenttype.*control character"):
+        structured({**BASE, "datacontenttype": ctype, "data": "x"})
+    kafka = [(f"ce_{k}", str(v).encode()) for k, v in BASE.items()]
+    with pytest.raises(EventError, match=r"datacontenttype.*control character"):
+        events.from_kafka([*kafka, ("content-type", ctype.encode())], b"x")
+
+
+def test_datacontenttype_may_hold_a_tab() -> None:
+    event = structured({**BASE, "datacontenttype": "text/plain;\tcharset=utf-8", "data": "x"})
+    assert events.encode_binary(event)[0][-1] == ("content-type", "text/plain;\tcharset=utf-8")
