@@ -108,7 +108,7 @@ class NatsCluster:
         return ",".join(f"nats://127.0.0.1:{n.port}" for n in self.nodes)
 
     def start(self, timeout: float = 30.0) -> str:
-        """Fresh data dirs, every node started, and JetStream ready on each (meta leader elected)."""
+        """Fresh data dirs, every node started, JetStream ready on each (meta leader elected)."""
         build(self.version, quiet=True)
         if (self.run_dir / STATE_FILE).exists():
             NatsCluster.load(self.run_dir).stop()  # a previous run left nodes behind
@@ -197,9 +197,7 @@ class NatsCluster:
             "-n", f"kbroker-nats-{node.node_id}",
         ]  # fmt: skip
         if len(self.nodes) > 1:
-            routes = ",".join(
-                f"nats://127.0.0.1:{n.cluster_port}" for n in self.nodes if n != node
-            )
+            routes = ",".join(f"nats://127.0.0.1:{n.cluster_port}" for n in self.nodes if n != node)
             args += [
                 "--cluster_name", "kbroker",
                 "--cluster", f"nats://127.0.0.1:{node.cluster_port}",
