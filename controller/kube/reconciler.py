@@ -63,6 +63,7 @@ class KubeSettings:
     contract_file: Path | None = None  # also write the contract here (processes outside pods)
     data_plane: tuple[str, ...] = ()  # base URLs probed before Ready; () = Ready when written
     kafka_bootstrap: str | None = None  # default Kafka; makes MTChannelBasedBroker use Kafka
+    nats_url: str | None = None  # the NATS server of NatsJetStreamChannel brokers
     resync_interval: float = 30.0  # seconds between full reconciles (re-resolves references)
     watch_timeout: int = 300
     finalize_timeout: float = 60.0  # seconds a deleted Broker waits for a silent data plane
@@ -82,7 +83,9 @@ class KubeSettings:
             kafka = (("bootstrap.servers", self.kafka_bootstrap),)
         if self.classes:
             classes = {c: ch for c, ch in classes.items() if c in self.classes}
-        return dataclasses.replace(env, class_channels=classes, default_kafka_config=kafka)
+        return dataclasses.replace(
+            env, class_channels=classes, default_kafka_config=kafka, nats_url=self.nats_url
+        )
 
 
 class KubeController:
