@@ -13,8 +13,8 @@ A Broker without `spec.config` (and no default naming one) uses the ConfigMap
 `config-br-default-channel` (in `knative-eventing`, else the Broker's namespace) when the
 configuration has it, and otherwise the process default (`embedded`, or `kafka` under `--kafka`).
 A `spec.config` naming a ConfigMap the configuration does not hold falls back the same way, with
-a warning. A template naming any other kind makes the Broker not Ready (TriggerChannelReady False, reason
-ChannelTemplateFailed) with a message listing the kinds supported.
+a warning. A template naming any other kind makes the Broker not Ready (TriggerChannelReady False,
+reason ChannelTemplateFailed) with a message listing the kinds supported.
 
 What this module refuses: I/O (it reads the ConfigMaps the compilation indexed) and guessing: a
 template it cannot read is an error, never a silent fall back to another backend.
@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-
 from kbroker.controller import validate
 
 CLASS = "MTChannelBasedBroker"

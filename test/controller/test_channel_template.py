@@ -63,7 +63,7 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], str | None, dict[st
         },
         "kafka",
         {"bootstrap.servers": "k:9092"},
-    ),  # fmt: skip
+    ),
     (
         "spec.config -> InMemoryChannel",
         [_broker(REF), _configmap("ch", "default", {"channel-template-spec": IMC})],
@@ -94,7 +94,7 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], str | None, dict[st
         {"nats_url": NATS},
         "nats",
         {},
-    ),  # fmt: skip
+    ),
     (
         "config-br-default-channel in knative-eventing when spec.config is unset",
         [
@@ -106,7 +106,7 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], str | None, dict[st
         {"nats_url": NATS},
         "nats",
         {},
-    ),  # fmt: skip
+    ),
     (
         "KafkaChannel takes bootstrap.servers from --kafka",
         [_broker(REF), _configmap("ch", "default", {"channel-template-spec": KAFKA})],
@@ -141,7 +141,7 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], str | None, dict[st
         {"nats_url": NATS},
         None,
         {},
-    ),  # fmt: skip
+    ),
     (
         "empty template: not Ready",
         [_broker(REF), _configmap("ch", "default", {"channel-template-spec": ""})],
@@ -162,7 +162,7 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], str | None, dict[st
         {"nats_url": NATS},
         "embedded",
         {},
-    ),  # fmt: skip
+    ),
 ]
 
 
