@@ -4,7 +4,8 @@ append may return, per durability level.
 Why it exists: what a 202 promises is decided here, so it is written down here:
 
     none     core NATS publish, no acknowledgement: the append returns once the messages are in
-             the client's write buffer. A server that is down or restarting loses them.
+             the client's write buffer of a live connection. A server that fails before it
+             stored them loses them.
     leader   JetStream publish, waiting for every message's PubAck: the stream has stored it. On a
     all      one-replica stream that is the one server; on an R3 stream the PubAck comes only
              after the stream's Raft group committed it on a majority (2 of 3). JetStream has no
@@ -18,9 +19,11 @@ config for an fsync per write, at its cost).
 The batch is published in order without waiting between messages (the PubAcks are awaited
 together), so a batch costs one round trip, not one per event.
 
-What it refuses to do: answer before that guarantee holds, or wait longer than `publish_timeout`:
-an unanswered publish is a `ChannelUnavailable` (503); the client may then retry, and a retried
-event can be stored twice (at-least-once, as with every other channel).
+What it refuses to do: answer before that guarantee holds, publish while the connection is down
+(nats-py would hold the messages and send them after the 503), or wait longer than
+`publish_timeout`: an unanswered publish is a `ChannelUnavailable` (503). The connection can drop
+after a message left, so a 503 does not prove it was not stored: a retried event can be stored
+twice (at-least-once, as with every other channel).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from kbroker.core import contract
-from kbroker.core.channel import Envelope
+from kbroker.core.channel import ChannelUnavailable, Envelope
 from kbroker.core.channels import _nats_records
 from kbroker.core.channels._nats_client import Connection, translate
 from nats.js import api
@@ -46,6 +49,10 @@ async def append(
     encoded = [_nats_records.encode(env) for env in envelopes]
     try:
         nc = await conn.client()
+        if not nc.is_connected:
+            # nats-py would buffer the messages until it reconnects and send them then, long after
+            # the 503 told the client they were not taken. Refuse them now instead.
+            raise ChannelUnavailable(f"nats: publish to {subject}: not connected (reconnecting)")
         if durability is contract.Durability.NONE:
             for headers, payload in encoded:
                 await nc.publish(subject, payload, headers=headers)
