@@ -57,7 +57,7 @@ class NatsSettings:
     connect_timeout: float = 2.0  # one (re)connect attempt by an append or fetch, then 503
     publish_timeout: float = 4.0  # an append waiting longer for its PubAcks fails (503)
     api_timeout: float = 4.0  # stream and consumer management requests, consumer info (lag)
-    ack_wait: float = 30.0  # a fetched event nobody committed is redelivered after this
+    ack_wait: float = 10.0  # a fetched event nobody committed is redelivered after this
     max_ack_pending: int = 20_000  # fetched-but-uncommitted events per trigger before fetch waits
     replicas: int = 1  # stream replicas when the channel template names none
     health_ttl: float = 1.0  # seconds a healthy() answer is reused

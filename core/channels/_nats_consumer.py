@@ -11,7 +11,7 @@ one by one (AckExplicit). This module maps one onto the other:
 - `commit(0, N)` acknowledges every held message numbered up to N, the last one with a
   synchronous ack, so once commit returns the server has recorded them all. Acknowledged messages
   are never redelivered; everything else is, so a crash replays rather than skips: after a
-  `kill -9` JetStream redelivers the un-acked messages once their AckWait (30 s by default)
+  `kill -9` JetStream redelivers the un-acked messages once their AckWait (10 s by default)
   expires; after a clean `close` they are NAKed and come back at once.
 - Offsets are per subscription, not stream sequences, because redelivered messages arrive after
   newer ones and the dispatcher needs offsets that only increase.
