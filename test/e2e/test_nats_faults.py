@@ -83,4 +83,6 @@ async def _replicas(url: str) -> list[int]:
         streams = await nc.jsm().streams_info()
     finally:
         await nc.close()
-    return [s.config.num_replicas or 1 for s in streams if s.config.name.endswith("-default")]
+    return [
+        s.config.num_replicas or 1 for s in streams if (s.config.name or "").endswith("-default")
+    ]
