@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kbroker.controller import compiler, readiness
+from kbroker.controller import channel_template, compiler, readiness
 from kbroker.controller import defaults as br_defaults
 from kbroker.controller.kube import decisions
 from kbroker.controller.kube.api import (
@@ -155,7 +155,7 @@ class KubeController:
     def _relevant(self, cm: Mapping[str, Any]) -> bool:
         meta = decisions.meta(cm)
         ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-        if name == br_defaults.CONFIGMAP_NAME:
+        if name in (br_defaults.CONFIGMAP_NAME, channel_template.DEFAULT_CONFIGMAP):
             return ns in (self.settings.system_namespace, "knative-eventing")
         return (ns, name) in self._config_refs()
 
@@ -277,12 +277,13 @@ class KubeController:
         return not failed and not self._storage_errors
 
     def _configmaps(self) -> list[Obj]:
-        """config-br-defaults (ours first) and the ConfigMaps Brokers reference."""
+        """config-br-defaults (ours first), config-br-default-channel and the ConfigMaps Brokers
+        reference."""
         refs = self._config_refs()
         keep = []
         for (ns, name), cm in sorted(self.configmaps.items.items()):
             if (ns, name) in refs or (
-                name == br_defaults.CONFIGMAP_NAME
+                name in (br_defaults.CONFIGMAP_NAME, channel_template.DEFAULT_CONFIGMAP)
                 and ns in (self.settings.system_namespace, "knative-eventing")
             ):
                 keep.append(cm)
