@@ -163,6 +163,7 @@ class NatsSubscription:
             raise ChannelUnavailable(f"nats: consumer {self.consumer}: not connected")
         self._requests += 1
         rid = self._requests
+        self._statuses.clear()  # endings of earlier requests, late: nobody waits for them now
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}"
         try:
             await nc.publish(subject, json.dumps(request).encode(), reply=f"{self._inbox}.{rid}")
