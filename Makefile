@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps tilt bench fuzz clean
+.PHONY: install run test check lint typecheck pytest test-deps kafka nats kube-deps tilt bench fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,15 +17,21 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/kbroker run --config examples/ --data .run/data
 
-# Real components the tests need: Kafka jars from Maven Central, kube-apiserver/etcd/kn from the
-# Go module proxy. Each script caches under .cache/ and rebuilds only what is missing.
+# Real components the tests need: Kafka jars from Maven Central, nats-server and
+# kube-apiserver/etcd/kn from the Go module proxy. Each script caches under .cache/ and
+# rebuilds only what is missing.
 test-deps: install
 	$(PY) hack/kafka.py fetch
+	$(PY) hack/nats.py build
 	bash hack/kube.sh build
 
 kafka: install
 	$(PY) hack/kafka.py fetch
 	$(PY) hack/kafka.py start --foreground
+
+nats: install
+	$(PY) hack/nats.py build
+	$(PY) hack/nats.py start --foreground
 
 # Tilt from the Go module proxy into .cache/bin/tilt (cold: longer than the rest of `make test`, so
 # not a step of it; test/hack/test_tilt.py runs `tilt ci` once the binary is there).

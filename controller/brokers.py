@@ -5,6 +5,7 @@ Rules (Knative's MT broker and Kafka broker, as users see them):
   channel are ours; others are left alone, status included, as Knative's class filter does.
 - A Broker without `spec.delivery` gets the default from config-br-defaults.
 - A Broker that is not Ready is not in the contract.
+- An MTChannelBasedBroker's channel comes from its channel template (`channel_template`).
 
 What this module refuses: Triggers (see `triggers`) and anything that is not a pure function of
 the compilation it is given.
@@ -16,7 +17,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kbroker.controller import quotas, resolve, status, validate
+from kbroker.controller import channel_template, quotas, resolve, status, validate
 from kbroker.controller.compilation import Compilation, Obj, from_issues
 from kbroker.core import contract
 
@@ -78,17 +79,30 @@ def compile_broker(
 
     config: dict[str, str] = {}
     external = o.annotations.get(validate.EXTERNAL_TOPIC_ANNOTATION)
+    ref = spec.get("config") or (class_defaults.config if class_defaults else None)
+    template = ""
+    if cls == channel_template.CLASS:
+        chosen = channel_template.select(
+            ref, o.namespace, c.configmap_data, channel, channel_issues
+        )
+        channel, config, template = chosen.channel, chosen.config, chosen.source
     if channel == "kafka":
-        ref = spec.get("config") or (class_defaults.config if class_defaults else None)
         config = validate.kafka_channel_config(
-            ref,
+            None if template else ref,  # a channel template is no kafka-broker-config
             o.namespace,
             cls,
             dict(c.env.default_kafka_config),
             c.configmap_data,
             channel_issues,
         )
-    elif external:
+    elif channel == "nats" and not c.env.nats_url:
+        channel_issues.error(
+            "spec.config",
+            "the channel is NatsJetStreamChannel but no NATS server is configured: run kbroker "
+            "with --nats URL",
+            channel_template.REASON,
+        )
+    if channel != "kafka" and external:
         channel_issues.warn(
             f"metadata.annotations[{validate.EXTERNAL_TOPIC_ANNOTATION}]",
             f"only used by Kafka brokers; this Broker uses the {channel} channel: ignored",
@@ -117,6 +131,8 @@ def compile_broker(
         },
     )
     annotations = {"kbroker.dev/channel": channel, "default.topic": topic}
+    if template:
+        annotations["kbroker.dev/channel-template"] = template
     annotations.update(
         {k: v for k, v in config.items() if not k.startswith("default.topic.config.")}
     )

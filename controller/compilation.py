@@ -43,6 +43,7 @@ class Environment:
     default_broker_class: str = "MTChannelBasedBroker"
     class_channels: Mapping[str, str] = field(default_factory=_class_channels)
     default_kafka_config: tuple[tuple[str, str], ...] = ()  # e.g. bootstrap.servers from --kafka
+    nats_url: str | None = None  # the NATS server NatsJetStreamChannel brokers use (--nats)
     defaults: br_defaults.Defaults = field(default_factory=br_defaults.shipped)
     resolver: resolve.Resolver | None = None  # for refs other than Brokers (Kubernetes mode)
     default_max_in_flight: int = 100

@@ -1,4 +1,4 @@
-"""CloudEvent value and its sans-IO codecs: HTTP (binary, structured, batch) and Kafka binary.
+"""CloudEvent value and its sans-IO codecs: HTTP (binary, structured, batch), Kafka, NATS.
 
 Why our own codec rather than the `cloudevents` SDK: the SDK invents attributes (`id`, `time`),
 rewrites `time`, mis-detects the content mode and decodes percent-encoding leniently
@@ -331,3 +331,51 @@ def _kafka_structured(value: bytes | None) -> CloudEvent:
     if value is None:
         raise EventError("a structured record must have a value")
     return from_json(_loads(value), _KAFKA_LIMITS)
+
+
+# --- NATS ------------------------------------------------------------------------------------
+def to_nats(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """NATS binary binding: every attribute, `datacontenttype` included, as a percent-encoded
+    `ce-<name>` header; the payload is the data. No Content-Type header: in NATS it only flags
+    structured mode."""
+    headers: dict[str, str] = {}
+    for name, value in event.attributes.items():
+        if name != "datacontentencoding":  # the payload is the decoded data
+            headers["ce-" + name] = _percent.encode(attr_string(value))
+    return headers, event.data or b""
+
+
+def from_nats(headers: dict[str, str] | None, payload: bytes) -> CloudEvent:
+    """Read a NATS message in either mode: structured when Content-Type starts with
+    `application/cloudevents`, or when there is no `ce-` header and the payload is a JSON object
+    (a pre-2.2 server has no headers, and eventing-natss writes structured events without any);
+    binary otherwise. Header names are case-insensitive, values percent-decoded (leniently)."""
+    ce: list[tuple[str, bytes]] = []
+    ctype: str | None = None
+    for key, text in (headers or {}).items():
+        lkey = key.lower()
+        if lkey.startswith("ce-"):
+            ce.append((lkey[3:], text.encode("utf-8")))
+        elif lkey == "content-type":
+            ctype = text
+    if ctype is not None and ctype.lstrip()[:23].lower() == _CE_PREFIX.decode():
+        media = _jsonformat.media_type(ctype)
+        if media != _STRUCTURED:
+            raise UnsupportedMediaType(f"unsupported CloudEvents format {media!r}")
+        return from_json(_loads(payload), _KAFKA_LIMITS)
+    if not ce and payload.lstrip()[:1] == b"{":
+        return from_json(_loads(payload), _KAFKA_LIMITS)
+    attrs: dict[str, AttrValue] = {}
+    try:
+        for name, raw in ce:
+            if not _validate.valid_name(name):
+                raise ValueError(f"invalid attribute name {name!r}")
+            if name in attrs:
+                raise ValueError(f"header ce-{name} repeated")
+            attrs[name] = _percent.decode(raw, True)
+        _validate.check(attrs)
+    except UnicodeDecodeError:
+        raise EventError("header value is not valid UTF-8") from None
+    except ValueError as e:
+        raise EventError(str(e)) from None
+    return CloudEvent(attrs, payload or None)

@@ -68,6 +68,18 @@ class TlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class NatsSettings:
+    url: str | None = None  # nats://host:port[,nats://...]; from `kbroker run --nats`
+    connect_timeout: float = 2.0  # one (re)connect attempt by an append or fetch, then 503
+    publish_timeout: float = 4.0  # an append waiting longer for its PubAcks fails (503)
+    api_timeout: float = 4.0  # stream and consumer management requests, consumer info (lag)
+    ack_wait: float = 10.0  # a fetched event nobody committed is redelivered after this
+    max_ack_pending: int = 20_000  # fetched-but-uncommitted events per trigger before fetch waits
+    replicas: int = 1  # stream replicas when the channel template names none
+    health_ttl: float = 1.0  # seconds a healthy() answer is reused
+
+
+@dataclass(frozen=True, slots=True)
 class DispatcherSettings:
     default_max_in_flight: int = 100
     default_timeout: float = 600.0  # per attempt when the delivery spec sets none (Kafka parity)
@@ -126,6 +138,7 @@ class RunSettings:
     port: int = 8080
     data_dir: Path = Path("data")
     kafka_bootstrap: str | None = None  # makes Kafka the default channel when set
+    nats_url: str | None = None  # the NATS server (JetStream) of NatsJetStreamChannel brokers
     topic_template: str = "knative-broker-{namespace}-{name}"  # Knative's brokers.topic.template
     group_template: str = "knative-trigger-{namespace}-{name}"  # triggers.consumergroup.template
     poll_interval: float = 0.5  # seconds between scans of the config folder

@@ -123,6 +123,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=_env_int("KBROKER_PORT", 8080), help="0 = free")
     p.add_argument("--data", type=Path, default=Path(env("KBROKER_DATA", "data") or "data"))
     p.add_argument("--kafka", metavar="BOOTSTRAP", default=env("KBROKER_KAFKA"))
+    p.add_argument(
+        "--nats",
+        metavar="URL",
+        default=env("KBROKER_NATS"),
+        help="NATS server(s) with JetStream for NatsJetStreamChannel brokers (KBROKER_NATS)",
+    )
     p.add_argument("--log-level", default="info", choices=logs.LEVELS)
     p.add_argument(
         "--log-format",
@@ -160,6 +166,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         port=args.port,
         data_dir=args.data,
         kafka_bootstrap=args.kafka,
+        nats_url=args.nats,
         reuse_port=bool(getattr(args, "reuse_port", False)),
         embedded=dataclasses.replace(
             base.embedded,
@@ -313,6 +320,7 @@ async def _controller(args: argparse.Namespace) -> None:
         contract_file=args.contract_file,
         data_plane=tuple(u for u in plane if u != "none"),
         kafka_bootstrap=args.kafka,
+        nats_url=args.nats,
         resync_interval=args.resync,
         finalize_timeout=args.finalize_timeout,
         ingress_ca_certs=_read_ca(args.ingress_ca),

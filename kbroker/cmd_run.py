@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--data", type=Path, default=Path("data"), help="embedded log folder")
     p.add_argument("--kafka", metavar="BOOTSTRAP", help="make Kafka the default channel")
     p.add_argument(
+        "--nats",
+        metavar="URL",
+        help="NATS server(s) with JetStream, for Brokers whose channel template is "
+        "NatsJetStreamChannel (nats://host:port, comma-separated for a cluster)",
+    )
+    p.add_argument(
         "--topic-template",
         default=RunSettings().topic_template,
         help="storage name of a Broker: topic (Kafka) or log (embedded); {namespace}, {name}",
@@ -75,6 +81,7 @@ def settings_from(args: Any) -> RunSettings:
         port=args.port,
         data_dir=args.data,
         kafka_bootstrap=args.kafka,
+        nats_url=args.nats,
         processes=max(1, args.processes),
         reuse_port=args.processes > 1,
         topic_template=args.topic_template,

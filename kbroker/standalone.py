@@ -50,6 +50,7 @@ def environment(
         ingress_ca_certs=ca_certs,
         class_channels=classes,
         default_kafka_config=kafka_config,
+        nats_url=settings.nats_url,
         topic_template=settings.topic_template,
         group_template=settings.group_template,
     )
@@ -145,6 +146,8 @@ class Standalone:
         ]
         if self.settings.kafka_bootstrap:
             cmd += ["--kafka", self.settings.kafka_bootstrap]
+        if self.settings.nats_url:
+            cmd += ["--nats", self.settings.nats_url]
         procs = [
             subprocess.Popen(cmd, stdout=subprocess.PIPE)
             for _ in range(self.settings.processes - 1)

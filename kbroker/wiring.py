@@ -77,11 +77,12 @@ def server_tls(settings: TlsSettings) -> tls.ReloadingServerContext | None:
 # -- channels ------------------------------------------------------------------------------------
 def open_channels(settings: RunSettings) -> dict[str, Channel]:
     """Every backend this process can serve; which one a broker uses is its class's choice."""
-    from kbroker.core.channels import kafka
+    from kbroker.core.channels import kafka, nats
 
     return {
         "embedded": EmbeddedChannel(settings.embedded),
         "kafka": kafka.KafkaChannel(kafka.KafkaSettings(bootstrap=settings.kafka_bootstrap)),
+        "nats": nats.NatsChannel(nats.NatsSettings(url=settings.nats_url)),
     }
 
 

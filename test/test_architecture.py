@@ -6,7 +6,8 @@ a layer is written `from kbroker.<layer> import x`. The rules:
 - `ingress`, `filter` and `controller` never import each other; all may import `core`;
 - `core` imports none of them, and the CLI (`kbroker` itself) is the only place that wires them;
 - nobody imports a layer by its bare folder name (`from core import x` would load a second copy);
-- `confluent_kafka` only in the Kafka channel's modules, and only its public modules;
+- `confluent_kafka` only in the Kafka channel's modules, and only its public modules; `nats`
+  (nats-py) only in the NATS channel's modules;
   `kubernetes_asyncio` only in `controller/kube/`; nobody writes `import kbroker.filter` bare
   (always `from ... import x`);
 - only `core/settings.py` reads the environment (`os.environ`, `os.getenv`).
@@ -33,6 +34,8 @@ ONLY_IN = {
     # The channel's API module and its private parts (_kafka_records.py, _kafka_producer.py, ...).
     "confluent_kafka": ("core/channels/kafka.py", "core/channels/_kafka_"),
     "kubernetes_asyncio": ("controller/kube/",),
+    # nats-py: the NATS channel's private parts (_nats_client.py, _nats_consumer.py, ...).
+    "nats": ("core/channels/nats.py", "core/channels/_nats_"),
 }
 
 
@@ -163,3 +166,21 @@ def test_every_kafka_channel_module_is_covered() -> None:
     assert len(parts) > 1
     for name in parts:
         assert may_import(f"core/channels/{name}", "confluent_kafka"), name
+
+
+@pytest.mark.parametrize(
+    ("rel", "allowed"),
+    [
+        ("core/channels/nats.py", True),
+        ("core/channels/_nats_client.py", True),
+        ("core/channels/_nats_consumer.py", True),
+        ("core/channels/_nats_producer.py", True),
+        ("core/channels/_nats_records.py", True),
+        ("core/channels/kafka.py", False),
+        ("core/events.py", False),
+        ("kbroker/wiring.py", False),
+        ("test/core/channels/test_nats.py", False),
+    ],
+)
+def test_nats_only_in_the_nats_channel(rel: str, allowed: bool) -> None:
+    assert may_import(rel, "nats") is allowed

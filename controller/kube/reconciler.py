@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kbroker.controller import compiler, features, readiness
+from kbroker.controller import channel_template, compiler, features, readiness
 from kbroker.controller import defaults as br_defaults
 from kbroker.controller.kube import decisions
 from kbroker.controller.kube.api import (
@@ -64,6 +64,7 @@ class KubeSettings:
     contract_file: Path | None = None  # also write the contract here (processes outside pods)
     data_plane: tuple[str, ...] = ()  # base URLs probed before Ready; () = Ready when written
     kafka_bootstrap: str | None = None  # default Kafka; makes MTChannelBasedBroker use Kafka
+    nats_url: str | None = None  # the NATS server of NatsJetStreamChannel brokers
     resync_interval: float = 30.0  # seconds between full reconciles (re-resolves references)
     watch_timeout: int = 300
     finalize_timeout: float = 60.0  # seconds a deleted Broker waits for a silent data plane
@@ -88,7 +89,9 @@ class KubeSettings:
             kafka = (("bootstrap.servers", self.kafka_bootstrap),)
         if self.classes:
             classes = {c: ch for c, ch in classes.items() if c in self.classes}
-        return dataclasses.replace(env, class_channels=classes, default_kafka_config=kafka)
+        return dataclasses.replace(
+            env, class_channels=classes, default_kafka_config=kafka, nats_url=self.nats_url
+        )
 
 
 class KubeController:
@@ -169,7 +172,11 @@ class KubeController:
     def _relevant(self, cm: Mapping[str, Any]) -> bool:
         meta = decisions.meta(cm)
         ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-        if name in (br_defaults.CONFIGMAP_NAME, features.CONFIGMAP_NAME):
+        if name in (
+            br_defaults.CONFIGMAP_NAME,
+            features.CONFIGMAP_NAME,
+            channel_template.DEFAULT_CONFIGMAP,
+        ):
             return ns in (self.settings.system_namespace, "knative-eventing")
         return (ns, name) in self._config_refs()
 
@@ -292,12 +299,18 @@ class KubeController:
         return not failed and not self._storage_errors
 
     def _configmaps(self) -> list[Obj]:
-        """config-br-defaults and config-features (ours first), and the ConfigMaps Brokers name."""
+        """config-br-defaults (ours first), config-features, config-br-default-channel and the
+        ConfigMaps Brokers reference."""
         refs = self._config_refs()
         keep = []
         for (ns, name), cm in sorted(self.configmaps.items.items()):
             if (ns, name) in refs or (
-                name in (br_defaults.CONFIGMAP_NAME, features.CONFIGMAP_NAME)
+                name
+                in (
+                    br_defaults.CONFIGMAP_NAME,
+                    features.CONFIGMAP_NAME,
+                    channel_template.DEFAULT_CONFIGMAP,
+                )
                 and ns in (self.settings.system_namespace, "knative-eventing")
             ):
                 keep.append(cm)

@@ -345,6 +345,10 @@ KAFKA = (
     "starts Kafka JVMs (fetching the jars first); the kafka-marked tests start Kafka through the "
     "same hack/kafka.py"
 )
+NATS = (
+    "needs a NATS server with JetStream (make nats); the nats-marked tests run kbroker --nats "
+    "against the nats-server hack/nats.py builds"
+)
 BENCH = "reproduces the benchmark table (tens of minutes, and Kafka for its Kafka rows)"
 
 Check = Callable[[Command, Tour], None]
@@ -372,6 +376,7 @@ RULES: list[tuple[str, str, Check | str]] = [
     ("docs/cesql.md", r"echo '[^']*' > [\w.]+$", check_console),
     ("docs/cesql.md", r"kbroker cesql ", check_console),
     ("docs/kafka.md", r"(make kafka|\.venv/bin/python hack/kafka\.py )", KAFKA),
+    ("docs/channels.md", r"kbroker run --config examples --nats ", NATS),
     ("docs/kubernetes.md", r"(docker build|kubectl apply|kn) ", CLUSTER),
     (
         "docs/kubernetes.md",

@@ -90,7 +90,9 @@ async def test_kill_9_under_load_loses_no_acknowledged_event(
         stop.set()
         await sender
         await proc.start()
-    assert len(ledger.accepted) > 200, "the load never got going"
+    # Enough events in flight at each kill to mean something: on a busy 2-core CI machine a broker
+    # storing through a separate server (NATS) takes about half the embedded log's rate.
+    assert len(ledger.accepted) > 100, "the load never got going"
     missing = await wait_delivered(sink, ledger.accepted, 30.0)
     delivered = set(sink.ids())
     assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:5]}"

@@ -106,6 +106,17 @@ async def test_kill_9_filter_then_ingress_loses_nothing(
         await channel.ensure_broker(broker)  # what the controller does for a new Broker
         await channel.close()
         extra = ["--kafka", bootstrap]
+    elif broker_channel == "nats":
+        url = request.getfixturevalue("nats_url")
+        from kbroker.core.channels import nats
+
+        broker = contract.Broker(
+            "default", "default", "b", address, channel="nats", topic=f"kb-{tag}"
+        )
+        nats_channel = nats.NatsChannel(nats.NatsSettings(url=url))
+        await nats_channel.ensure_broker(broker)  # what the controller does for a new Broker
+        await nats_channel.close()
+        extra = ["--nats", url]
     else:
         broker = contract.Broker("default", "default", "b", address, topic=f"kb-{tag}")
     trigger = contract.Trigger(
