@@ -33,6 +33,8 @@ ONLY_IN = {
     # The channel's API module and its private parts (_kafka_records.py, _kafka_producer.py, ...).
     "confluent_kafka": ("core/channels/kafka.py", "core/channels/_kafka_"),
     "kubernetes_asyncio": ("controller/kube/",),
+    "aiormq": ("core/channels/rabbitmq.py", "core/channels/_rabbitmq_"),
+    "pamqp": ("core/channels/rabbitmq.py", "core/channels/_rabbitmq_"),
 }
 
 
