@@ -30,7 +30,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from aiormq.abc import AbstractChannel, DeliveredMessage
-
 from kbroker.core.channel import ChannelError, Record
 from kbroker.core.channels import _rabbitmq_records as records
 from kbroker.core.channels._rabbitmq_link import Link, log

@@ -22,7 +22,6 @@ from typing import TypeVar
 
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
-
 from kbroker.core.channel import ChannelError, ChannelUnavailable
 from kbroker.core.settings import RabbitMQSettings
 
@@ -37,6 +36,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,  # ConnectionError and socket errors
     TimeoutError,
 )
+_CONNECT_ERRORS = (*TRANSIENT, aiormq.exceptions.AMQPError)
 
 
 class Link:
@@ -65,7 +65,7 @@ class Link:
                 conn = await asyncio.wait_for(
                     aiormq.connect(self.url), self.settings.connect_timeout
                 )
-            except (*TRANSIENT, aiormq.exceptions.AMQPError) as exc:
+            except _CONNECT_ERRORS as exc:
                 self._failed_at = time.monotonic()
                 raise ChannelUnavailable(f"rabbitmq: cannot connect: {exc!r}") from None
             self._conn = conn
@@ -102,7 +102,7 @@ class Link:
 
     @contextlib.asynccontextmanager
     async def guard(self, what: str) -> AsyncIterator[None]:
-        """Translate client errors: a lost server -> ChannelUnavailable, a refusal -> ChannelError."""
+        """Client errors as ours: a lost server is ChannelUnavailable, a refusal ChannelError."""
         try:
             yield
         except aiormq.exceptions.ChannelNotFoundEntity as exc:

@@ -37,7 +37,6 @@ import urllib.parse
 from collections.abc import Sequence
 
 from aiormq import spec
-
 from kbroker.core import contract
 from kbroker.core.channel import ChannelError, ChannelUnavailable, Envelope, EventTooLarge
 from kbroker.core.channels import _rabbitmq_records as records
