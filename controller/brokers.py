@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kbroker.controller import resolve, status, validate
+from kbroker.controller import rabbitmq_config, resolve, status, validate
 from kbroker.controller.compilation import Compilation, Obj, from_issues
 from kbroker.core import contract
 
@@ -87,7 +87,16 @@ def compile_broker(
             c.configmap_data,
             channel_issues,
         )
-    elif external:
+    elif channel == "rabbitmq":
+        config = rabbitmq_config.channel_config(
+            spec.get("config") or (class_defaults.config if class_defaults else None),
+            o.namespace,
+            {k: cfg.raw for k, cfg in c.rabbitmq_configs.items()},
+            c.configmap_data,
+            c.env.default_rabbitmq_url,
+            channel_issues,
+        )
+    if external and channel != "kafka":
         channel_issues.warn(
             f"metadata.annotations[{validate.EXTERNAL_TOPIC_ANNOTATION}]",
             f"only used by Kafka brokers; this Broker uses the {channel} channel: ignored",
@@ -117,7 +126,11 @@ def compile_broker(
     )
     annotations = {"kbroker.dev/channel": channel, "default.topic": topic}
     annotations.update(
-        {k: v for k, v in config.items() if not k.startswith("default.topic.config.")}
+        {
+            k: v
+            for k, v in config.items()
+            if not k.startswith("default.topic.config.") and k != "url"
+        }
     )
     st = status.ObjectStatus(
         kind="Broker",

@@ -31,6 +31,7 @@ def _class_channels() -> Mapping[str, str]:
         "Kbroker": "embedded",
         "Kafka": "kafka",
         "KafkaNamespaced": "kafka",
+        "RabbitMQBroker": "rabbitmq",
     }
 
 
@@ -42,6 +43,7 @@ class Environment:
     default_broker_class: str = "MTChannelBasedBroker"
     class_channels: Mapping[str, str] = field(default_factory=_class_channels)
     default_kafka_config: tuple[tuple[str, str], ...] = ()  # e.g. bootstrap.servers from --kafka
+    default_rabbitmq_url: str = ""  # RabbitMQBroker's server when its config names none
     defaults: br_defaults.Defaults = field(default_factory=br_defaults.shipped)
     resolver: resolve.Resolver | None = None  # for refs other than Brokers (Kubernetes mode)
     default_max_in_flight: int = 100
@@ -123,6 +125,7 @@ class Compilation:
         self.brokers: dict[tuple[str, str], Obj] = {}
         self.triggers: dict[tuple[str, str], Obj] = {}
         self.configmaps: dict[tuple[str, str], Obj] = {}
+        self.rabbitmq_configs: dict[tuple[str, str], Obj] = {}  # RabbitmqBrokerConfig
         self.statuses: dict[Key, status.ObjectStatus] = {}
 
     def problem(self, o: Obj | None, source: str, fld: str, reason: str, severity: str) -> None:
@@ -140,6 +143,7 @@ class Compilation:
             (EVENTING_API, "Broker"): self.brokers,
             (EVENTING_API, "Trigger"): self.triggers,
             ("v1", "ConfigMap"): self.configmaps,
+            ("eventing.knative.dev/v1alpha1", "RabbitmqBrokerConfig"): self.rabbitmq_configs,
         }
         for so in objects:
             raw = so.obj

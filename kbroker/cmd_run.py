@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--data", type=Path, default=Path("data"), help="embedded log folder")
     p.add_argument("--kafka", metavar="BOOTSTRAP", help="make Kafka the default channel")
+    p.add_argument("--rabbitmq", metavar="URL", help="AMQP URL for RabbitMQBroker brokers")
     p.add_argument(
         "--topic-template",
         default=RunSettings().topic_template,
@@ -73,6 +74,7 @@ def settings_from(args: Any) -> RunSettings:
         port=args.port,
         data_dir=args.data,
         kafka_bootstrap=args.kafka,
+        rabbitmq_url=args.rabbitmq,
         processes=max(1, args.processes),
         reuse_port=args.processes > 1,
         topic_template=args.topic_template,

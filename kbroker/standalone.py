@@ -47,6 +47,7 @@ def environment(settings: RunSettings, base_url: str) -> compiler.Environment:
         ingress_base_url=base_url,
         class_channels=classes,
         default_kafka_config=kafka_config,
+        default_rabbitmq_url=settings.rabbitmq_url or "",
         topic_template=settings.topic_template,
         group_template=settings.group_template,
     )
@@ -140,6 +141,8 @@ class Standalone:
         ]
         if self.settings.kafka_bootstrap:
             cmd += ["--kafka", self.settings.kafka_bootstrap]
+        if self.settings.rabbitmq_url:
+            cmd += ["--rabbitmq", self.settings.rabbitmq_url]
         procs = [
             subprocess.Popen(cmd, stdout=subprocess.PIPE)
             for _ in range(self.settings.processes - 1)

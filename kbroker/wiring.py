@@ -62,11 +62,12 @@ def run_process(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
 # -- channels ------------------------------------------------------------------------------------
 def open_channels(settings: RunSettings) -> dict[str, Channel]:
     """Every backend this process can serve; which one a broker uses is its class's choice."""
-    from kbroker.core.channels import kafka
+    from kbroker.core.channels import kafka, rabbitmq
 
     return {
         "embedded": EmbeddedChannel(settings.embedded),
         "kafka": kafka.KafkaChannel(kafka.KafkaSettings(bootstrap=settings.kafka_bootstrap)),
+        "rabbitmq": rabbitmq.RabbitMQChannel(rabbitmq.RabbitMQSettings(url=settings.rabbitmq_url)),
     }
 
 

@@ -36,7 +36,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,  # ConnectionError and socket errors
     TimeoutError,
 )
-_CONNECT_ERRORS = (*TRANSIENT, aiormq.exceptions.AMQPError)
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT, aiormq.exceptions.AMQPError)
 
 
 class Link:
