@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test check lint typecheck pytest test-deps kafka kube-deps bench clean
+.PHONY: install run test check lint typecheck pytest test-deps kafka rabbitmq kube-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,14 +18,21 @@ run: install
 	$(VENV)/bin/kbroker run --config examples/ --data .run/data
 
 # Real components the tests need: Kafka jars from Maven Central, kube-apiserver/etcd/kn from the
-# Go module proxy. Each script caches under .cache/ and rebuilds only what is missing.
+# Go module proxy, Debian's rabbitmq-server package (installed, its system service never started).
+# Each script caches or installs only what is missing.
 test-deps: install
 	@if [ -f hack/kafka.py ]; then $(PY) hack/kafka.py fetch; fi
+	@if [ -f hack/rabbitmq.py ]; then $(PY) hack/rabbitmq.py fetch; fi
 	@if [ -f hack/kube.sh ]; then bash hack/kube.sh build; fi
 
 kafka: install
 	$(PY) hack/kafka.py fetch
 	$(PY) hack/kafka.py start --foreground
+
+# A private RabbitMQ node on loopback (its own name, cookie, ports and epmd); prints its AMQP URL.
+rabbitmq: install
+	$(PY) hack/rabbitmq.py fetch
+	$(PY) hack/rabbitmq.py start --foreground
 
 # The Python trees only (ruff also formats code blocks in Markdown, which docs quote freely).
 PYTHON_SOURCES := core ingress filter controller kbroker test hack examples
