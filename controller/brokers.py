@@ -87,6 +87,10 @@ def compile_broker(
             c.configmap_data,
             channel_issues,
         )
+    elif channel == "rabbitmq" and cls != rabbitmq_config.CLASS:
+        # The default class under `kbroker run --rabbitmq`: its spec.config is Knative's channel
+        # template, which means nothing here; the server is the one kbroker runs with.
+        config = rabbitmq_config.default_config(c.env.default_rabbitmq_url, channel_issues)
     elif channel == "rabbitmq":
         config = rabbitmq_config.channel_config(
             spec.get("config") or (class_defaults.config if class_defaults else None),

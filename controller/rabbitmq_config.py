@@ -77,6 +77,14 @@ def channel_config(
     return out
 
 
+def default_config(default_url: str, issues: Issues) -> dict[str, str]:
+    """The configuration of a Broker of another class served by RabbitMQ (the default class
+    under `kbroker run --rabbitmq` without `--kafka`): the server kbroker runs with, quorum."""
+    if not default_url:
+        issues.error("spec.config", "no RabbitMQ URL: run kbroker with --rabbitmq", REASON_CONFIG)
+    return {"queueType": "quorum", "url": default_url}
+
+
 def _parse_config(
     spec: Any,
     ns: str,

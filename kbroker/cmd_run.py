@@ -22,7 +22,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--data", type=Path, default=Path("data"), help="embedded log folder")
     p.add_argument("--kafka", metavar="BOOTSTRAP", help="make Kafka the default channel")
-    p.add_argument("--rabbitmq", metavar="URL", help="AMQP URL for RabbitMQBroker brokers")
+    p.add_argument(
+        "--rabbitmq",
+        metavar="URL",
+        help="AMQP URL for RabbitMQBroker brokers (without --kafka, also the default channel)",
+    )
     p.add_argument(
         "--topic-template",
         default=RunSettings().topic_template,

@@ -43,6 +43,8 @@ def environment(settings: RunSettings, base_url: str) -> compiler.Environment:
     if settings.kafka_bootstrap:
         classes["MTChannelBasedBroker"] = "kafka"
         kafka_config = (("bootstrap.servers", settings.kafka_bootstrap),)
+    elif settings.rabbitmq_url:
+        classes["MTChannelBasedBroker"] = "rabbitmq"
     return compiler.Environment(
         ingress_base_url=base_url,
         class_channels=classes,
