@@ -135,10 +135,8 @@ async def test_queue_type_and_durability_on_the_server(
                 await ch.queue_declare(queue_of(t), durable=True, arguments={"x-queue-type": other})
             for level in contract.Durability:
                 await channel.append(b, [conformance.envelope(level.value)], level)
-            seen: dict[str, int] = {}
             got = await conformance.drain(sub, 3)
             assert conformance.ids(got) == [lv.value for lv in contract.Durability]
-            del seen
         finally:
             await conn.close()
         await channel.delete_broker(b)
@@ -278,3 +276,25 @@ async def test_server_down_is_503_fast_and_recovers(
         await ch.delete_broker(b)
     finally:
         await ch.close()
+
+
+@pytest.mark.parametrize(
+    ("topic", "want"),
+    [
+        ("knative-broker-ns-b", "knative-broker-ns-b"),
+        ("kb ns/b:é", "kb_ns_b__"),
+        ("amq.reserved", "_amq.reserved"),
+    ],
+)
+def test_exchange_names_are_safe(topic: str, want: str) -> None:
+    b = conformance.make_broker()
+    b = contract.Broker(b.namespace, b.name, b.uid, b.address, topic=topic)
+    assert exchange_of(b) == want
+
+
+def test_long_names_stay_distinct_and_short() -> None:
+    names = {
+        exchange_of(contract.Broker("n", "b", "u", "a", topic="x" * 300 + suffix))
+        for suffix in ("1", "2")
+    }
+    assert len(names) == 2 and all(len(n) <= 255 for n in names)
