@@ -13,11 +13,12 @@ queue `knative-trigger-<ns>-<name>` (durable, `x-queue-type` quorum or classic f
 RabbitmqBrokerConfig) bound to it, created when the trigger subscribes. Every queue gets every
 event: kbroker's dispatcher filters (all filter dialects), not a headers exchange.
 
-Durability per append: `none` publishes on a channel without confirms (the 202 means the bytes were
-written to the socket); `leader` waits for the publisher confirm of a transient message (routed to
-every bound queue and held in memory by the server); `all` waits for the confirm of a persistent
-message (delivery mode 2), which a durable or quorum queue confirms only once it is on disk (on a
-quorum queue: on a majority of its members).
+Durability per append: `none` and `leader` wait for the publisher confirm of a transient message
+(routed to every bound queue; a classic queue holds it in memory); `all` waits for the confirm of a
+persistent message (delivery mode 2), which a durable or quorum queue confirms only once it is on
+disk (on a quorum queue: on a majority of its members). `none` is not cheaper than `leader` here:
+the server keeps order per AMQP channel only, so all levels share one confirming channel, or a
+producer's `none` event could land behind its next `leader` one.
 
 Why aiormq rather than aio-pika: aio-pika is a convenience layer over aiormq (robust reconnection,
 object wrappers); kbroker needs neither (a lost server must fail fast as 503, and the subscription
@@ -154,9 +155,11 @@ class RabbitMQChannel:
         for m in messages:
             if len(m.body) > self._settings.max_message_bytes:
                 raise EventTooLarge(f"{len(m.body)} bytes: over RabbitMQ's max_message_size")
-        confirm = durability is not contract.Durability.NONE
+        # Every level publishes on the one confirming AMQP channel: the server orders messages per
+        # AMQP channel only, so a second channel for `none` let a producer's `none` event land
+        # behind its next `leader` one.
         mode = 2 if durability is contract.Durability.ALL else 1
-        ch = await link.channel("confirm" if confirm else "plain")
+        ch = await link.channel("confirm")
         publishes = [
             ch.basic_publish(
                 m.body,

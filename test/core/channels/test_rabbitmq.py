@@ -115,7 +115,7 @@ async def test_queue_type_and_durability_on_the_server(
     channel: RabbitMQChannel, rabbitmq_url: str
 ) -> None:
     """Quorum by default, classic when the broker's config says so; `all` publishes persistent
-    messages, `leader` transient ones (both confirmed), `none` unconfirmed."""
+    messages, `leader` and `none` transient ones; one producer's order holds across levels."""
     for queue_type in ("quorum", "classic"):
         base = conformance.make_broker()
         b = contract.Broker(
@@ -133,10 +133,18 @@ async def test_queue_type_and_durability_on_the_server(
             # Declaring the same queue with the other type is refused: proves the type it has.
             with pytest.raises(aiormq.exceptions.AMQPChannelError):
                 await ch.queue_declare(queue_of(t), durable=True, arguments={"x-queue-type": other})
+            ch = await conn.channel()
+            spy = (await ch.queue_declare("", exclusive=True)).queue or ""
+            await ch.queue_bind(spy, exchange_of(b))
             for level in contract.Durability:
                 await channel.append(b, [conformance.envelope(level.value)], level)
             got = await conformance.drain(sub, 3)
             assert conformance.ids(got) == [lv.value for lv in contract.Durability]
+            modes = {}
+            for _ in contract.Durability:
+                m = await ch.basic_get(spy, no_ack=True)
+                modes[m.header.properties.message_id] = m.header.properties.delivery_mode
+            assert modes == {"none": 1, "leader": 1, "all": 2}
         finally:
             await conn.close()
         await channel.delete_broker(b)
