@@ -92,6 +92,13 @@ class TriggerCompiler:
         if parallelism is not None and validate.MAX_IN_FLIGHT_ANNOTATION not in o.annotations:
             max_in_flight = parallelism
         start_from = validate.start_from(o.annotations, issues)
+        entry = outcome.entry if outcome is not None else None
+        if start_from is contract.StartFrom.EARLIEST and entry and entry.channel == "rabbitmq":
+            issues.warn(
+                f"metadata.annotations[{validate.START_FROM_ANNOTATION}]",
+                "earliest is not supported on RabbitMQ: the trigger's queue holds what arrives "
+                "after it is created",
+            )
         validate.dependency(o.annotations, o.namespace, issues)
         c.report(o, broker_issues)
         c.report(o, issues)

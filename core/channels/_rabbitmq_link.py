@@ -40,7 +40,7 @@ _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT, aiormq.exception
 
 
 class Link:
-    """One server's connection and its named AMQP channels ("confirm", "plain", "admin")."""
+    """One server's connection and its named AMQP channels ("confirm" for publishing, "admin")."""
 
     def __init__(self, url: str, settings: RabbitMQSettings) -> None:
         self.url = url

@@ -140,3 +140,10 @@ def test_parallelism(annotations: dict[str, str], want: int | None) -> None:
         assert any("parallelism" in p.field for p in r.problems)
     else:
         assert [t.max_in_flight for t in triggers] == [want]
+
+
+def test_earliest_is_a_warning_on_rabbitmq() -> None:
+    docs = [broker(), rmq_config({"rabbitmqClusterReference": {"name": "c"}})]
+    r = compile_([*docs, trigger_doc({"kbroker.dev/start-from": "earliest"})])
+    assert len(r.contract.triggers) == 1
+    assert any("earliest is not supported" in p.reason for p in r.problems)
