@@ -116,6 +116,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=_env_int("KBROKER_PORT", 8080), help="0 = free")
     p.add_argument("--data", type=Path, default=Path(env("KBROKER_DATA", "data") or "data"))
     p.add_argument("--kafka", metavar="BOOTSTRAP", default=env("KBROKER_KAFKA"))
+    p.add_argument("--rabbitmq", metavar="URL", default=env("KBROKER_RABBITMQ"))
     p.add_argument("--log-level", default="info", choices=logs.LEVELS)
     p.add_argument(
         "--log-format",
@@ -152,6 +153,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         port=args.port,
         data_dir=args.data,
         kafka_bootstrap=args.kafka,
+        rabbitmq_url=args.rabbitmq,
         reuse_port=bool(getattr(args, "reuse_port", False)),
         embedded=dataclasses.replace(
             base.embedded,

@@ -106,6 +106,24 @@ async def test_kill_9_filter_then_ingress_loses_nothing(
         await channel.ensure_broker(broker)  # what the controller does for a new Broker
         await channel.close()
         extra = ["--kafka", bootstrap]
+    elif broker_channel == "rabbitmq":
+        url = request.getfixturevalue("rabbitmq_url")
+        from kbroker.core.channels import rabbitmq
+
+        broker = contract.Broker(
+            "default",
+            "default",
+            "b",
+            address,
+            channel="rabbitmq",
+            topic=f"kb-{tag}",
+            channel_config=(("queueType", "quorum"), ("url", url)),
+        )
+        channel = rabbitmq.RabbitMQChannel(rabbitmq.RabbitMQSettings(url=url))
+        await channel.start()
+        await channel.ensure_broker(broker)  # what the controller does for a new Broker
+        await channel.close()
+        extra = ["--rabbitmq", url]
     else:
         broker = contract.Broker("default", "default", "b", address, topic=f"kb-{tag}")
     trigger = contract.Trigger(
