@@ -119,10 +119,10 @@ async def test_kill_9_filter_then_ingress_loses_nothing(
             topic=f"kb-{tag}",
             channel_config=(("queueType", "quorum"), ("url", url)),
         )
-        channel = rabbitmq.RabbitMQChannel(rabbitmq.RabbitMQSettings(url=url))
-        await channel.start()
-        await channel.ensure_broker(broker)  # what the controller does for a new Broker
-        await channel.close()
+        rmq = rabbitmq.RabbitMQChannel(rabbitmq.RabbitMQSettings(url=url))
+        await rmq.start()
+        await rmq.ensure_broker(broker)  # what the controller does for a new Broker
+        await rmq.close()
         extra = ["--rabbitmq", url]
     else:
         broker = contract.Broker("default", "default", "b", address, topic=f"kb-{tag}")
