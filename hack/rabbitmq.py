@@ -133,35 +133,7 @@ class RabbitNode:
 
     def start(self, timeout: float = 90.0) -> str:
         """A fresh node: new folders, name, cookie and ports; returns the AMQP URL once ready."""
-        if not installed():
-            raise RabbitError("rabbitmq-server is not installed: run `hack/rabbitmq.py fetch`")
-        if (self.run_dir / STATE_FILE).exists():
-            RabbitNode.load(self.run_dir).stop()  # a previous run left a node behind
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        for sub in ("home", "mnesia", "log"):
-            (self.run_dir / sub).mkdir(parents=True)
-        self.nodename = f"kbroker-{secrets.token_hex(4)}@localhost"
-        self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
-        cookie = self.run_dir / "home" / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16).upper())
-        cookie.chmod(0o400)
-        (self.run_dir / "enabled_plugins").write_text("[].\n")
-        (self.run_dir / "rabbitmq-env.conf").write_text("")
-        (self.run_dir / "advanced.config").write_text("[].\n")
-        (self.run_dir / "rabbitmq.conf").write_text(
-            "\n".join(
-                [
-                    "loopback_users = none",
-                    # Test machines have small disks: the default 50 MB floor is fine, but a
-                    # relative one would block publishers on a busy shared disk.
-                    "disk_free_limit.absolute = 50MB",
-                    "vm_memory_high_watermark.relative = 0.6",
-                    "log.file.level = info",
-                    "log.console = false",
-                    "",
-                ]
-            )
-        )
+        self.prepare()
         self._spawn()
         self._save()
         try:
@@ -170,6 +142,46 @@ class RabbitNode:
             self.stop()
             raise
         return self.url
+
+    def prepare(
+        self,
+        nodename: str = "",
+        epmd_port: int = 0,
+        cookie: str = "",
+        peers: tuple[str, ...] = (),
+    ) -> None:
+        """Lay out a fresh run folder. A cluster's nodes share `epmd_port` and `cookie` and list
+        each other as `peers` (classic-config peer discovery); a lone node draws its own."""
+        if not installed():
+            raise RabbitError("rabbitmq-server is not installed: run `hack/rabbitmq.py fetch`")
+        if (self.run_dir / STATE_FILE).exists():
+            RabbitNode.load(self.run_dir).stop()  # a previous run left a node behind
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        for sub in ("home", "mnesia", "log"):
+            (self.run_dir / sub).mkdir(parents=True)
+        self.nodename = nodename or f"kbroker-{secrets.token_hex(4)}@localhost"
+        self.port, self.dist_port = free_port(), free_port()
+        self.epmd_port = epmd_port or free_port()
+        cookie_file = self.run_dir / "home" / ".erlang.cookie"
+        cookie_file.write_text(cookie or secrets.token_hex(16).upper())
+        cookie_file.chmod(0o400)
+        (self.run_dir / "enabled_plugins").write_text("[].\n")
+        (self.run_dir / "rabbitmq-env.conf").write_text("")
+        (self.run_dir / "advanced.config").write_text("[].\n")
+        conf = [
+            "loopback_users = none",
+            # Test machines have small, busy disks: a fixed floor, not one relative to RAM.
+            "disk_free_limit.absolute = 50MB",
+            "vm_memory_high_watermark.relative = 0.6",
+            "log.file.level = info",
+            "log.console = false",
+        ]
+        if peers:
+            conf.append("cluster_formation.peer_discovery_backend = classic_config")
+            conf += [
+                f"cluster_formation.classic_config.nodes.{i} = {p}" for i, p in enumerate(peers, 1)
+            ]
+        (self.run_dir / "rabbitmq.conf").write_text("\n".join([*conf, ""]))
 
     def restart(self, timeout: float = 90.0) -> str:
         """Start the node again on its own data, name, cookie and ports (after `kill`)."""
@@ -282,6 +294,64 @@ class RabbitNode:
         node.port, node.dist_port = state["port"], state["dist_port"]
         node.epmd_port, node.pid = state["epmd_port"], state["pid"]
         return node
+
+
+class RabbitCluster:
+    """Three (or N) private nodes on loopback forming one cluster: one epmd port and one cookie of
+    their own, classic-config peer discovery. Node 1 boots first, so the others join it rather
+    than racing to form clusters of their own."""
+
+    def __init__(self, run_dir: Path = DEFAULT_DIR, nodes: int = 3) -> None:
+        self.run_dir = Path(run_dir).resolve()
+        self.nodes = [RabbitNode(self.run_dir / f"node-{i}") for i in range(1, nodes + 1)]
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def start(self, timeout: float = 180.0) -> list[str]:
+        tag, epmd, cookie = secrets.token_hex(4), free_port(), secrets.token_hex(16).upper()
+        names = tuple(f"kbroker-{tag}-{i}@localhost" for i in range(1, len(self.nodes) + 1))
+        for node, name in zip(self.nodes, names, strict=True):
+            node.prepare(nodename=name, epmd_port=epmd, cookie=cookie, peers=names)
+        deadline = time.monotonic() + timeout
+        try:
+            first, rest = self.nodes[0], self.nodes[1:]
+            first._spawn()
+            first._save()
+            first.wait_ready(deadline - time.monotonic())
+            for node in rest:
+                node._spawn()
+                node._save()
+            for node in rest:
+                node.wait_ready(max(1.0, deadline - time.monotonic()))
+            self.wait_clustered(max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            self.stop()
+            raise
+        return self.urls
+
+    def wait_clustered(self, timeout: float) -> None:
+        """Until node 1 sees every node running in its cluster."""
+        first = self.nodes[0]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = subprocess.run(
+                [str(SBIN / "rabbitmqctl"), "-q", "-n", first.nodename, "cluster_status",
+                 "--formatter", "json"],
+                env=first.env(), capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            with contextlib.suppress(ValueError, KeyError):
+                running = set(json.loads(proc.stdout)["running_nodes"])
+                if running >= {n.nodename for n in self.nodes}:
+                    return
+            time.sleep(0.5)
+        raise RabbitError(f"cluster did not form in {timeout:.0f}s:\n{first.log_tail()}")
+
+    def stop(self, grace: float = 20.0) -> None:
+        # The shared epmd goes with the last node: stop() of each node asks it to quit.
+        for node in reversed(self.nodes):
+            node.stop(grace)
 
 
 def _signal(pid: int, sig: int) -> None:

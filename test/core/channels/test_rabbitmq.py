@@ -19,7 +19,7 @@ import aiormq
 import pytest
 from aiormq import spec
 from fixtures import channel_conformance as conformance
-from fixtures.rabbitmq import Node
+from fixtures.rabbitmq import Cluster, Node
 from kbroker.core import contract
 from kbroker.core.channel import ChannelUnavailable
 from kbroker.core.channels import _rabbitmq_records as records
@@ -306,3 +306,33 @@ def test_long_names_stay_distinct_and_short() -> None:
         for suffix in ("1", "2")
     }
     assert len(names) == 2 and all(len(n) <= 255 for n in names)
+
+
+@pytest.mark.slow
+async def test_quorum_queue_on_three_nodes_survives_a_killed_member(
+    rabbitmq_cluster3: Cluster,
+) -> None:
+    """A three-node cluster: the quorum queue has a member on each node; kill -9 one node (not
+    the one kbroker talks to) under appends at `all`: every append is still confirmed by the
+    majority left, and every event is delivered after the node is back."""
+    url = rabbitmq_cluster3.urls[0]
+    ch = RabbitMQChannel(RabbitMQSettings(url=url))
+    await ch.start()
+    try:
+        b = conformance.make_broker()
+        await ch.ensure_broker(b)
+        sub = ch.subscribe(b, conformance.make_trigger(b, LATEST))
+        await sub.ready
+        await asyncio.sleep(10)  # past the young-quorum-queue window (docs/channels.md)
+        sent = [f"e{i}" for i in range(60)]
+        for i, ev in enumerate(sent):
+            if i == 20:
+                await asyncio.to_thread(rabbitmq_cluster3.nodes[2].kill)
+            if i == 40:
+                await asyncio.to_thread(rabbitmq_cluster3.nodes[2].restart)
+            await ch.append(b, [conformance.envelope(ev)], ALL)
+        got = await conformance.drain(sub, len(sent), timeout=20.0)
+        assert conformance.ids(got) == sent
+        await ch.delete_broker(b)
+    finally:
+        await ch.close()
