@@ -11,13 +11,14 @@ service. Every node this script starts is private to its run folder:
 - its own data, logs, rabbitmq.conf and enabled-plugins file (no plugins: management is off).
 
     hack/rabbitmq.py fetch                        apt-get install rabbitmq-server (if missing)
-    hack/rabbitmq.py start [--dir D] [--foreground]
+    hack/rabbitmq.py start [--nodes 1|3] [--dir D] [--foreground]   prints the AMQP URL(s)
     hack/rabbitmq.py stop [--dir D]
-    hack/rabbitmq.py kill [--dir D]                SIGKILL the node (fault tests)
+    hack/rabbitmq.py kill [--dir D]                SIGKILL the node (a cluster's: --dir D/node-N)
     hack/rabbitmq.py restart [--dir D]             start it again on its data (same ports, name)
 
-Importable too: `RabbitNode(run_dir).start()` returns the AMQP URL; test/fixtures/rabbitmq.py uses
-that. One node only: a three-node cluster is not set up by this script.
+Importable too: `RabbitNode(run_dir).start()` returns the AMQP URL, `RabbitCluster(run_dir).start()`
+three nodes' URLs (one cluster: the nodes share a private epmd port and cookie, and find each other
+by classic-config peer discovery); test/fixtures/rabbitmq.py uses both.
 
 What it refuses to do: listen on anything but loopback, start the packaged system service, or
 wait without a bound. Standard library only.
@@ -36,6 +37,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -391,16 +393,28 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
         if name == "start":
             p.add_argument("--foreground", action="store_true")
+            p.add_argument("--nodes", type=int, choices=(1, 3), default=1)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "fetch":
             fetch()
             return 0
+        if args.cmd == "start" and args.nodes == 3:
+            cluster = RabbitCluster(args.dir, nodes=3)
+            print(",".join(cluster.start()), flush=True)
+            if args.foreground:
+                _run_until_signal(cluster.nodes[0], cluster.stop)
+            return 0
         if args.cmd == "start":
             node = RabbitNode(args.dir)
             print(node.start(), flush=True)
             if args.foreground:
-                _run_until_signal(node)
+                _run_until_signal(node, node.stop)
+            return 0
+        members = sorted(Path(args.dir).glob(f"node-*/{STATE_FILE}"), reverse=True)
+        if args.cmd == "stop" and members and not (Path(args.dir) / STATE_FILE).exists():
+            for state in members:  # a cluster's folder: each node's own
+                RabbitNode.load(state.parent).stop()
             return 0
         if not (Path(args.dir) / STATE_FILE).exists():
             print(f"no node state in {args.dir}", file=sys.stderr)
@@ -418,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_until_signal(node: RabbitNode) -> None:
+def _run_until_signal(node: RabbitNode, stop_all: Callable[[], None]) -> None:
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -431,7 +445,7 @@ def _run_until_signal(node: RabbitNode) -> None:
         while not stop and node.pid is not None and _alive(node.pid, node._proc):
             time.sleep(0.5)
     finally:
-        node.stop()
+        stop_all()
 
 
 if __name__ == "__main__":
