@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test check lint typecheck pytest test-deps kafka nats kube-deps tilt bench fuzz clean
+.PHONY: install run test check lint typecheck pytest test-deps kafka nats rabbitmq kube-deps tilt bench fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,11 +18,12 @@ run: install
 	$(VENV)/bin/kbroker run --config examples/ --data .run/data
 
 # Real components the tests need: Kafka jars from Maven Central, nats-server and
-# kube-apiserver/etcd/kn from the Go module proxy. Each script caches under .cache/ and
-# rebuilds only what is missing.
+# kube-apiserver/etcd/kn from the Go module proxy, Debian's rabbitmq-server package (installed, its
+# system service never started). Each script caches or installs only what is missing.
 test-deps: install
 	$(PY) hack/kafka.py fetch
 	$(PY) hack/nats.py build
+	$(PY) hack/rabbitmq.py fetch
 	bash hack/kube.sh build
 
 kafka: install
@@ -37,6 +38,11 @@ nats: install
 # not a step of it; test/hack/test_tilt.py runs `tilt ci` once the binary is there).
 tilt:
 	bash hack/tilt.sh build
+
+# A private RabbitMQ node on loopback (its own name, cookie, ports and epmd); prints its AMQP URL.
+rabbitmq: install
+	$(PY) hack/rabbitmq.py fetch
+	$(PY) hack/rabbitmq.py start --foreground
 
 # The Python trees only (ruff also formats code blocks in Markdown, which docs quote freely).
 PYTHON_SOURCES := core ingress filter controller kbroker test hack examples

@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kbroker.controller import channel_template, quotas, resolve, status, validate
+from kbroker.controller import channel_template, quotas, rabbitmq_config, resolve, status, validate
 from kbroker.controller.compilation import Compilation, Obj, from_issues
 from kbroker.core import contract
 
@@ -102,7 +102,20 @@ def compile_broker(
             "with --nats URL",
             channel_template.REASON,
         )
-    if channel != "kafka" and external:
+    elif channel == "rabbitmq" and cls != rabbitmq_config.CLASS:
+        # The default class under `kbroker run --rabbitmq`: its spec.config is Knative's channel
+        # template, which means nothing here; the server is the one kbroker runs with.
+        config = rabbitmq_config.default_config(c.env.default_rabbitmq_url, channel_issues)
+    elif channel == "rabbitmq":
+        config = rabbitmq_config.channel_config(
+            spec.get("config") or (class_defaults.config if class_defaults else None),
+            o.namespace,
+            {k: cfg.raw for k, cfg in c.rabbitmq_configs.items()},
+            c.configmap_data,
+            c.env.default_rabbitmq_url,
+            channel_issues,
+        )
+    if external and channel != "kafka":
         channel_issues.warn(
             f"metadata.annotations[{validate.EXTERNAL_TOPIC_ANNOTATION}]",
             f"only used by Kafka brokers; this Broker uses the {channel} channel: ignored",
@@ -134,7 +147,11 @@ def compile_broker(
     if template:
         annotations["kbroker.dev/channel-template"] = template
     annotations.update(
-        {k: v for k, v in config.items() if not k.startswith("default.topic.config.")}
+        {
+            k: v
+            for k, v in config.items()
+            if not k.startswith("default.topic.config.") and k != "url"
+        }
     )
     st = status.ObjectStatus(
         kind="Broker",

@@ -31,6 +31,7 @@ def _class_channels() -> Mapping[str, str]:
         "Kbroker": "embedded",
         "Kafka": "kafka",
         "KafkaNamespaced": "kafka",
+        "RabbitMQBroker": "rabbitmq",
     }
 
 
@@ -44,6 +45,7 @@ class Environment:
     class_channels: Mapping[str, str] = field(default_factory=_class_channels)
     default_kafka_config: tuple[tuple[str, str], ...] = ()  # e.g. bootstrap.servers from --kafka
     nats_url: str | None = None  # the NATS server NatsJetStreamChannel brokers use (--nats)
+    default_rabbitmq_url: str = ""  # RabbitMQBroker's server when its config names none
     defaults: br_defaults.Defaults = field(default_factory=br_defaults.shipped)
     resolver: resolve.Resolver | None = None  # for refs other than Brokers (Kubernetes mode)
     default_max_in_flight: int = 100
@@ -126,6 +128,7 @@ class Compilation:
         self.triggers: dict[tuple[str, str], Obj] = {}
         self.configmaps: dict[tuple[str, str], Obj] = {}
         self.eventpolicies: dict[tuple[str, str], Obj] = {}
+        self.rabbitmq_configs: dict[tuple[str, str], Obj] = {}  # RabbitmqBrokerConfig
         self.statuses: dict[Key, status.ObjectStatus] = {}
 
     def problem(self, o: Obj | None, source: str, fld: str, reason: str, severity: str) -> None:
@@ -144,6 +147,7 @@ class Compilation:
             (EVENTING_API, "Trigger"): self.triggers,
             ("v1", "ConfigMap"): self.configmaps,
             ("eventing.knative.dev/v1alpha1", "EventPolicy"): self.eventpolicies,
+            ("eventing.knative.dev/v1alpha1", "RabbitmqBrokerConfig"): self.rabbitmq_configs,
         }
         for so in objects:
             raw = so.obj

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from kbroker.controller import resolve, status, validate
+from kbroker.controller import rabbitmq_config, resolve, status, validate
 from kbroker.controller.brokers import BrokerOutcome
 from kbroker.controller.compilation import Compilation, Obj, from_issues
 from kbroker.core import contract
@@ -88,7 +88,17 @@ class TriggerCompiler:
         delivery, dls = self.delivery(o, spec, outcome, issues)
         order = validate.order(o.annotations, issues)
         max_in_flight = validate.max_in_flight(o.annotations, c.env.default_max_in_flight, issues)
+        parallelism = rabbitmq_config.parallelism(o.annotations, issues)
+        if parallelism is not None and validate.MAX_IN_FLIGHT_ANNOTATION not in o.annotations:
+            max_in_flight = parallelism
         start_from = validate.start_from(o.annotations, issues)
+        entry = outcome.entry if outcome is not None else None
+        if start_from is contract.StartFrom.EARLIEST and entry and entry.channel == "rabbitmq":
+            issues.warn(
+                f"metadata.annotations[{validate.START_FROM_ANNOTATION}]",
+                "earliest is not supported on RabbitMQ: the trigger's queue holds what arrives "
+                "after it is created",
+            )
         validate.dependency(o.annotations, o.namespace, issues)
         c.report(o, broker_issues)
         c.report(o, issues)

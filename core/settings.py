@@ -80,6 +80,20 @@ class NatsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RabbitMQSettings:
+    url: str | None = None  # AMQP URL of brokers whose config names none (`kbroker run --rabbitmq`)
+    queue_type: str = "quorum"  # RabbitmqBrokerConfig's queueType default: quorum | classic
+    connect_timeout: float = 2.0  # one connection attempt; an append while down fails within it
+    op_timeout: float = 4.0  # a publish confirm or a declare/delete: then 503, never a late 202
+    reconnect_backoff: float = 0.5  # after a failed connect, fail fast this long before retrying
+    max_message_bytes: int = 128 * 1024 * 1024  # RabbitMQ's default max_message_size
+    # Unacked messages a subscription may hold (AMQP prefetch; at least the trigger's in-flight
+    # bound). Fetched-but-uncommitted records count, so it must exceed what the dispatcher reads
+    # ahead, or one slow event at the head would stop the queue behind it.
+    fetch_buffer: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
 class DispatcherSettings:
     default_max_in_flight: int = 100
     default_timeout: float = 600.0  # per attempt when the delivery spec sets none (Kafka parity)
@@ -139,6 +153,7 @@ class RunSettings:
     data_dir: Path = Path("data")
     kafka_bootstrap: str | None = None  # makes Kafka the default channel when set
     nats_url: str | None = None  # the NATS server (JetStream) of NatsJetStreamChannel brokers
+    rabbitmq_url: str | None = None  # AMQP URL for RabbitMQBroker brokers naming no cluster
     topic_template: str = "knative-broker-{namespace}-{name}"  # Knative's brokers.topic.template
     group_template: str = "knative-trigger-{namespace}-{name}"  # triggers.consumergroup.template
     poll_interval: float = 0.5  # seconds between scans of the config folder

@@ -129,6 +129,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=env("KBROKER_NATS"),
         help="NATS server(s) with JetStream for NatsJetStreamChannel brokers (KBROKER_NATS)",
     )
+    p.add_argument("--rabbitmq", metavar="URL", default=env("KBROKER_RABBITMQ"))
     p.add_argument("--log-level", default="info", choices=logs.LEVELS)
     p.add_argument(
         "--log-format",
@@ -167,6 +168,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         data_dir=args.data,
         kafka_bootstrap=args.kafka,
         nats_url=args.nats,
+        rabbitmq_url=args.rabbitmq,
         reuse_port=bool(getattr(args, "reuse_port", False)),
         embedded=dataclasses.replace(
             base.embedded,

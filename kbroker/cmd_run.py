@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "NatsJetStreamChannel (nats://host:port, comma-separated for a cluster)",
     )
     p.add_argument(
+        "--rabbitmq",
+        metavar="URL",
+        help="AMQP URL for RabbitMQBroker brokers (without --kafka, also the default channel)",
+    )
+    p.add_argument(
         "--topic-template",
         default=RunSettings().topic_template,
         help="storage name of a Broker: topic (Kafka) or log (embedded); {namespace}, {name}",
@@ -82,6 +87,7 @@ def settings_from(args: Any) -> RunSettings:
         data_dir=args.data,
         kafka_bootstrap=args.kafka,
         nats_url=args.nats,
+        rabbitmq_url=args.rabbitmq,
         processes=max(1, args.processes),
         reuse_port=args.processes > 1,
         topic_template=args.topic_template,

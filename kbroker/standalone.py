@@ -45,12 +45,15 @@ def environment(
     if settings.kafka_bootstrap:
         classes["MTChannelBasedBroker"] = "kafka"
         kafka_config = (("bootstrap.servers", settings.kafka_bootstrap),)
+    elif settings.rabbitmq_url:
+        classes["MTChannelBasedBroker"] = "rabbitmq"
     return compiler.Environment(
         ingress_base_url=base_url,
         ingress_ca_certs=ca_certs,
         class_channels=classes,
         default_kafka_config=kafka_config,
         nats_url=settings.nats_url,
+        default_rabbitmq_url=settings.rabbitmq_url or "",
         topic_template=settings.topic_template,
         group_template=settings.group_template,
     )
@@ -148,6 +151,8 @@ class Standalone:
             cmd += ["--kafka", self.settings.kafka_bootstrap]
         if self.settings.nats_url:
             cmd += ["--nats", self.settings.nats_url]
+        if self.settings.rabbitmq_url:
+            cmd += ["--rabbitmq", self.settings.rabbitmq_url]
         procs = [
             subprocess.Popen(cmd, stdout=subprocess.PIPE)
             for _ in range(self.settings.processes - 1)

@@ -77,12 +77,13 @@ def server_tls(settings: TlsSettings) -> tls.ReloadingServerContext | None:
 # -- channels ------------------------------------------------------------------------------------
 def open_channels(settings: RunSettings) -> dict[str, Channel]:
     """Every backend this process can serve; which one a broker uses is its class's choice."""
-    from kbroker.core.channels import kafka, nats
+    from kbroker.core.channels import kafka, nats, rabbitmq
 
     return {
         "embedded": EmbeddedChannel(settings.embedded),
         "kafka": kafka.KafkaChannel(kafka.KafkaSettings(bootstrap=settings.kafka_bootstrap)),
         "nats": nats.NatsChannel(nats.NatsSettings(url=settings.nats_url)),
+        "rabbitmq": rabbitmq.RabbitMQChannel(rabbitmq.RabbitMQSettings(url=settings.rabbitmq_url)),
     }
 
 

@@ -36,6 +36,8 @@ ONLY_IN = {
     "kubernetes_asyncio": ("controller/kube/",),
     # nats-py: the NATS channel's private parts (_nats_client.py, _nats_consumer.py, ...).
     "nats": ("core/channels/nats.py", "core/channels/_nats_"),
+    "aiormq": ("core/channels/rabbitmq.py", "core/channels/_rabbitmq_"),
+    "pamqp": ("core/channels/rabbitmq.py", "core/channels/_rabbitmq_"),
 }
 
 

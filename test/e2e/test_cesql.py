@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 
 from e2e import knative_yaml as ky
-from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
+from fixtures.broker import ON_EVERY_CHANNEL, StartBroker, make_event
 from fixtures.subscriber import SinkServer
 
 COMBO = "source LIKE '/shop/%' AND amount > 100 AND region IN ('eu', 'us')"
 
 
-pytestmark = ON_BOTH_CHANNELS
+pytestmark = ON_EVERY_CHANNEL
 
 
 async def test_cesql_triggers_deliver_exactly_matching_events(

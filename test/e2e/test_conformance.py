@@ -16,10 +16,10 @@ import json
 
 import pytest
 from e2e import knative_yaml as ky
-from fixtures.broker import ON_BOTH_CHANNELS, BrokerProcess, StartBroker, make_event
+from fixtures.broker import ON_EVERY_CHANNEL, BrokerProcess, StartBroker, make_event
 from fixtures.subscriber import Sink, SinkServer
 
-pytestmark = ON_BOTH_CHANNELS
+pytestmark = ON_EVERY_CHANNEL
 
 
 FAST = {"backoffPolicy": "linear", "backoffDelay": "PT0.01S"}

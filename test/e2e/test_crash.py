@@ -16,11 +16,11 @@ from typing import Protocol
 
 import httpx
 from e2e import knative_yaml as ky
-from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
+from fixtures.broker import ON_EVERY_CHANNEL, StartBroker, make_event
 from fixtures.subscriber import Sink, SinkServer
 from kbroker.core import events
 
-pytestmark = ON_BOTH_CHANNELS
+pytestmark = ON_EVERY_CHANNEL
 
 
 @dataclass

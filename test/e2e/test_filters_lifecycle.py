@@ -13,11 +13,11 @@ import sys
 
 import yaml
 from e2e import knative_yaml as ky
-from fixtures.broker import ON_BOTH_CHANNELS, BrokerProcess, StartBroker, make_event
+from fixtures.broker import ON_EVERY_CHANNEL, BrokerProcess, StartBroker, make_event
 from fixtures.subscriber import SinkServer
 from kbroker.core import events
 
-pytestmark = ON_BOTH_CHANNELS
+pytestmark = ON_EVERY_CHANNEL
 
 
 def sent(i: int, **attrs: str) -> events.CloudEvent:

@@ -15,7 +15,7 @@ import itertools
 import pytest
 from e2e import knative_yaml as ky
 from e2e.test_crash import Ledger, load, wait_delivered
-from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
+from fixtures.broker import ON_EVERY_CHANNEL, StartBroker, make_event
 from fixtures.kafka import Cluster
 from fixtures.subscriber import SinkServer
 
@@ -55,7 +55,7 @@ async def test_kafka_node_killed_under_load(
     )
 
 
-@ON_BOTH_CHANNELS
+@ON_EVERY_CHANNEL
 async def test_subscriber_down_for_a_while_then_dead_letter(
     start_broker: StartBroker, sinks: SinkServer
 ) -> None:

@@ -7,10 +7,10 @@ producer (interleaved keys k0..k3) --> kbroker run --> slow sink (ordered trigge
 from __future__ import annotations
 
 from e2e import knative_yaml as ky
-from fixtures.broker import ON_BOTH_CHANNELS, StartBroker, make_event
+from fixtures.broker import ON_EVERY_CHANNEL, StartBroker, make_event
 from fixtures.subscriber import SinkServer
 
-pytestmark = ON_BOTH_CHANNELS
+pytestmark = ON_EVERY_CHANNEL
 
 
 async def test_ordered_per_key_and_in_flight_bound(

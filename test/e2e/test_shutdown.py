@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import aiohttp
 from e2e import knative_yaml as ky
 from e2e.test_crash import wait_delivered
-from fixtures.broker import ON_BOTH_CHANNELS, BrokerProcess, StartBroker, make_event
+from fixtures.broker import ON_EVERY_CHANNEL, BrokerProcess, StartBroker, make_event
 from fixtures.subscriber import SinkServer
 from kbroker.core import events
 
-pytestmark = ON_BOTH_CHANNELS
+pytestmark = ON_EVERY_CHANNEL
 CONNECTIONS = 64
 
 

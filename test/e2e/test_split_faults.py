@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 from e2e.test_crash import Ledger, load, wait_delivered
-from fixtures.broker import ON_BOTH_CHANNELS
+from fixtures.broker import ON_EVERY_CHANNEL
 from fixtures.subscriber import SinkServer
 from kbroker.core import contract
 
-pytestmark = ON_BOTH_CHANNELS
+pytestmark = ON_EVERY_CHANNEL
 
 
 def free_port() -> int:
@@ -117,6 +117,24 @@ async def test_kill_9_filter_then_ingress_loses_nothing(
         await nats_channel.ensure_broker(broker)  # what the controller does for a new Broker
         await nats_channel.close()
         extra = ["--nats", url]
+    elif broker_channel == "rabbitmq":
+        url = request.getfixturevalue("rabbitmq_url")
+        from kbroker.core.channels import rabbitmq
+
+        broker = contract.Broker(
+            "default",
+            "default",
+            "b",
+            address,
+            channel="rabbitmq",
+            topic=f"kb-{tag}",
+            channel_config=(("queueType", "quorum"), ("url", url)),
+        )
+        rmq = rabbitmq.RabbitMQChannel(rabbitmq.RabbitMQSettings(url=url))
+        await rmq.start()
+        await rmq.ensure_broker(broker)  # what the controller does for a new Broker
+        await rmq.close()
+        extra = ["--rabbitmq", url]
     else:
         broker = contract.Broker("default", "default", "b", address, topic=f"kb-{tag}")
     trigger = contract.Trigger(
