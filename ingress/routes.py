@@ -6,7 +6,10 @@ the CloudEvents HTTP binding: 202 once the channel says the events are safe at t
 durability; 400 invalid (naming the problem, and the batch index); 404 unknown broker; 405 other
 methods (OPTIONS answers 200 with `Allow`, like Knative's ingress); 413 too large (checked against
 Content-Length before reading, and while streaming); 415 unsupported format; 503 + Retry-After when
-the channel cannot take the events in time; 507 when the broker's storage is full.
+the channel cannot take the events in time, or when the bodies being read already hold the
+process's body budget (`limits.BodyBudget`: checked against Content-Length before reading, and
+per chunk for a chunked body; the rest of a refused body is read and dropped, never held); 507
+when the broker's storage is full.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from kbroker.core.contract_source import ContractHolder
 from kbroker.core.reporters import IngressReporter, Silent
 from kbroker.core.settings import IngressSettings
 from kbroker.ingress.deadlines import Deadlines
+from kbroker.ingress.limits import BodyBudget
 from opentelemetry.trace import Span
 from starlette.types import Receive, Scope, Send
 
@@ -56,6 +60,8 @@ class BrokerIngress:
         self.tracing = tracing or telemetry.disabled()
         self.retry_after = str(settings.retry_after).encode()
         self.deadlines = Deadlines(settings.append_timeout)
+        self.budget = BodyBudget(settings.server.max_buffered_body_bytes)
+        self._over_budget = ((b"retry-after", self.retry_after),)
         self._clock = ArrivalClock()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, ns: str, name: str) -> None:
@@ -93,6 +99,7 @@ class BrokerIngress:
         durability = broker.default_durability
         limits = self.settings.limits
         traceparent = tracestate = None  # W3C context: the parent, or passed through as is
+        length = 0
         for hname, hvalue in headers:
             if hname == b"content-length":
                 try:
@@ -100,6 +107,7 @@ class BrokerIngress:
                 except ValueError:
                     raise Reject(400, "invalid Content-Length header") from None
                 if length > limits.max_body_bytes:
+                    self.observer.refused("body_size")
                     raise Reject(
                         413,
                         f"body of {length} bytes is over the {limits.max_body_bytes}-byte limit",
@@ -113,7 +121,43 @@ class BrokerIngress:
                 traceparent = hvalue.decode("latin-1")
             elif hname == b"tracestate":
                 tracestate = hvalue.decode("latin-1")
-        body = await read_body(receive, limits.max_body_bytes)
+        budget = self.budget
+        if length and not budget.reserve(length):
+            self.observer.refused("body_budget")
+            raise Reject(503, _BUSY, self._over_budget)
+        try:
+            body = await read_body(receive, limits.max_body_bytes, budget, length)
+        except Reject as rej:
+            budget.release(length)
+            if rej.status == 503:
+                self.observer.refused("body_budget")
+                rej.headers = self._over_budget
+            elif rej.status == 413:
+                self.observer.refused("body_size")
+            raise
+        except BaseException:
+            budget.release(length)
+            raise
+        held = max(length, len(body))
+        try:
+            context = (traceparent, tracestate)
+            return await self._accept(send, broker, channel, headers, body, durability, context, started)
+        finally:
+            budget.release(held)
+
+    async def _accept(
+        self,
+        send: Send,
+        broker: contract.Broker,
+        channel: Channel,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        durability: contract.Durability,
+        span_ctx: tuple[str | None, str | None],
+        started: float,
+    ) -> int | None:
+        limits = self.settings.limits
+        traceparent, tracestate = span_ctx
         try:
             evs = events.decode_http(headers, body, limits)
         except events.UnsupportedMediaType as exc:
@@ -206,21 +250,37 @@ class ArrivalClock:
         return f"{self._prefix}.{int((epoch - second) * 1_000_000):06d}Z"
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
+_BUSY = "too many request bodies in flight; retry later"
+
+
+async def read_body(receive: Receive, limit: int, budget: BodyBudget, held: int) -> bytes:
+    """The whole body; `held` bytes of it are already reserved in `budget` (Content-Length),
+    and bytes beyond those (a chunked body) are reserved as they arrive: on success the caller
+    owns max(held, len(body)) of the budget, on any exception only `held`."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Reject(400, "client disconnected before the body was complete")
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise Reject(413, f"body over the {limit}-byte limit")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
+    extra = 0  # reserved here, beyond `held`
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Reject(400, "client disconnected before the body was complete")
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise Reject(413, f"body over the {limit}-byte limit")
+                if size > held + extra:
+                    more = size - held - extra
+                    if not budget.reserve(more):
+                        raise Reject(503, _BUSY)
+                    extra += more
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    except BaseException:
+        budget.release(extra)
+        raise
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

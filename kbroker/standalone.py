@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 from typing import IO
 
-from kbroker import status_api, wiring, wiring_http
+from kbroker import limit_flags, status_api, wiring, wiring_http
 from kbroker.controller import compiler, files, retirement, transitions
 from kbroker.core import logs, telemetry
 from kbroker.core.channel import ChannelError
 from kbroker.core.contract_source import ContractHolder
 from kbroker.core.settings import RunSettings
 from kbroker.filter.service import FilterService
+from kbroker.ingress.protocol import bounded_protocol
 from kbroker.ingress.app import build_app, ingress_ready
 
 log = logging.getLogger("kbroker")
@@ -137,6 +138,7 @@ class Standalone:
             self.settings.logs.format,
             "--shutdown-grace",
             str(self.settings.shutdown.grace),
+            *limit_flags.argv(self.settings.ingress),
         ]
         if self.settings.kafka_bootstrap:
             cmd += ["--kafka", self.settings.kafka_bootstrap]
@@ -244,6 +246,9 @@ class Standalone:
                 background=[folder_task],
                 ready_line=f"kbroker ready on {self.base_url}",
                 before_drain=stop_helpers,
+                http=bounded_protocol(
+                    self.settings.ingress.server, self.metrics, self.settings.ingress.retry_after
+                ),
             )
         finally:
             folder_task.cancel()

@@ -58,9 +58,17 @@ class _CloseWhenDraining:
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, app: ASGIApp, settings: ShutdownSettings) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: ShutdownSettings,
+        http: type[asyncio.Protocol] | None = None,
+    ) -> None:
         self.gate = _CloseWhenDraining(app)
-        super().__init__(server_config(self.gate))
+        config = server_config(self.gate)
+        if http is not None:  # a protocol class with limits (ingress.protocol)
+            config.http = http
+        super().__init__(config)
         self.shutdown_settings = settings
 
     @contextlib.contextmanager
@@ -141,11 +149,13 @@ async def serve(
     background: Sequence[asyncio.Task[None]] = (),
     ready_line: str = "",
     before_drain: Callable[[], Awaitable[None]] | None = None,
+    http: type[asyncio.Protocol] | None = None,
 ) -> None:
     """Serve `app` on `sockets` until `stop` is set (install `stop_on_signals` first) or a
     background task ends; then drain as the module says and cancel the background tasks.
-    `before_drain` runs once the stop is decided, before connections drain."""
-    server = _Server(app, settings)
+    `before_drain` runs once the stop is decided, before connections drain; `http` replaces
+    the HTTP protocol class (ingress.protocol.bounded_protocol: connection limits)."""
+    server = _Server(app, settings, http)
     http = asyncio.create_task(server.serve(sockets=list(sockets)), name="http")
     stopper = asyncio.create_task(stop.wait(), name="stop")
     tune_gc_for_serving()
