@@ -16,7 +16,6 @@ from typing import Protocol
 from kbroker.core import contract, events
 from kbroker.core.delivery import Result
 
-
 # Why ingress refused a request or closed a connection for a resource limit: the whole label set.
 REFUSAL_REASONS = (
     "header_size",  # 431: request line + headers over max_header_bytes

@@ -30,12 +30,11 @@ import asyncio
 from typing import Any
 
 import httptools
+from kbroker.core.reporters import IngressReporter
+from kbroker.core.settings import ServerLimits
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
-
-from kbroker.core.reporters import IngressReporter
-from kbroker.core.settings import ServerLimits
 
 _SWEEP = 0.5  # seconds between looks at every connection's deadlines
 # After an error answer, seconds the connection stays half-closed, reading and dropping what the
@@ -104,7 +103,8 @@ class _Bounded(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.timeout_keep_alive = self.limits.idle_timeout
+        # uvicorn types it int; it only ever reaches loop.call_later, which takes seconds.
+        self.timeout_keep_alive = self.limits.idle_timeout  # type: ignore[assignment]
         self.in_headers = True  # reading a request line and headers (or waiting for one)
         self.header_seen = 0  # bytes received while in_headers
         self.header_since = 0.0  # loop time the current header block started; 0: none
@@ -127,7 +127,7 @@ class _Bounded(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.flow is None:  # refused before it was set up
-            self.parser = None  # type: ignore[assignment]
+            self.parser = None
             return
         super().connection_lost(exc)
 

@@ -141,7 +141,9 @@ class BrokerIngress:
         held = max(length, len(body))
         try:
             context = (traceparent, tracestate)
-            return await self._accept(send, broker, channel, headers, body, durability, context, started)
+            return await self._accept(
+                send, broker, channel, headers, body, durability, context, started
+            )
         finally:
             budget.release(held)
 

@@ -171,7 +171,7 @@ async def _serve(
     sock: socket.socket,
     settings: RunSettings,
     background: list[Callable[[], Coroutine[Any, Any, None]]],
-    http: type[asyncio.Protocol] | None = None,
+    protocol: type[asyncio.Protocol] | None = None,
 ) -> None:
     """Serve `app` on `sock` and run `background` until SIGINT/SIGTERM or one of them ends."""
     port = sock.getsockname()[1]
@@ -187,7 +187,7 @@ async def _serve(
             stop,
             background=tasks,
             ready_line=f"kbroker {name} ready on http://{settings.host}:{port}",
-            http=http,
+            protocol=protocol,
         )
     finally:
         remove()
@@ -233,10 +233,10 @@ async def _ingress(args: argparse.Namespace) -> None:
         # shares the port through SO_REUSEPORT, so the kernel queues connections for it from the
         # moment it listens; they should meet the brokers, not "starting" (503).
         await source.poll_once()
-        http = bounded_protocol(
+        protocol = bounded_protocol(
             settings.ingress.server, observability.metrics, settings.ingress.retry_after
         )
-        await _serve("ingress", app, sock, settings, [source.run], http)
+        await _serve("ingress", app, sock, settings, [source.run], protocol)
     finally:
         if proxy is not None:
             await proxy.aclose()

@@ -27,8 +27,8 @@ from kbroker.core.channel import ChannelError
 from kbroker.core.contract_source import ContractHolder
 from kbroker.core.settings import RunSettings
 from kbroker.filter.service import FilterService
-from kbroker.ingress.protocol import bounded_protocol
 from kbroker.ingress.app import build_app, ingress_ready
+from kbroker.ingress.protocol import bounded_protocol
 
 log = logging.getLogger("kbroker")
 
@@ -246,7 +246,7 @@ class Standalone:
                 background=[folder_task],
                 ready_line=f"kbroker ready on {self.base_url}",
                 before_drain=stop_helpers,
-                http=bounded_protocol(
+                protocol=bounded_protocol(
                     self.settings.ingress.server, self.metrics, self.settings.ingress.retry_after
                 ),
             )

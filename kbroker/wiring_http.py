@@ -62,12 +62,12 @@ class _Server(uvicorn.Server):
         self,
         app: ASGIApp,
         settings: ShutdownSettings,
-        http: type[asyncio.Protocol] | None = None,
+        protocol: type[asyncio.Protocol] | None = None,
     ) -> None:
         self.gate = _CloseWhenDraining(app)
         config = server_config(self.gate)
-        if http is not None:  # a protocol class with limits (ingress.protocol)
-            config.http = http
+        if protocol is not None:  # a protocol class with limits (ingress.protocol)
+            config.http = protocol
         super().__init__(config)
         self.shutdown_settings = settings
 
@@ -149,13 +149,13 @@ async def serve(
     background: Sequence[asyncio.Task[None]] = (),
     ready_line: str = "",
     before_drain: Callable[[], Awaitable[None]] | None = None,
-    http: type[asyncio.Protocol] | None = None,
+    protocol: type[asyncio.Protocol] | None = None,
 ) -> None:
     """Serve `app` on `sockets` until `stop` is set (install `stop_on_signals` first) or a
     background task ends; then drain as the module says and cancel the background tasks.
-    `before_drain` runs once the stop is decided, before connections drain; `http` replaces
+    `before_drain` runs once the stop is decided, before connections drain; `protocol` replaces
     the HTTP protocol class (ingress.protocol.bounded_protocol: connection limits)."""
-    server = _Server(app, settings, http)
+    server = _Server(app, settings, protocol)
     http = asyncio.create_task(server.serve(sockets=list(sockets)), name="http")
     stopper = asyncio.create_task(stop.wait(), name="stop")
     tune_gc_for_serving()

@@ -21,6 +21,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from kbroker.core import contract, events
@@ -103,7 +104,7 @@ StartServer = Callable[..., Awaitable[Server]]
 async def start() -> AsyncIterator[StartServer]:
     stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def run(**server: float) -> Server:
+    async def run(**server: Any) -> Server:
         settings = IngressSettings(server=dataclasses.replace(ServerLimits(), **server))
         channel = MemoryChannel()
         holder = ContractHolder(contract.Contract(1, (BROKER,)))
@@ -113,7 +114,7 @@ async def start() -> AsyncIterator[StartServer]:
         stop = asyncio.Event()
         http = bounded_protocol(settings.server, metrics, settings.retry_after)
         task = asyncio.create_task(
-            wiring_http.serve("test", app, [sock], ShutdownSettings(grace=1.0), stop, http=http)
+            wiring_http.serve("test", app, [sock], ShutdownSettings(grace=1.0), stop, protocol=http)
         )
         stops.append((stop, task))
         return Server(sock.getsockname()[1], metrics, channel)
@@ -318,7 +319,7 @@ async def test_bodies_held_one_byte_short_are_bounded_by_the_budget(start: Start
 
 async def test_chunked_bodies_are_counted_against_the_budget(start: StartServer) -> None:
     srv = await start(max_buffered_body_bytes=16 * 1024 * 1024 + 100)
-    hold_r, hold_w = await srv.connect()
+    _, hold_w = await srv.connect()
     head = b"POST /ns/b HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n" + CE
     hold_w.write(head + b"transfer-encoding: chunked\r\n\r\n")
     chunk = b"y" * (1024 * 1024)
