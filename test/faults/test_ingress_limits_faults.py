@@ -145,7 +145,8 @@ async def test_slowloris_is_closed_and_normal_clients_keep_their_latency(
     for _, w in crowd:
         w.close()
     print(
-        f"median latency {baseline * 1000:.1f} ms, under attack {statistics.median(attacked) * 1000:.1f} ms"
+        f"median latency {baseline * 1000:.1f} ms,"
+        f" under attack {statistics.median(attacked) * 1000:.1f} ms"
     )
     assert all(closed), f"{closed.count(False)} of {len(crowd)} slow connections still open"
     assert statistics.median(attacked) < 3 * baseline + 0.05
