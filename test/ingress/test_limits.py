@@ -279,6 +279,15 @@ async def test_connections_over_the_cap_get_503_and_the_open_ones_keep_working(
         w.close()
 
 
+async def test_body_over_the_size_cap_is_413_before_it_is_read(start: StartServer) -> None:
+    srv = await start()
+    reader, writer = await srv.connect()
+    writer.write(request(b"", length=16 * 1024 * 1024 + 1))  # the body never comes
+    assert (await read_response(reader))[0] == 413
+    assert srv.refused("body_size") == 1
+    writer.close()
+
+
 # -- body budget ----------------------------------------------------------------------------------
 
 
