@@ -140,57 +140,39 @@ class BrokerIngress:
             raise
         held = max(length, len(body))
         try:
-            context = (traceparent, tracestate)
-            return await self._accept(
-                send, broker, channel, headers, body, durability, context, started
-            )
+            try:
+                evs = events.decode_http(headers, body, limits)
+            except events.UnsupportedMediaType as exc:
+                raise Reject(415, str(exc)) from None
+            except events.PayloadTooLarge as exc:
+                raise Reject(413, str(exc)) from None
+            except events.EventError as exc:
+                raise Reject(400, str(exc)) from None
+            if not evs:
+                await respond(send, 202, "")
+                return None
+            now = time.time()
+            self._stamp(evs, now)
+            span: Span | None = None
+            if self.tracing.enabled:
+                span = self.tracing.ingress(broker, evs, traceparent, tracestate, started)
+                traceparent, tracestate = telemetry.context_of(span)
+            envelopes = [Envelope(ev, now, traceparent, tracestate) for ev in evs]
+            t0 = time.perf_counter()
+            try:
+                await self._append(channel, broker, envelopes, durability, t0)
+            except Reject as rej:
+                if span is not None:
+                    telemetry.end(span, rej.status)
+                raise
+            t1 = time.perf_counter()
+            await respond(send, 202, "")
+            if span is not None:
+                telemetry.end(span, 202)
+            self.observer.accepted(broker, evs, len(body), t1 - started, t1 - t0)
+            return None
         finally:
             budget.release(held)
-
-    async def _accept(
-        self,
-        send: Send,
-        broker: contract.Broker,
-        channel: Channel,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        durability: contract.Durability,
-        span_ctx: tuple[str | None, str | None],
-        started: float,
-    ) -> int | None:
-        limits = self.settings.limits
-        traceparent, tracestate = span_ctx
-        try:
-            evs = events.decode_http(headers, body, limits)
-        except events.UnsupportedMediaType as exc:
-            raise Reject(415, str(exc)) from None
-        except events.PayloadTooLarge as exc:
-            raise Reject(413, str(exc)) from None
-        except events.EventError as exc:
-            raise Reject(400, str(exc)) from None
-        if not evs:
-            await respond(send, 202, "")
-            return None
-        now = time.time()
-        self._stamp(evs, now)
-        span: Span | None = None
-        if self.tracing.enabled:
-            span = self.tracing.ingress(broker, evs, traceparent, tracestate, started)
-            traceparent, tracestate = telemetry.context_of(span)
-        envelopes = [Envelope(ev, now, traceparent, tracestate) for ev in evs]
-        t0 = time.perf_counter()
-        try:
-            await self._append(channel, broker, envelopes, durability, t0)
-        except Reject as rej:
-            if span is not None:
-                telemetry.end(span, rej.status)
-            raise
-        t1 = time.perf_counter()
-        await respond(send, 202, "")
-        if span is not None:
-            telemetry.end(span, 202)
-        self.observer.accepted(broker, evs, len(body), t1 - started, t1 - t0)
-        return None
 
     async def _append(
         self,
