@@ -16,15 +16,15 @@ stays untyped. Encoding data that has no type always uses `data_base64` (never a
 Decisions: the mode comes from Content-Type only, batch prefix first; a
 repeated `ce-` header and `ce-datacontenttype` are rejected; a malformed `%` sequence is kept
 literally when `DecodeLimits.lenient_percent` (Go/Java senders do not encode), else rejected;
-invalid UTF-8 is always rejected.
+invalid UTF-8 is always rejected. Kafka headers are not percent-encoded, the last of a repeated
+key wins, and the record key is never turned into a `partitionkey`.
 
 Caps are about the event, whatever the mode: `max_event_bytes` applies to the decoded event
 (a structured body may be up to twice that, so base64 data that fits in binary mode fits here
 too), and `max_attributes`/`max_attribute_bytes` bound the attributes as binary mode would send
-them, so every accepted event can be delivered as headers (and taken back as a reply) within the
-ingress's own header limits. The broker's own extensions (arrival time, TTL) are not counted:
-the broker adds them on the way. Kafka headers are not percent-encoded, the last of a repeated
-key wins, and the record key is never turned into a `partitionkey`.
+them, so every accepted event can be delivered as headers (and taken back as a reply, or as a
+dead letter) within the ingress's own header limits. The broker's own extensions (arrival time,
+TTL, dead-letter errors) are not counted: the broker adds them on the way.
 
 Errors:
 
@@ -114,8 +114,18 @@ _DEFAULTS = DecodeLimits()
 _KAFKA_LIMITS = DecodeLimits(
     max_event_bytes=2**62, max_body_bytes=2**62, max_attributes=2**62, max_attribute_bytes=2**62
 )
-# Extensions the broker itself sets on the way (arrival time, TTL): not the sender's to count.
-_BROKER_ATTRIBUTES = frozenset(("knativearrivaltime", "knativebrokerttl"))
+# Extensions the broker itself sets on the way (arrival time, TTL, and the dead-letter error
+# extensions, whose data is capped at 1 KiB): not the sender's to count, so an event at the caps
+# can still be dead-lettered to a broker. The header limits leave room for them.
+_BROKER_ATTRIBUTES = frozenset(
+    (
+        "knativearrivaltime",
+        "knativebrokerttl",
+        "knativeerrordest",
+        "knativeerrorcode",
+        "knativeerrordata",
+    )
+)
 _BROKER_HEADERS = frozenset(b"ce-" + n.encode() for n in _BROKER_ATTRIBUTES)
 # Worst case growth of one character as a percent-encoded header value (4 UTF-8 bytes, %XX each).
 _PERCENT_GROWTH = 12

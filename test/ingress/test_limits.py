@@ -409,6 +409,20 @@ async def test_attribute_caps_are_the_same_in_both_modes(
     assert await _send(srv, _encode(_event(n_ext, value), mode)) == status
 
 
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+async def test_broker_extensions_do_not_count(start: StartServer, mode: str) -> None:
+    srv = await start()
+    ev = _event(96, "v" * 400)  # 100 attributes, 40 KiB
+    ev.attributes.update(
+        knativearrivaltime="2026-01-01T00:00:00.000000Z",
+        knativebrokerttl="254",
+        knativeerrordest="http://subscriber.example/with/a/path",
+        knativeerrorcode="500",
+        knativeerrordata="QUJD" * 256,  # 1 KiB, the dispatcher's cap
+    )
+    assert await _send(srv, _encode(ev, mode)) == 202
+
+
 def test_structured_body_cap_covers_base64_but_the_event_cap_applies_decoded() -> None:
     ev = _event(data=b"\x00" * (1024 * 1024))  # 1 MiB + attributes: over the event cap
     hdrs, body = events.encode_structured(ev)
