@@ -21,6 +21,10 @@ all connections every `_SWEEP` seconds, reading the timestamps the callbacks lea
 time limits are thus honoured to within that granularity). Measured with uvicorn's own parser
 loop on a 1 KiB binary event: about 1 µs per request over the unbounded protocol.
 
+Why not uvicorn's `limit_concurrency`: it answers 503 to new *requests* once connections or
+running requests reach the limit, including requests on connections already open, which is the
+opposite of keeping the open ones working.
+
 What it refuses to do: HTTP/1.0 pipelining tricks, WebSocket limits (no upgrades are served), or
 anything about bodies beyond their rate (sizes and the process-wide budget are the app's).
 """
