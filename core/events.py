@@ -19,6 +19,13 @@ literally when `DecodeLimits.lenient_percent` (Go/Java senders do not encode), e
 invalid UTF-8 is always rejected. Kafka headers are not percent-encoded, the last of a repeated
 key wins, and the record key is never turned into a `partitionkey`.
 
+Caps are about the event, whatever the mode: `max_event_bytes` applies to the decoded event
+(a structured body may be up to twice that, so base64 data that fits in binary mode fits here
+too), and `max_attributes`/`max_attribute_bytes` bound the attributes as binary mode would send
+them, so every accepted event can be delivered as headers (and taken back as a reply, or as a
+dead letter) within the ingress's own header limits. The broker's own extensions (arrival time,
+TTL, dead-letter errors) are not counted: the broker adds them on the way.
+
 Errors:
 
     EventError (ValueError)        400: not a valid CloudEvent; `index` names the batch element
@@ -61,7 +68,8 @@ class DecodeLimits:
     max_batch_events: int = 1000
     max_body_bytes: int = 16 * 1024 * 1024
     max_json_depth: int = 64
-    max_headers: int = 100  # ce- attributes per binary-mode event
+    max_attributes: int = 100  # attributes per event, any mode (broker's own not counted)
+    max_attribute_bytes: int = 48 * 1024  # names + values as binary-mode ce- headers
     lenient_percent: bool = True  # keep a malformed %-sequence literally (Go/Java SDKs send raw)
 
 
@@ -103,7 +111,24 @@ def attr_string(value: AttrValue) -> str:
 
 _DEFAULTS = DecodeLimits()
 # A record already in Kafka passed a producer's caps; reading it back must not apply new ones.
-_KAFKA_LIMITS = DecodeLimits(max_event_bytes=2**62, max_body_bytes=2**62)
+_KAFKA_LIMITS = DecodeLimits(
+    max_event_bytes=2**62, max_body_bytes=2**62, max_attributes=2**62, max_attribute_bytes=2**62
+)
+# Extensions the broker itself sets on the way (arrival time, TTL, and the dead-letter error
+# extensions, whose data is capped at 1 KiB): not the sender's to count, so an event at the caps
+# can still be dead-lettered to a broker. The header limits leave room for them.
+_BROKER_ATTRIBUTES = frozenset(
+    (
+        "knativearrivaltime",
+        "knativebrokerttl",
+        "knativeerrordest",
+        "knativeerrorcode",
+        "knativeerrordata",
+    )
+)
+_BROKER_HEADERS = frozenset(b"ce-" + n.encode() for n in _BROKER_ATTRIBUTES)
+# Worst case growth of one character as a percent-encoded header value (4 UTF-8 bytes, %XX each).
+_PERCENT_GROWTH = 12
 _STRUCTURED = "application/cloudevents+json"
 _BATCH = "application/cloudevents-batch+json"
 _STRUCTURED_CT = _STRUCTURED + "; charset=utf-8"
@@ -166,8 +191,10 @@ def _extension_name(name: str, prefix: str) -> str:
 def _decode_binary(
     ce: list[tuple[bytes, bytes]], ctype: bytes | None, body: bytes, limits: DecodeLimits
 ) -> CloudEvent:
-    if len(ce) > limits.max_headers:
-        raise EventError(f"{len(ce)} ce- headers, over the limit of {limits.max_headers}")
+    if len(ce) > limits.max_attributes:
+        counted = sum(1 for n, _ in ce if n not in _BROKER_HEADERS)
+        if counted > limits.max_attributes:
+            raise EventError(f"{counted} ce- headers, over the limit of {limits.max_attributes}")
     attrs: dict[str, AttrValue] = {}
     size = len(body)
     lenient = limits.lenient_percent
@@ -194,14 +221,20 @@ def _decode_binary(
         raise EventError(str(e)) from None
     if size > limits.max_event_bytes:
         raise _too_large("event", size, limits.max_event_bytes)
+    if size - len(body) > limits.max_attribute_bytes:
+        own = sum(len(n) + len(v) for n, v in ce if n in _BROKER_HEADERS)
+        if size - len(body) - own > limits.max_attribute_bytes:
+            raise _too_large("attributes", size - len(body) - own, limits.max_attribute_bytes)
     return CloudEvent(attrs, body or None)
 
 
 def _decode_formatted(ctype: bytes, body: bytes, limits: DecodeLimits) -> list[CloudEvent]:
     media = _jsonformat.media_type(ctype.decode("latin-1"))
     if media == _STRUCTURED:
-        if len(body) > limits.max_event_bytes:
-            raise _too_large("event", len(body), limits.max_event_bytes)
+        # The event cap applies to the decoded event (below); the body may carry it base64- or
+        # JSON-escaped, so its own cap allows for that encoding.
+        if len(body) > 2 * limits.max_event_bytes:
+            raise _too_large("structured body", len(body), 2 * limits.max_event_bytes)
         return [from_json(_loads(body), limits)]
     if media != _BATCH:
         raise UnsupportedMediaType(f"unsupported CloudEvents format {media!r}")
@@ -274,7 +307,26 @@ def from_json(obj: Any, limits: DecodeLimits = DecodeLimits()) -> CloudEvent:
     size = _event_size(attrs, data)
     if size > limits.max_event_bytes:
         raise _too_large("event", size, limits.max_event_bytes)
+    if len(attrs) > limits.max_attributes:
+        counted = sum(1 for n in attrs if n not in _BROKER_ATTRIBUTES)
+        if counted > limits.max_attributes:
+            raise EventError(f"{counted} attributes, over the limit of {limits.max_attributes}")
+    chars = size - (len(data) if data is not None else 0)
+    if chars * _PERCENT_GROWTH + 3 * len(attrs) > limits.max_attribute_bytes:
+        # Rare (attributes over a few KiB): measure them as binary mode would send them.
+        sent = _header_bytes(attrs)
+        if sent > limits.max_attribute_bytes:
+            raise _too_large("attributes", sent, limits.max_attribute_bytes)
     return CloudEvent(attrs, data)
+
+
+def _header_bytes(attrs: dict[str, AttrValue]) -> int:
+    """Bytes of the ce- headers binary mode would send (name and percent-encoded value)."""
+    return sum(
+        3 + len(name) + len(_percent.encode(attr_string(value)))
+        for name, value in attrs.items()
+        if name not in _BROKER_ATTRIBUTES and name != "datacontenttype"
+    )
 
 
 # --- Kafka -----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kbroker.core import _hot_metrics as hot
-from kbroker.core import contract, delivery, events, telemetry
+from kbroker.core import contract, delivery, events, reporters, telemetry
 from kbroker.core.channel import Channel
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -123,6 +123,15 @@ class Metrics:
         self.ingress_bytes = hot.Counter(
             telemetry.M_INGRESS_BYTES, "Request body bytes of accepted requests", broker, registry=r
         )
+        self.ingress_refused = Counter(
+            telemetry.M_INGRESS_REFUSED,
+            "Requests or connections ingress refused for a resource limit, by reason",
+            ("reason",),
+            registry=r,
+        )
+        self._refused = {
+            reason: self.ingress_refused.labels(reason) for reason in reporters.REFUSAL_REASONS
+        }
         self.append_latency = hot.Histogram(
             telemetry.M_CHANNEL_APPEND,
             "channel.append time (until safe at the request's durability), accepted requests",
@@ -263,6 +272,9 @@ class Metrics:
         # label count stays bounded by the contract.
         ns, _, name = broker_key.partition("/")
         self.auth_denied.labels(ns, name, str(status), reason).inc()
+
+    def refused(self, reason: str) -> None:
+        self._refused[reason].inc()
 
     # -- dispatcher (reporters.DispatchReporter) -----------------------------------------------
     def attempt(self, trigger: contract.Trigger, status: int | None, seconds: float) -> None:

@@ -16,6 +16,18 @@ from typing import Protocol
 from kbroker.core import contract, events
 from kbroker.core.delivery import Result
 
+# Why ingress refused a request or closed a connection for a resource limit: the whole label set.
+REFUSAL_REASONS = (
+    "header_size",  # 431: request line + headers over max_header_bytes
+    "header_count",  # 431: more than max_header_count headers
+    "header_timeout",  # 408: headers not complete within header_timeout
+    "body_timeout",  # 408: body slower than min_body_rate after body_grace
+    "idle_timeout",  # keep-alive connection closed after idle_timeout without a request
+    "connections",  # 503: over max_connections, the new connection closed
+    "body_size",  # 413: body over max_body_bytes
+    "body_budget",  # 503: bodies being read already hold max_buffered_body_bytes
+)
+
 
 class IngressReporter(Protocol):
     """What ingress reports per request."""
@@ -34,6 +46,9 @@ class IngressReporter(Protocol):
     def denied(self, broker_key: str, status: int, reason: str) -> None:
         """A request refused by sender authentication (401) or authorization (403); `reason`
         is a short fixed label. Reported in addition to `rejected`."""
+
+    def refused(self, reason: str) -> None:
+        """A request or connection refused by a resource limit (`REFUSAL_REASONS`)."""
         ...
 
 
@@ -66,6 +81,9 @@ class Silent:
         pass
 
     def denied(self, broker_key: str, status: int, reason: str) -> None:
+        pass
+
+    def refused(self, reason: str) -> None:
         pass
 
     def attempt(self, trigger: contract.Trigger, status: int | None, seconds: float) -> None:

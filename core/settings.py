@@ -15,12 +15,54 @@ from kbroker.core.events import DecodeLimits
 
 
 @dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What one ingress HTTP server lets a client hold: the table in docs/limits.md.
+
+    The header block must fit what the broker itself sends when it delivers an event at the
+    attribute caps (`DecodeLimits.max_attributes`, `max_attribute_bytes`) plus ordinary HTTP
+    headers, so a reply that echoes such an event is accepted back: `IngressSettings` checks it.
+    """
+
+    max_header_bytes: int = 60 * 1024  # request line + header block (Envoy: 60 KiB) -> 431
+    max_header_count: int = 128  # headers per request (Envoy: 100; + room for 100 attributes)
+    header_timeout: float = 10.0  # seconds from a request's first byte to its last header -> 408
+    body_grace: float = 10.0  # seconds a body may take before min_body_rate is enforced
+    min_body_rate: int = 1024  # bytes/s averaged over the body so far, after body_grace -> 408
+    idle_timeout: float = 30.0  # seconds a keep-alive connection may sit between requests
+    max_connections: int = 10_000  # open connections; beyond: 503 + close, others untouched
+    max_buffered_body_bytes: int = 256 * 1024 * 1024  # all bodies being read at once -> 503
+
+
+# Headers a delivery carries besides the event's ce- attributes (host, content-length,
+# content-type, traceparent, tracestate, user-agent, authorization, ...), and their bytes.
+HTTP_HEADER_RESERVE = 16
+HTTP_HEADER_BYTES_RESERVE = 8 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class IngressSettings:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
+    server: ServerLimits = field(default_factory=ServerLimits)
     max_ttl: int = ttl.DEFAULT  # knativebrokerttl given to events that arrive without one
     append_timeout: float = 5.0  # seconds before a slow channel turns into 503
     retry_after: int = 1  # seconds advertised in Retry-After on 503
     add_arrival_time: bool = True  # add the knativearrivaltime extension, as Knative does
+
+    def __post_init__(self) -> None:
+        # What ingress accepts it must be able to deliver, and take back as a reply.
+        s, d = self.server, self.limits
+        if s.max_header_count < d.max_attributes + HTTP_HEADER_RESERVE:
+            raise ValueError(
+                f"max_header_count {s.max_header_count} must be at least max_attributes "
+                f"{d.max_attributes} + {HTTP_HEADER_RESERVE}"
+            )
+        if s.max_header_bytes < d.max_attribute_bytes + HTTP_HEADER_BYTES_RESERVE:
+            raise ValueError(
+                f"max_header_bytes {s.max_header_bytes} must be at least max_attribute_bytes "
+                f"{d.max_attribute_bytes} + {HTTP_HEADER_BYTES_RESERVE}"
+            )
+        if s.max_buffered_body_bytes < d.max_body_bytes:
+            raise ValueError("max_buffered_body_bytes must be at least max_body_bytes")
 
 
 @dataclass(frozen=True, slots=True)

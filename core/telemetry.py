@@ -75,6 +75,7 @@ M_INGRESS_LATENCY = "kbroker_broker_ingress_event_dispatch_latencies_seconds"
 M_INGRESS_BATCH = "kbroker_broker_ingress_batch_size"
 M_INGRESS_BYTES = "kbroker_broker_ingress_bytes"
 M_INGRESS_AUTH_DENIED = "kbroker_broker_ingress_auth_denied"  # 401/403 by reason
+M_INGRESS_REFUSED = "kbroker_ingress_rejected"  # exposed with _total; label reason
 M_CHANNEL_APPEND = "kbroker_channel_append_latencies_seconds"
 M_CHANNEL_TRANSACTIONS = "kbroker_channel_transactions"
 M_CHANNEL_EVENTS = "kbroker_channel_stored_events"

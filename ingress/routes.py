@@ -6,8 +6,11 @@ the CloudEvents HTTP binding: 202 once the channel says the events are safe at t
 durability; 400 invalid (naming the problem, and the batch index); 404 unknown broker; 405 other
 methods (OPTIONS answers 200 with `Allow`, like Knative's ingress); 413 too large (checked against
 Content-Length before reading, and while streaming); 415 unsupported format; 503 + Retry-After when
-the channel cannot take the events in time; 507 when the broker's storage is full; 429 + Retry-After
-when the broker's quota (ingress/quota.py) is exceeded.
+the channel cannot take the events in time, or when the bodies being read already hold the
+process's body budget (`limits.BodyBudget`: checked against Content-Length before reading, and
+per chunk for a chunked body; the rest of a refused body is read and dropped, never held); 507
+when the broker's storage is full; 429 + Retry-After when the broker's quota (ingress/quota.py)
+is exceeded.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from kbroker.core.reporters import IngressReporter, Silent
 from kbroker.core.settings import IngressSettings
 from kbroker.ingress import auth, quota
 from kbroker.ingress.deadlines import Deadlines
+from kbroker.ingress.limits import BodyBudget
 from opentelemetry.trace import Span
 from starlette.types import Receive, Scope, Send
 
@@ -58,6 +62,8 @@ class BrokerIngress:
         self.tracing = tracing or telemetry.disabled()
         self.retry_after = str(settings.retry_after).encode()
         self.deadlines = Deadlines(settings.append_timeout)
+        self.budget = BodyBudget(settings.server.max_buffered_body_bytes)
+        self._over_budget = ((b"retry-after", self.retry_after),)
         self._clock = ArrivalClock()
         self.auth = auth.Gate(holder)
         self.quotas = quota.Quotas()
@@ -104,6 +110,7 @@ class BrokerIngress:
         durability = broker.default_durability
         limits = self.settings.limits
         traceparent = tracestate = None  # W3C context: the parent, or passed through as is
+        length = 0
         for hname, hvalue in headers:
             if hname == b"content-length":
                 try:
@@ -111,6 +118,7 @@ class BrokerIngress:
                 except ValueError:
                     raise Reject(400, "invalid Content-Length header") from None
                 if length > limits.max_body_bytes:
+                    self.observer.refused("body_size")
                     raise Reject(
                         413,
                         f"body of {length} bytes is over the {limits.max_body_bytes}-byte limit",
@@ -124,46 +132,68 @@ class BrokerIngress:
                 traceparent = hvalue.decode("latin-1")
             elif hname == b"tracestate":
                 tracestate = hvalue.decode("latin-1")
-        body = await read_body(receive, limits.max_body_bytes)
+        budget = self.budget
+        if length and not budget.reserve(length):
+            self.observer.refused("body_budget")
+            raise Reject(503, _BUSY, self._over_budget)
         try:
-            evs = events.decode_http(headers, body, limits)
-        except events.UnsupportedMediaType as exc:
-            raise Reject(415, str(exc)) from None
-        except events.PayloadTooLarge as exc:
-            raise Reject(413, str(exc)) from None
-        except events.EventError as exc:
-            raise Reject(400, str(exc)) from None
-        if subject is not None:
-            self.auth.authorize(broker, subject, evs)
-        if not evs:
-            await respond(send, 202, "")
-            return None
-        if broker.quota is not None and (wait := self.quotas.admit(broker, len(evs), len(body))):
-            raise Reject(
-                429,
-                f"broker {ns}/{name}: over its ingress quota; retry later",
-                ((b"retry-after", quota.retry_after(wait)),),
-            )
-        now = time.time()
-        self._stamp(evs, now)
-        span: Span | None = None
-        if self.tracing.enabled:
-            span = self.tracing.ingress(broker, evs, traceparent, tracestate, started)
-            traceparent, tracestate = telemetry.context_of(span)
-        envelopes = [Envelope(ev, now, traceparent, tracestate) for ev in evs]
-        t0 = time.perf_counter()
-        try:
-            await self._append(channel, broker, envelopes, durability, t0)
+            body = await read_body(receive, limits.max_body_bytes, budget, length)
         except Reject as rej:
-            if span is not None:
-                telemetry.end(span, rej.status)
+            budget.release(length)
+            if rej.status == 503:
+                self.observer.refused("body_budget")
+                rej.headers = self._over_budget
+            elif rej.status == 413:
+                self.observer.refused("body_size")
             raise
-        t1 = time.perf_counter()
-        await respond(send, 202, "")
-        if span is not None:
-            telemetry.end(span, 202)
-        self.observer.accepted(broker, evs, len(body), t1 - started, t1 - t0)
-        return None
+        except BaseException:
+            budget.release(length)
+            raise
+        held = max(length, len(body))
+        try:
+            try:
+                evs = events.decode_http(headers, body, limits)
+            except events.UnsupportedMediaType as exc:
+                raise Reject(415, str(exc)) from None
+            except events.PayloadTooLarge as exc:
+                raise Reject(413, str(exc)) from None
+            except events.EventError as exc:
+                raise Reject(400, str(exc)) from None
+            if subject is not None:
+                self.auth.authorize(broker, subject, evs)
+            if not evs:
+                await respond(send, 202, "")
+                return None
+            if broker.quota is not None and (
+                wait := self.quotas.admit(broker, len(evs), len(body))
+            ):
+                raise Reject(
+                    429,
+                    f"broker {ns}/{name}: over its ingress quota; retry later",
+                    ((b"retry-after", quota.retry_after(wait)),),
+                )
+            now = time.time()
+            self._stamp(evs, now)
+            span: Span | None = None
+            if self.tracing.enabled:
+                span = self.tracing.ingress(broker, evs, traceparent, tracestate, started)
+                traceparent, tracestate = telemetry.context_of(span)
+            envelopes = [Envelope(ev, now, traceparent, tracestate) for ev in evs]
+            t0 = time.perf_counter()
+            try:
+                await self._append(channel, broker, envelopes, durability, t0)
+            except Reject as rej:
+                if span is not None:
+                    telemetry.end(span, rej.status)
+                raise
+            t1 = time.perf_counter()
+            await respond(send, 202, "")
+            if span is not None:
+                telemetry.end(span, 202)
+            self.observer.accepted(broker, evs, len(body), t1 - started, t1 - t0)
+            return None
+        finally:
+            budget.release(held)
 
     async def _append(
         self,
@@ -225,21 +255,37 @@ class ArrivalClock:
         return f"{self._prefix}.{int((epoch - second) * 1_000_000):06d}Z"
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
+_BUSY = "too many request bodies in flight; retry later"
+
+
+async def read_body(receive: Receive, limit: int, budget: BodyBudget, held: int) -> bytes:
+    """The whole body; `held` bytes of it are already reserved in `budget` (Content-Length),
+    and bytes beyond those (a chunked body) are reserved as they arrive: on success the caller
+    owns max(held, len(body)) of the budget, on any exception only `held`."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Reject(400, "client disconnected before the body was complete")
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise Reject(413, f"body over the {limit}-byte limit")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
+    extra = 0  # reserved here, beyond `held`
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Reject(400, "client disconnected before the body was complete")
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise Reject(413, f"body over the {limit}-byte limit")
+                if size > held + extra:
+                    more = size - held - extra
+                    if not budget.reserve(more):
+                        raise Reject(503, _BUSY)
+                    extra += more
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    except BaseException:
+        budget.release(extra)
+        raise
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from kbroker import ops_guard, security_flags, wiring, wiring_http
+from kbroker import limit_flags, ops_guard, security_flags, wiring, wiring_http
 from kbroker.core import logs
 from kbroker.core.contract_source import ContractHolder, FileContractSource
 from kbroker.core.settings import CLUSTER_SHUTDOWN_GRACE, RunSettings, env, log_format_default
@@ -114,6 +114,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 help="pass requests that are not events to the process listening on this Unix "
                 "socket (set by `kbroker run --processes N` for its extra ingress processes)",
             )
+            limit_flags.register(p)
         _common(p)
         p.set_defaults(func=_main(_ingress if name == "ingress" else _filter))
 
@@ -177,6 +178,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
             shared_writers=bool(getattr(args, "reuse_port", False)),
         ),
         shutdown=dataclasses.replace(base.shutdown, grace=args.shutdown_grace),
+        ingress=limit_flags.apply(base.ingress, args),
     )
 
 
@@ -186,6 +188,7 @@ async def _serve(
     sock: socket.socket,
     settings: RunSettings,
     background: list[Callable[[], Coroutine[Any, Any, None]]],
+    protocol: type[asyncio.Protocol] | None = None,
 ) -> None:
     """Serve `app` on `sock` and run `background` until SIGINT/SIGTERM or one of them ends;
     https when --tls-cert/--tls-key say so, operational endpoints behind --ops-token."""
@@ -207,6 +210,7 @@ async def _serve(
             background=tasks,
             ready_line=f"kbroker {name} ready on {scheme}://{settings.host}:{port}",
             tls=server_tls.context if server_tls else None,
+            protocol=protocol,
         )
     finally:
         remove()
@@ -220,6 +224,7 @@ def _bind(settings: RunSettings) -> socket.socket:
 async def _ingress(args: argparse.Namespace) -> None:
     from kbroker.ingress.admin_proxy import AdminProxy
     from kbroker.ingress.app import build_app, ingress_ready
+    from kbroker.ingress.protocol import bounded_protocol
 
     settings = _settings(args)
     sock = _bind(settings)
@@ -251,7 +256,10 @@ async def _ingress(args: argparse.Namespace) -> None:
         # shares the port through SO_REUSEPORT, so the kernel queues connections for it from the
         # moment it listens; they should meet the brokers, not "starting" (503).
         await source.poll_once()
-        await _serve("ingress", app, sock, settings, [source.run])
+        protocol = bounded_protocol(
+            settings.ingress.server, observability.metrics, settings.ingress.retry_after
+        )
+        await _serve("ingress", app, sock, settings, [source.run], protocol)
     finally:
         if proxy is not None:
             await proxy.aclose()

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from kbroker import security_flags
+from kbroker import limit_flags, security_flags
 from kbroker.core import logs
 from kbroker.core.settings import LogSettings, RunSettings, ShutdownSettings, log_format_default
 
@@ -74,6 +74,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=logs.FORMATS,
         help="log lines as text or one JSON object each (default text; KBROKER_LOG_FORMAT)",
     )
+    limit_flags.register(p)
     p.set_defaults(func=main)
 
 
@@ -98,6 +99,7 @@ def settings_from(args: Any) -> RunSettings:
         ),
         logs=LogSettings(format=args.log_format, level=args.log_level),
         shutdown=dataclasses.replace(base.shutdown, grace=args.shutdown_grace),
+        ingress=limit_flags.apply(base.ingress, args),
     )
 
 

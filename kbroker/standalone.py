@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from kbroker import ops_guard, status_api, wiring, wiring_http
+from kbroker import limit_flags, ops_guard, status_api, wiring, wiring_http
 from kbroker.controller import compiler, files, retirement, transitions
 from kbroker.core import logs, telemetry, tls
 from kbroker.core.channel import ChannelError
@@ -28,6 +28,7 @@ from kbroker.core.contract_source import ContractHolder
 from kbroker.core.settings import RunSettings
 from kbroker.filter.service import FilterService
 from kbroker.ingress.app import build_app, ingress_ready
+from kbroker.ingress.protocol import bounded_protocol
 
 log = logging.getLogger("kbroker")
 
@@ -146,6 +147,7 @@ class Standalone:
             self.settings.logs.format,
             "--shutdown-grace",
             str(self.settings.shutdown.grace),
+            *limit_flags.argv(self.settings.ingress),
         ]
         if self.settings.kafka_bootstrap:
             cmd += ["--kafka", self.settings.kafka_bootstrap]
@@ -261,6 +263,9 @@ class Standalone:
                 ready_line=f"kbroker ready on {self.base_url}",
                 before_drain=stop_helpers,
                 tls=self.tls.context if self.tls else None,
+                protocol=bounded_protocol(
+                    self.settings.ingress.server, self.metrics, self.settings.ingress.retry_after
+                ),
             )
         finally:
             for task in background:

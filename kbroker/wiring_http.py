@@ -60,10 +60,16 @@ class _CloseWhenDraining:
 
 class _Server(uvicorn.Server):
     def __init__(
-        self, app: ASGIApp, settings: ShutdownSettings, tls: ssl.SSLContext | None = None
+        self,
+        app: ASGIApp,
+        settings: ShutdownSettings,
+        tls: ssl.SSLContext | None = None,
+        protocol: type[asyncio.Protocol] | None = None,
     ) -> None:
         self.gate = _CloseWhenDraining(app)
         config = server_config(self.gate)
+        if protocol is not None:  # a protocol class with limits (ingress.protocol); before load()
+            config.http = protocol
         if tls is not None:
             # uvicorn hands `config.ssl` to create_server once load() ran; our context object
             # (not one uvicorn builds from files) so that a certificate reload reaches it.
@@ -151,12 +157,14 @@ async def serve(
     ready_line: str = "",
     before_drain: Callable[[], Awaitable[None]] | None = None,
     tls: ssl.SSLContext | None = None,
+    protocol: type[asyncio.Protocol] | None = None,
 ) -> None:
     """Serve `app` on `sockets` until `stop` is set (install `stop_on_signals` first) or a
     background task ends; then drain as the module says and cancel the background tasks.
     `before_drain` runs once the stop is decided, before connections drain. `tls`: serve https
-    on every socket with this context (Unix sockets included)."""
-    server = _Server(app, settings, tls)
+    on every socket with this context (Unix sockets included); `protocol` replaces the HTTP
+    protocol class (ingress.protocol.bounded_protocol: connection limits)."""
+    server = _Server(app, settings, tls, protocol)
     http = asyncio.create_task(server.serve(sockets=list(sockets)), name="http")
     stopper = asyncio.create_task(stop.wait(), name="stop")
     tune_gc_for_serving()

@@ -270,9 +270,9 @@ def test_binary_v03_datacontentencoding_must_be_base64() -> None:
 
 def test_binary_header_count_cap() -> None:
     extra = [(f"ce-x{i}", "v") for i in range(3)]
-    assert binary(*extra, limits=DecodeLimits(max_headers=7))
+    assert binary(*extra, limits=DecodeLimits(max_attributes=7))
     with pytest.raises(EventError, match="over the limit") as info:
-        binary(*extra, limits=DecodeLimits(max_headers=6))
+        binary(*extra, limits=DecodeLimits(max_attributes=6))
     assert type(info.value) is EventError
 
 

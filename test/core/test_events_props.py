@@ -92,7 +92,7 @@ limits = st.builds(
     max_batch_events=st.integers(0, 3),
     max_body_bytes=st.integers(0, 400) | st.just(10**6),
     max_json_depth=st.integers(0, 6) | st.just(2000),
-    max_headers=st.integers(0, 8),
+    max_attributes=st.integers(0, 8),
     lenient_percent=st.booleans(),
 )
 

@@ -58,7 +58,8 @@ TIGHT: Final = DecodeLimits(
     max_batch_events=3,
     max_body_bytes=2048,
     max_json_depth=6,
-    max_headers=6,
+    max_attributes=6,
+    max_attribute_bytes=256,
     lenient_percent=False,
 )
 STRICT: Final = DecodeLimits(lenient_percent=False)
