@@ -51,6 +51,7 @@ from typing import Any
 
 from kbroker.core.channel import ChannelError, ChannelFull, ChannelUnavailable, Record
 from kbroker.core.channels import _sqlite_check as check
+from kbroker.core.channels import _sqlite_loss as loss
 from kbroker.core.channels import _sqlite_reserve as space
 from kbroker.core.channels import _sqlite_store as store
 
@@ -101,6 +102,7 @@ class SqliteLog:
         self._marker: check.EndMarker | None = None
         self._shared_writers = shared_writers
         self.stats = Stats()
+        self.losses = loss.LossReport(str(path))  # `none` appends that failed after their 202
         self.end = 0  # highest offset known committed (writer and polls raise it, never lower)
         self._loop = loop
         self._connect = connect
@@ -332,6 +334,7 @@ class SqliteLog:
                     if disk_full:
                         self._give_back_space()
         finally:
+            self.losses.flush(force=True)
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -471,6 +474,7 @@ class SqliteLog:
                     self._failed(todo, err)
             except ChannelError as err:
                 self._failed(todo, err)
+        self.losses.note(batch)
         appended = applied.events > 0
         waiters = [op for op in batch if op.future is not None]
         if waiters or appended:

@@ -88,6 +88,7 @@ class LogStats:
     events: int
     failed_transactions: int
     retained: int
+    lost: dict[str, int]  # reason -> events accepted at durability `none` and then lost
 
 
 class EmbeddedSubscription:
@@ -326,9 +327,15 @@ class EmbeddedChannel:
         return freed
 
     def stats(self, broker: contract.Broker) -> LogStats:
-        s = self._log(broker).stats
+        log = self._log(broker)
+        s = log.stats
         return LogStats(
-            s.transactions, s.synced_transactions, s.events, s.failed_transactions, s.retained
+            s.transactions,
+            s.synced_transactions,
+            s.events,
+            s.failed_transactions,
+            s.retained,
+            dict(log.losses.lost),
         )
 
 
