@@ -33,20 +33,6 @@ class Sender(Protocol):
         self, url: str, headers: Sequence[tuple[str, str]], body: bytes, timeout: float | None
     ) -> Response: ...
 
-    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
-        """The whole body, or SendError once it passes the cap, as the raw client does: a
-        truncated reply would be taken for the subscriber's whole answer. read(n) returns what
-        has arrived (up to n), so it is called until the end of the body."""
-        cap = self._max_response_bytes
-        parts: list[bytes] = []
-        size = 0
-        while chunk := await resp.content.read(cap + 1 - size):
-            size += len(chunk)
-            if size > cap:
-                raise SendError("response body too large")
-            parts.append(chunk)
-        return b"".join(parts)
-
     async def close(self) -> None: ...
 
 
