@@ -316,6 +316,11 @@ class EmbeddedChannel:
         log = self._logs.get(self._path(broker))
         return None if log is None else log.damage
 
+    def problem(self, broker: contract.Broker) -> str | None:
+        """ProblemReporter: the damage found in the broker's log, as /status shows it."""
+        why = self.damage(broker)
+        return None if why is None else f"embedded log {self._path(broker).name} is damaged: {why}"
+
     @property
     def disk_full(self) -> bool:
         """The data folder's disk filled up and its reserve is released (appends get 507)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -121,6 +122,39 @@ async def test_damaged_log_takes_only_its_broker_out_until_salvaged(
     assert await post(again, "bad", "after") == 202
     await bad_sink.wait_for(301)
     assert "after" in bad_sink.ids()
+
+
+async def test_damage_found_while_running_shows_in_status_without_a_config_change(
+    tmp_path: Path, sinks: SinkServer, procs: list[BrokerProcess]
+) -> None:
+    sink = sinks.sink("s")
+    proc = BrokerProcess(tmp_path)
+    procs.append(proc)
+    proc.write("o.yaml", ky.dump(ky.broker("bad"), ky.trigger("tb", sink.url, broker="bad")))
+    await proc.start()
+    await proc.wait_ready_object("Trigger", "tb")
+    assert await post(proc, "bad", "ok-1") == 202
+    await sink.wait_for(1)
+    generation = (await proc.status())["generation"]
+    # A row the dispatcher cannot decode, written by another process: the running dispatcher
+    # reads it next and finds the log damaged, with no restart and no configuration change.
+    with sqlite3.connect(proc.data_dir / "knative-broker-default-bad.db", timeout=10) as conn:
+        conn.execute(
+            "INSERT INTO events (key, attrs, data, arrival, size)"
+            " VALUES (NULL, x'00ff', NULL, 0, 2)"
+        )
+
+    async def broker_refused() -> bool:
+        cond = await proc.condition("Broker", "bad")
+        return cond is not None and cond["status"] == "False"
+
+    await proc.until(broker_refused, 30, "the Broker stayed Ready in /status")
+    cond = await proc.condition("Broker", "bad")
+    assert cond is not None and "damaged" in cond.get("message", ""), cond
+    assert cond.get("reason") == "StorageNotReady"
+    assert (await proc.status())["generation"] == generation  # nothing was reconfigured
+    ready = await proc.client.get(f"{proc.base}/readyz")
+    assert ready.status_code == 503 and "default/bad" in ready.text
 
 
 async def test_truncated_wal_is_named_in_the_log(
