@@ -6,10 +6,12 @@
 - a damaged database: that broker is not Ready (with the reason) and answers 503, the other
   broker on the same kbroker answers 202 and delivers; `kbroker log check` exits 1 naming it;
   after `kbroker log salvage` the broker serves again;
+- a log damaged while kbroker runs: /status shows its Broker not Ready at once, no config change;
 - a truncated WAL after kill -9: a log line names the missing offsets;
 - a full disk (an 8 MiB tmpfs under the data folder): ingress answers 507, the subscriber's
   position commits still succeed, retention frees the space and ingress answers 202 again without
-  a restart; every event answered 202 is delivered (ledger).
+  a restart; every event answered 202 is delivered (ledger); at durability `none` the events
+  lost after their 202 are logged with their ids and counted in kbroker_events_lost_total.
 """
 
 from __future__ import annotations
@@ -259,3 +261,47 @@ async def test_full_disk_recovers_without_restart_and_loses_nothing(
         log = proc.log_text()
         await proc.stop()
         assert "appends get 507" in log and "appends resume" in log, log
+
+
+async def test_full_disk_at_durability_none_logs_and_counts_what_is_lost(
+    tmp_path: Path, procs: list[BrokerProcess]
+) -> None:
+    """`none` answers 202 before the write: when the disk fills, the loss is the contract, but
+    it must be visible (an ERROR line with ids, and the kbroker_events_lost_total counter)."""
+    with small_disk(tmp_path / "disk", "8m") as disk:
+        proc = BrokerProcess(tmp_path)
+        proc.data_dir = disk / "data"
+        procs.append(proc)
+        proc.write("o.yaml", ky.dump(ky.broker()))  # no Trigger: nothing frees the space
+        await proc.start()
+        await proc.wait_ready_object("Broker", "default")
+
+        async def lost() -> float:
+            text = (await proc.client.get(f"{proc.base}/metrics")).text
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("kbroker_events_lost_total{") and 'reason="disk_full"' in line
+            )
+
+        accepted = 0
+        for n in range(4000):
+            headers, body = events.encode_binary(make_event(f"n{n}", data=b"x" * 4000))
+            resp = await proc.client.post(
+                proc.broker_url(),
+                headers=[*headers, ("kbroker-durability", "none")],
+                content=body,
+            )
+            assert resp.status_code in (202, 503), resp.text
+            accepted += resp.status_code == 202
+            if n % 100 == 99 and await lost() > 0:
+                break
+        await asyncio.sleep(0.5)  # the writer has applied what was queued
+        counted = await lost()
+        assert 0 < counted <= accepted
+        await proc.stop()  # the writer logs what it has not logged yet
+        log = proc.log_text()
+        lines = [line for line in log.splitlines() if "LOST" in line]
+        assert lines and all("knative-broker-default-default.db" in line for line in lines), log
+        assert "first ids n" in lines[0]
+        assert sum(int(line.split("LOST ")[1].split()[0]) for line in lines) >= counted
