@@ -408,24 +408,15 @@ class SqliteLog:
                 op.error = failure
             todo = []
         elif self._reserve is not None and self._reserve.full:
-            todo = self._refuse_appends_while_full(batch)
+            todo = space.runnable_while_full(batch, self._reserve, self._conn, self.path.name)
         applied = store.Applied(0, 0, 0)
         if todo:
             try:
                 applied = self._transaction(todo)
             except ChannelFull as err:
-                reserve = self._reserve
-                released = reserve is not None and reserve.release()
-                if reserve is not None and released:
-                    _log.warning(
-                        "embedded log %s: disk full (%s); released the %d-byte reserve %s so"
-                        " position commits and retention can run; appends get 507 until space"
-                        " is back",
-                        self.path,
-                        err,
-                        reserve.size,
-                        reserve.path,
-                    )
+                released = self._reserve is not None and space.release_on_full(
+                    self._reserve, err, str(self.path)
+                )
                 rest = [op for op in todo if op.kind != store.APPEND]
                 if released or len(rest) < len(todo):
                     # What the appends needed may be what was missing: the rest goes alone.
@@ -444,25 +435,6 @@ class SqliteLog:
         if waiters or appended:
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
                 self._loop.call_soon_threadsafe(self._finish, waiters, appended)
-
-    def _refuse_appends_while_full(self, batch: list[store.Op]) -> list[store.Op]:
-        """The ops of `batch` that may run while the disk is full: all of them once there is
-        room again, else everything but appends (which get ChannelFull)."""
-        appends = [op for op in batch if op.kind == store.APPEND]
-        if not appends:
-            return batch
-        reserve = self._reserve
-        if reserve is not None:
-            try:
-                free = 0 if self._conn is None else space.free_pages(self._conn)
-                if reserve.restore(free):
-                    return batch
-            except sqlite3.Error:
-                pass
-        full = ChannelFull(f"embedded log {self.path.name}: disk full; retry later")
-        for op in appends:
-            op.error = full
-        return [op for op in batch if op.kind != store.APPEND]
 
     def _try_transaction(self, ops: list[store.Op]) -> store.Applied:
         if not ops:
