@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kbroker.core import contract
 from kbroker.core.events import CloudEvent
@@ -119,3 +119,21 @@ class Channel(Protocol):
     async def healthy(self) -> bool:
         """Whether the backend can currently take events (used by /readyz)."""
         ...
+
+
+@runtime_checkable
+class ProblemReporter(Protocol):
+    """A channel that can tell, at any time, why one broker's storage cannot serve.
+
+    Separate from `Channel` so backends without such problems (Kafka: its errors surface per
+    call) need nothing: `broker_problem` answers None for them."""
+
+    def problem(self, broker: contract.Broker) -> str | None:
+        """Why the broker's storage cannot take or serve events (e.g. a damaged log), else None.
+        Cheap and non-blocking: read on every /status request."""
+        ...
+
+
+def broker_problem(channel: Channel, broker: contract.Broker) -> str | None:
+    """The channel's standing problem with `broker`; None also for channels reporting none."""
+    return channel.problem(broker) if isinstance(channel, ProblemReporter) else None

@@ -406,6 +406,11 @@ class _ChannelCollector:
         size = GaugeMetricFamily(
             telemetry.M_CHANNEL_BYTES, "Bytes the broker's storage takes", labels=labels
         )
+        lost = CounterMetricFamily(
+            telemetry.M_EVENTS_LOST,
+            "Events accepted at durability none and then lost by a failed write",
+            labels=[*labels, "reason"],
+        )
         for b in self.brokers():
             channel = self.channels.get(b.channel)
             if channel is None:
@@ -417,6 +422,8 @@ class _ChannelCollector:
                     s = stats(b)
                     tx.add_metric(values, s.transactions)
                     stored.add_metric(values, s.events)
+                    for why, count in getattr(s, "lost", {}).items():
+                        lost.add_metric([*values, why], count)
                 except Exception:  # a broker whose log is not open yet has no counters
                     pass
             nbytes = self.storage_bytes(channel, b)
@@ -425,6 +432,7 @@ class _ChannelCollector:
         yield tx
         yield stored
         yield size
+        yield lost
 
 
 def storage_bytes_for(embedded_dir: Path) -> Callable[[Channel, contract.Broker], int | None]:

@@ -80,6 +80,7 @@ M_CHANNEL_APPEND = "kbroker_channel_append_latencies_seconds"
 M_CHANNEL_TRANSACTIONS = "kbroker_channel_transactions"
 M_CHANNEL_EVENTS = "kbroker_channel_stored_events"
 M_CHANNEL_BYTES = "kbroker_channel_storage_bytes"
+M_EVENTS_LOST = "kbroker_events_lost"  # accepted at durability `none`, then not stored
 M_TRIGGER_LAG = "kbroker_trigger_lag_events"
 M_TRIGGER_EVENTS = "kbroker_trigger_event_count"  # Knative: mt_broker_filter_event_count
 M_TRIGGER_LATENCY = "kbroker_trigger_event_dispatch_latencies_seconds"

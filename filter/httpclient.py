@@ -172,7 +172,8 @@ class HttpClient:
             return await self.fallback.send(url, headers, body, timeout)
         host, port, head = self._target(url)
         try:
-            lines = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1")
+            # UTF-8, as aiohttp (the https path) writes headers and as ingress reads them.
+            lines = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("utf-8")
         except UnicodeEncodeError as exc:
             raise SendError(f"header not encodable: {exc}") from exc
         data = b"".join((head, lines, b"content-length: %d\r\n\r\n" % len(body), body))

@@ -73,10 +73,15 @@ class AiohttpSender:
 
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         try:
+            # No redirects, as the raw client: a 3xx is the subscriber's answer (a failed attempt).
             async with self._client().post(
-                url, data=body, headers=list(headers), timeout=client_timeout
+                url,
+                data=body,
+                headers=list(headers),
+                timeout=client_timeout,
+                allow_redirects=False,
             ) as resp:
-                payload = await resp.content.read(self._max_response_bytes)
+                payload = await self._read_capped(resp)
                 return Response(
                     status=resp.status,
                     headers={k.lower(): v for k, v in resp.headers.items()},
@@ -87,6 +92,20 @@ class AiohttpSender:
             raise SendError(
                 f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             ) from exc
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The whole body, or SendError once it passes the cap, as the raw client does: a
+        truncated reply would be taken for the subscriber's whole answer. read(n) returns what
+        has arrived (up to n), so it is called until the end of the body."""
+        cap = self._max_response_bytes
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await resp.content.read(cap + 1 - size):
+            size += len(chunk)
+            if size > cap:
+                raise SendError("response body too large")
+            parts.append(chunk)
+        return b"".join(parts)
 
     async def close(self) -> None:
         if self._session is not None:

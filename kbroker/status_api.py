@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from kbroker.controller import compiler, files, status, transitions
+from kbroker.core.channel import Channel, broker_problem
 from kbroker.core.contract_source import ContractHolder
 from kbroker.filter.pool import WorkerPool
 
@@ -49,6 +50,10 @@ class StatusSource(Protocol):
     def retirement(self) -> _Retiring: ...
 
     result: compiler.CompileResult | None
+
+    @property
+    def channels(self) -> Mapping[str, Channel]: ...
+
     storage_errors: dict[str, str]
     conditions: transitions.ConditionTimes
     holder: ContractHolder
@@ -77,10 +82,12 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             lags[(worker.trigger.namespace, worker.trigger.name)] = await worker.subscription.lag()
         except Exception:  # lag is best effort: a backend hiccup must not break /status
             continue
+    problems = storage_problems(src)
+    observe(src, problems)  # a problem found since the last update is a transition now
     brokers, triggers, policies = [], [], []
     for key, st in sorted(result.statuses.items()):
         kind, ns, name = key
-        shown = effective(st, src.storage_errors)
+        shown = effective(st, problems)
         status_doc = shown.to_k8s(previous=src.conditions.previous(key))
         obj = as_written(result.objects.get(key, {}), kind, ns, name, st.generation)
         obj["status"] = status_doc
@@ -123,8 +130,9 @@ def as_written(
 
 
 def effective(st: status.ObjectStatus, storage_errors: Mapping[str, str]) -> status.ObjectStatus:
-    """The status as served: a Broker whose storage could not be created is not Ready, whatever
-    its YAML says (its Triggers keep their own conditions)."""
+    """The status as served: a Broker whose storage could not be created, or whose channel
+    reports it broken (`storage_problems`), is not Ready, whatever its YAML says (its Triggers
+    keep their own conditions)."""
     error = storage_errors.get(f"{st.namespace}/{st.name}") if st.kind == "Broker" else None
     if error is None:
         return st
@@ -138,12 +146,24 @@ def effective(st: status.ObjectStatus, storage_errors: Mapping[str, str]) -> sta
     )
 
 
-def observe(src: StatusSource) -> None:
+def storage_problems(src: StatusSource) -> dict[str, str]:
+    """Why each Broker's storage cannot serve, by "namespace/name": what creating it said at the
+    last configuration change, overridden by what its channel reports now (damage found in a
+    running log), so /status shows a problem as soon as the channel knows it."""
+    problems = dict(src.storage_errors)
+    for broker in src.holder.current.brokers:
+        channel = src.channels.get(broker.channel)
+        why = None if channel is None else broker_problem(channel, broker)
+        if why is not None:
+            problems[str(broker.key)] = why
+    return problems
+
+
+def observe(src: StatusSource, problems: Mapping[str, str] | None = None) -> None:
     """Call after every new result: records which conditions changed, and when."""
     if src.result is not None:
-        src.conditions.observe(
-            {k: effective(st, src.storage_errors) for k, st in src.result.statuses.items()}
-        )
+        found = storage_problems(src) if problems is None else problems
+        src.conditions.observe({k: effective(st, found) for k, st in src.result.statuses.items()})
 
 
 def routes(src: StatusSource) -> list[BaseRoute]:

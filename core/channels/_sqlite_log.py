@@ -6,6 +6,7 @@ retention are queued to it (FIFO) and it applies everything pending as ONE trans
 concurrent appends cost one commit and, for `all`, one fsync (group commit). Futures are resolved
 on the loop with a single `call_soon_threadsafe` per transaction. Reads use a small pool of
 read-only connections run on the channel's executor; WAL lets them proceed while the writer writes.
+Recent events are kept decoded in a tail cache shared by the log's readers (`_sqlite_cache`).
 
 Several processes (`kbroker run --processes N`) append to one file. SQLite lets one of them write
 at a time and makes the others wait in its busy handler, which sleeps 1, 2, 5, 10 ... ms between
@@ -35,14 +36,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import itertools
 import logging
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -51,8 +50,10 @@ from typing import Any
 
 from kbroker.core.channel import ChannelError, ChannelFull, ChannelUnavailable, Record
 from kbroker.core.channels import _sqlite_check as check
+from kbroker.core.channels import _sqlite_loss as loss
 from kbroker.core.channels import _sqlite_reserve as space
 from kbroker.core.channels import _sqlite_store as store
+from kbroker.core.channels._sqlite_cache import TailCache
 
 _log = logging.getLogger(__name__)
 
@@ -61,7 +62,6 @@ RETENTION_INTERVAL = 1.0  # seconds between background retention passes
 # producers outrun the disk, mostly at durability `none`, which does not wait for the writer.
 MAX_BACKLOG_EVENTS = 100_000
 POLL_INTERVAL = 0.05  # seconds: how stale another process's appends may look to a waiting fetch
-CACHE_RECORDS = 8192  # decoded events kept for the subscriptions that read the log's tail
 MAX_BACKLOG_BYTES = 256 * 1024 * 1024
 _STOP = store.Op(-1, None)  # queued by stop(): the writer ends after what was queued before it
 
@@ -101,6 +101,7 @@ class SqliteLog:
         self._marker: check.EndMarker | None = None
         self._shared_writers = shared_writers
         self.stats = Stats()
+        self.losses = loss.LossReport(str(path))  # `none` appends that failed after their 202
         self.end = 0  # highest offset known committed (writer and polls raise it, never lower)
         self._loop = loop
         self._connect = connect
@@ -126,10 +127,7 @@ class SqliteLog:
         self._wake = asyncio.Event()
         self._last_poll = 0.0
         self._poller: asyncio.Task[None] | None = None
-        # Recently read events, shared by every subscription of this log: with N triggers the
-        # same new rows are read and decoded once, not N times (fan-out cost).
-        self._cache: deque[Record] = deque()
-        self._cache_lock = threading.Lock()
+        self._cache = TailCache()
         self._next_retention = time.monotonic() + retention_interval
         self._thread = threading.Thread(
             target=self._run, name=f"kbroker-log-{path.stem}", daemon=True
@@ -268,12 +266,7 @@ class SqliteLog:
     def cached(self, after: int, limit: int) -> list[Record]:
         """Up to `limit` records after offset `after` from the tail cache; [] when not cached.
         Never blocks on disk, so the event loop may call it."""
-        with self._cache_lock:
-            cache = self._cache
-            if cache and cache[0].offset <= after + 1 <= cache[-1].offset:
-                start = after + 1 - cache[0].offset  # offsets have no holes (store docstring)
-                return list(itertools.islice(cache, start, start + limit))
-        return []
+        return self._cache.get(after, limit)
 
     def read(self, after: int, limit: int) -> list[Record]:
         records = self.cached(after, limit)
@@ -282,35 +275,8 @@ class SqliteLog:
         with self._reader() as conn:
             records = store.read(conn, after, limit)
         if records:
-            self._cache_extend(records)
+            self._cache.extend(records)
         return records
-
-    def _cache_extend(self, records: list[Record]) -> None:
-        with self._cache_lock:
-            cache = self._cache
-            if cache and records[0].offset == cache[-1].offset + 1:
-                cache.extend(records)
-            elif not cache or records[0].offset > cache[-1].offset:
-                cache.clear()  # a newer window; an old one (a lagging reader) is not cached
-                cache.extend(records)
-            while len(cache) > CACHE_RECORDS:
-                cache.popleft()
-
-    def _remember(self, batch: list[store.Op]) -> None:
-        """Put the events this writer just committed into the tail cache (writer thread, before
-        `end` moves): triggers following the tail then read them from memory, with no read, no
-        decoding and no thread hop. Appends by other processes still come from the file."""
-        records: list[Record] = []
-        for op in batch:
-            if op.kind != store.APPEND or op.error is not None or not op.envelopes:
-                continue
-            offset = op.result
-            for env in op.envelopes:
-                key = env.event.attributes.get("partitionkey")
-                records.append(Record(0, offset, None if key is None else str(key), env))
-                offset += 1
-        if records:
-            self._cache_extend(records)
 
     def lag(self, trigger: str) -> int:
         with self._reader() as conn:
@@ -332,6 +298,7 @@ class SqliteLog:
                     if disk_full:
                         self._give_back_space()
         finally:
+            self.losses.flush(force=True)
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -441,24 +408,15 @@ class SqliteLog:
                 op.error = failure
             todo = []
         elif self._reserve is not None and self._reserve.full:
-            todo = self._refuse_appends_while_full(batch)
+            todo = space.runnable_while_full(batch, self._reserve, self._conn, self.path.name)
         applied = store.Applied(0, 0, 0)
         if todo:
             try:
                 applied = self._transaction(todo)
             except ChannelFull as err:
-                reserve = self._reserve
-                released = reserve is not None and reserve.release()
-                if reserve is not None and released:
-                    _log.warning(
-                        "embedded log %s: disk full (%s); released the %d-byte reserve %s so"
-                        " position commits and retention can run; appends get 507 until space"
-                        " is back",
-                        self.path,
-                        err,
-                        reserve.size,
-                        reserve.path,
-                    )
+                released = self._reserve is not None and space.release_on_full(
+                    self._reserve, err, str(self.path)
+                )
                 rest = [op for op in todo if op.kind != store.APPEND]
                 if released or len(rest) < len(todo):
                     # What the appends needed may be what was missing: the rest goes alone.
@@ -471,30 +429,12 @@ class SqliteLog:
                     self._failed(todo, err)
             except ChannelError as err:
                 self._failed(todo, err)
+        self.losses.note(batch)
         appended = applied.events > 0
         waiters = [op for op in batch if op.future is not None]
         if waiters or appended:
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
                 self._loop.call_soon_threadsafe(self._finish, waiters, appended)
-
-    def _refuse_appends_while_full(self, batch: list[store.Op]) -> list[store.Op]:
-        """The ops of `batch` that may run while the disk is full: all of them once there is
-        room again, else everything but appends (which get ChannelFull)."""
-        appends = [op for op in batch if op.kind == store.APPEND]
-        if not appends:
-            return batch
-        reserve = self._reserve
-        if reserve is not None:
-            try:
-                free = 0 if self._conn is None else space.free_pages(self._conn)
-                if reserve.restore(free):
-                    return batch
-            except sqlite3.Error:
-                pass
-        full = ChannelFull(f"embedded log {self.path.name}: disk full; retry later")
-        for op in appends:
-            op.error = full
-        return [op for op in batch if op.kind != store.APPEND]
 
     def _try_transaction(self, ops: list[store.Op]) -> store.Applied:
         if not ops:
@@ -548,7 +488,7 @@ class SqliteLog:
                 self._conn = None
             raise failure from err
         if applied.events:
-            self._remember(batch)
+            self._cache.remember(batch)
             if self._reserve is not None:
                 self._reserve.note_appended(applied.nbytes)
         self.stats.transactions += 1

@@ -12,7 +12,9 @@ checkpoints, and appends are refused (507) while it is released so they cannot e
 Once retention has freed space inside the database and the disk has room again, the reserve is
 re-created and appends resume, with no restart.
 
-The writer's side of it is here too (`give_back`): how a full disk's log returns space.
+The writer's side of it is here too: which ops run while the disk is full
+(`runnable_while_full`), releasing the reserve on SQLITE_FULL (`release_on_full`) and how a full
+disk's log returns space (`give_back`).
 
 What it refuses to do: guess. The reserve is re-created only when the filesystem really has the
 room for it, and appends resume only when there is at least as much again left over (on the disk
@@ -198,3 +200,39 @@ def give_back(
             )
         else:
             _log.debug("embedded log %s: freeing space on a full disk: %s", name, err)
+
+
+def release_on_full(reserve: Reserve, err: ChannelFull, name: str) -> bool:
+    """A transaction hit SQLITE_FULL (writer thread): release the reserve so position commits and
+    retention can run. True if that changed anything (then the caller retries without appends)."""
+    released = reserve.release()
+    if released:
+        _log.warning(
+            "embedded log %s: disk full (%s); released the %d-byte reserve %s so position commits"
+            " and retention can run; appends get 507 until space is back",
+            name,
+            err,
+            reserve.size,
+            reserve.path,
+        )
+    return released
+
+
+def runnable_while_full(
+    batch: list[store.Op], reserve: Reserve, conn: sqlite3.Connection | None, name: str
+) -> list[store.Op]:
+    """The ops of `batch` that may run while the disk is full: all of them once there is room
+    again, else everything but appends (which get ChannelFull)."""
+    appends = [op for op in batch if op.kind == store.APPEND]
+    if not appends:
+        return batch
+    try:
+        free = 0 if conn is None else free_pages(conn)
+        if reserve.restore(free):
+            return batch
+    except sqlite3.Error:
+        pass
+    full = ChannelFull(f"embedded log {name}: disk full; retry later")
+    for op in appends:
+        op.error = full
+    return [op for op in batch if op.kind != store.APPEND]

@@ -88,6 +88,7 @@ class LogStats:
     events: int
     failed_transactions: int
     retained: int
+    lost: dict[str, int]  # reason -> events accepted at durability `none` and then lost
 
 
 class EmbeddedSubscription:
@@ -315,6 +316,11 @@ class EmbeddedChannel:
         log = self._logs.get(self._path(broker))
         return None if log is None else log.damage
 
+    def problem(self, broker: contract.Broker) -> str | None:
+        """ProblemReporter: the damage found in the broker's log, as /status shows it."""
+        why = self.damage(broker)
+        return None if why is None else f"embedded log {self._path(broker).name} is damaged: {why}"
+
     @property
     def disk_full(self) -> bool:
         """The data folder's disk filled up and its reserve is released (appends get 507)."""
@@ -326,9 +332,15 @@ class EmbeddedChannel:
         return freed
 
     def stats(self, broker: contract.Broker) -> LogStats:
-        s = self._log(broker).stats
+        log = self._log(broker)
+        s = log.stats
         return LogStats(
-            s.transactions, s.synced_transactions, s.events, s.failed_transactions, s.retained
+            s.transactions,
+            s.synced_transactions,
+            s.events,
+            s.failed_transactions,
+            s.retained,
+            dict(log.losses.lost),
         )
 
 

@@ -108,6 +108,8 @@ class MemoryChannel:
 
     def __init__(self, store: MemoryStore | None = None) -> None:
         self.store = store if store is not None else MemoryStore()
+        # Standing per-broker problems a test sets to stand in for a damaged backend.
+        self.problems: dict[contract.BrokerKey, str] = {}
 
     async def start(self) -> None:
         pass
@@ -116,6 +118,9 @@ class MemoryChannel:
         # Wake every waiting fetch so it re-checks and returns instead of sleeping to its timeout.
         for log in self.store.logs.values():
             log.notify()
+
+    def problem(self, broker: contract.Broker) -> str | None:
+        return self.problems.get(broker.key)
 
     def _log(self, broker: contract.Broker) -> _Log:
         return self.store.logs.setdefault(broker.key, _Log())

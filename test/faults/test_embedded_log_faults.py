@@ -6,16 +6,19 @@
 - a damaged database: that broker is not Ready (with the reason) and answers 503, the other
   broker on the same kbroker answers 202 and delivers; `kbroker log check` exits 1 naming it;
   after `kbroker log salvage` the broker serves again;
+- a log damaged while kbroker runs: /status shows its Broker not Ready at once, no config change;
 - a truncated WAL after kill -9: a log line names the missing offsets;
 - a full disk (an 8 MiB tmpfs under the data folder): ingress answers 507, the subscriber's
   position commits still succeed, retention frees the space and ingress answers 202 again without
-  a restart; every event answered 202 is delivered (ledger).
+  a restart; every event answered 202 is delivered (ledger); at durability `none` the events
+  lost after their 202 are logged with their ids and counted in kbroker_events_lost_total.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -123,6 +126,39 @@ async def test_damaged_log_takes_only_its_broker_out_until_salvaged(
     assert "after" in bad_sink.ids()
 
 
+async def test_damage_found_while_running_shows_in_status_without_a_config_change(
+    tmp_path: Path, sinks: SinkServer, procs: list[BrokerProcess]
+) -> None:
+    sink = sinks.sink("s")
+    proc = BrokerProcess(tmp_path)
+    procs.append(proc)
+    proc.write("o.yaml", ky.dump(ky.broker("bad"), ky.trigger("tb", sink.url, broker="bad")))
+    await proc.start()
+    await proc.wait_ready_object("Trigger", "tb")
+    assert await post(proc, "bad", "ok-1") == 202
+    await sink.wait_for(1)
+    generation = (await proc.status())["generation"]
+    # A row the dispatcher cannot decode, written by another process: the running dispatcher
+    # reads it next and finds the log damaged, with no restart and no configuration change.
+    with sqlite3.connect(proc.data_dir / "knative-broker-default-bad.db", timeout=10) as conn:
+        conn.execute(
+            "INSERT INTO events (key, attrs, data, arrival, size)"
+            " VALUES (NULL, x'00ff', NULL, 0, 2)"
+        )
+
+    async def broker_refused() -> bool:
+        cond = await proc.condition("Broker", "bad")
+        return cond is not None and cond["status"] == "False"
+
+    await proc.until(broker_refused, 30, "the Broker stayed Ready in /status")
+    cond = await proc.condition("Broker", "bad")
+    assert cond is not None and "damaged" in cond.get("message", ""), cond
+    assert cond.get("reason") == "StorageNotReady"
+    assert (await proc.status())["generation"] == generation  # nothing was reconfigured
+    ready = await proc.client.get(f"{proc.base}/readyz")
+    assert ready.status_code == 503 and "default/bad" in ready.text
+
+
 async def test_truncated_wal_is_named_in_the_log(
     tmp_path: Path, sinks: SinkServer, procs: list[BrokerProcess]
 ) -> None:
@@ -225,3 +261,47 @@ async def test_full_disk_recovers_without_restart_and_loses_nothing(
         log = proc.log_text()
         await proc.stop()
         assert "appends get 507" in log and "appends resume" in log, log
+
+
+async def test_full_disk_at_durability_none_logs_and_counts_what_is_lost(
+    tmp_path: Path, procs: list[BrokerProcess]
+) -> None:
+    """`none` answers 202 before the write: when the disk fills, the loss is the contract, but
+    it must be visible (an ERROR line with ids, and the kbroker_events_lost_total counter)."""
+    with small_disk(tmp_path / "disk", "8m") as disk:
+        proc = BrokerProcess(tmp_path)
+        proc.data_dir = disk / "data"
+        procs.append(proc)
+        proc.write("o.yaml", ky.dump(ky.broker()))  # no Trigger: nothing frees the space
+        await proc.start()
+        await proc.wait_ready_object("Broker", "default")
+
+        async def lost() -> float:
+            text = (await proc.client.get(f"{proc.base}/metrics")).text
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("kbroker_events_lost_total{") and 'reason="disk_full"' in line
+            )
+
+        accepted = 0
+        for n in range(4000):
+            headers, body = events.encode_binary(make_event(f"n{n}", data=b"x" * 4000))
+            resp = await proc.client.post(
+                proc.broker_url(),
+                headers=[*headers, ("kbroker-durability", "none")],
+                content=body,
+            )
+            assert resp.status_code in (202, 503), resp.text
+            accepted += resp.status_code == 202
+            if n % 100 == 99 and await lost() > 0:
+                break
+        await asyncio.sleep(0.5)  # the writer has applied what was queued
+        counted = await lost()
+        assert 0 < counted <= accepted
+        await proc.stop()  # the writer logs what it has not logged yet
+        log = proc.log_text()
+        lines = [line for line in log.splitlines() if "LOST" in line]
+        assert lines and all("knative-broker-default-default.db" in line for line in lines), log
+        assert "first ids n" in lines[0]
+        assert sum(int(line.split("LOST ")[1].split()[0]) for line in lines) >= counted

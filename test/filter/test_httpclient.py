@@ -133,9 +133,11 @@ async def test_https_goes_to_the_fallback() -> None:
     await client.close()
 
 
-async def test_non_latin1_header_is_a_send_error(server: str) -> None:
+async def test_headers_go_as_utf8_and_an_unencodable_one_is_a_send_error(server: str) -> None:
     base = server
     client = HttpClient(Fallback())
+    resp = await client.send(f"{base}/echo", [("x-a", "€ü")], b"", 5.0)
+    assert resp.raw_headers and dict(resp.raw_headers)[b"x-seen"] == "€ü".encode()
     with pytest.raises(SendError):
-        await client.send(f"{base}/echo", [("x-a", "€")], b"", 5.0)
+        await client.send(f"{base}/echo", [("x-a", "\ud800")], b"", 5.0)  # a lone surrogate
     await client.close()

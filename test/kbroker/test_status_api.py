@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 from kbroker.controller import files, status
+from kbroker.core import contract
+from kbroker.core.channels.memory import MemoryChannel
+from kbroker.core.contract_source import ContractHolder
 
 from kbroker import status_api
 
@@ -133,3 +136,48 @@ class _Source:
 )
 def test_config_status(health: files.Health, expected: dict[str, Any]) -> None:
     assert status_api.config_status(_Source(health)) == expected  # type: ignore[arg-type]
+
+
+class _Storage:
+    """What `storage_problems` reads: creation errors, the channels, the current contract."""
+
+    def __init__(self, errors: dict[str, str], channels: dict[str, Any]) -> None:
+        self.storage_errors = errors
+        self.channels = channels
+        brokers = (
+            contract.Broker(namespace="default", name="b", uid="1", address="http://x/"),
+            contract.Broker(namespace="default", name="c", uid="2", address="http://x/"),
+        )
+        self.holder = ContractHolder(contract.Contract(1, brokers))
+
+
+class _Silent:
+    """A channel without `problem` (as Kafka): it reports nothing and is not asked."""
+
+    name = "embedded"
+
+
+@pytest.mark.parametrize(
+    ("errors", "live", "expected"),
+    [
+        ({}, {}, {}),
+        ({"default/b": "cannot create"}, {}, {"default/b": "cannot create"}),
+        ({}, {"default/c": "log damaged"}, {"default/c": "log damaged"}),
+        (
+            {"default/c": "cannot create"},
+            {"default/c": "log damaged"},
+            {"default/c": "log damaged"},
+        ),
+    ],
+    ids=["none", "creation error", "found while running", "the channel's word is newer"],
+)
+def test_storage_problems_include_what_the_channel_finds_later(
+    errors: dict[str, str], live: dict[str, str], expected: dict[str, str]
+) -> None:
+    channel = MemoryChannel()
+    channel.problems = {contract.BrokerKey(k): v for k, v in live.items()}
+    src = _Storage(errors, {"embedded": channel})
+    assert status_api.storage_problems(src) == expected  # type: ignore[arg-type]
+    # A channel that does not report problems contributes none.
+    quiet = _Storage(errors, {"embedded": _Silent()})
+    assert status_api.storage_problems(quiet) == errors  # type: ignore[arg-type]
