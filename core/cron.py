@@ -144,7 +144,8 @@ def parse(spec: str, timezone: str = "") -> Schedule:
     elif len(fields) != 6:
         raise CronError(f"expected 5 to 6 fields, found {len(fields)}: {spec}")
     parsed = [
-        _parse_field(f, d) for f, d in zip(fields, (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW))
+        _parse_field(f, d)
+        for f, d in zip(fields, (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW), strict=True)
     ]
     return Schedule(
         seconds=parsed[0][0],
