@@ -125,6 +125,7 @@ class Compilation:
         self.triggers: dict[tuple[str, str], Obj] = {}
         self.configmaps: dict[tuple[str, str], Obj] = {}
         self.eventpolicies: dict[tuple[str, str], Obj] = {}
+        self.pingsources: dict[tuple[str, str], Obj] = {}
         self.statuses: dict[Key, status.ObjectStatus] = {}
 
     def problem(self, o: Obj | None, source: str, fld: str, reason: str, severity: str) -> None:
@@ -143,6 +144,7 @@ class Compilation:
             (EVENTING_API, "Trigger"): self.triggers,
             ("v1", "ConfigMap"): self.configmaps,
             ("eventing.knative.dev/v1alpha1", "EventPolicy"): self.eventpolicies,
+            ("sources.knative.dev/v1", "PingSource"): self.pingsources,
         }
         for so in objects:
             raw = so.obj
@@ -166,7 +168,8 @@ class Compilation:
                     so.source,
                     "",
                     f"unsupported kind {api}/{kind}: ignored (kbroker reads {EVENTING_API} Broker "
-                    "and Trigger, eventing.knative.dev/v1alpha1 EventPolicy, and v1 ConfigMap)",
+                    "and Trigger, eventing.knative.dev/v1alpha1 EventPolicy, "
+                    "sources.knative.dev/v1 PingSource, and v1 ConfigMap)",
                     "warning",
                 )
                 continue

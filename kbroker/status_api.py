@@ -77,7 +77,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             lags[(worker.trigger.namespace, worker.trigger.name)] = await worker.subscription.lag()
         except Exception:  # lag is best effort: a backend hiccup must not break /status
             continue
-    brokers, triggers, policies = [], [], []
+    brokers, triggers, policies, pings = [], [], [], []
     for key, st in sorted(result.statuses.items()):
         kind, ns, name = key
         shown = effective(st, src.storage_errors)
@@ -88,6 +88,8 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             brokers.append(obj)
         elif kind == "EventPolicy":
             policies.append(obj)
+        elif kind == "PingSource":
+            pings.append(obj)
         else:
             if (ns, name) in lags:
                 annotations = status_doc.setdefault("annotations", {})
@@ -97,6 +99,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
         "brokers": brokers,
         "triggers": triggers,
         "eventpolicies": policies,
+        "pingsources": pings,
         "problems": [*src.folder.health.errors, *(str(p) for p in result.problems)],
         "generation": src.holder.current.generation,
         "config": config_status(src),
