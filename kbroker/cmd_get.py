@@ -1,6 +1,5 @@
 """`kbroker get brokers|triggers|eventpolicies|pingsources`: objects as `kubectl get` shows them,
-from a
-running broker.
+from a running broker.
 
 `-o yaml|json` prints each object as written plus its status (GET /status serves them so); the
 table picks a few columns from the same documents.
