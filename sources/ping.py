@@ -1,11 +1,12 @@
 """Fires every PingSource of the current contract on its schedule: one event per tick.
 
 The order for each due tick is: record it (sources/ping_state, fsynced), then send. A tick is due
-when its time has come and it is not older than `late` seconds (one second by default: the loop
-wakes at every tick, so only a process that was not running misses more), or than the source's
-`catch_up` window when it has one. So after a restart, ticks that fell while kbroker was down are
-skipped (Knative's mt-ping keeps no state and never catches up) unless the PingSource is annotated
-`kbroker.dev/catch-up`, and a tick already recorded is never sent again.
+when its time has come and it is not too old: after a restart, not older than `late` seconds (one
+by default) or the source's `catch_up` window; while running, a tick made late by a busy event
+loop is still sent, up to `stall` seconds (a process suspended longer does not burst). So after a
+restart, ticks that fell while kbroker was down are skipped (Knative's mt-ping keeps no state and
+never catches up) unless the PingSource is annotated `kbroker.dev/catch-up`, and a tick already
+recorded is never sent again.
 
 The event is Knative's (type `dev.knative.sources.ping`, source
 `/apis/v1/namespaces/<ns>/pingsources/<name>`), except that `time` is the scheduled tick rather
@@ -62,12 +63,14 @@ class PingRunner:
         clock: Callable[[], float] = time.time,
         late: float = 1.0,
         poll: float = 0.5,
+        stall: float = 60.0,
     ) -> None:
         self.current = current
         self.record = record
         self.emitter = emitter
         self.clock = clock
         self.late = late
+        self.stall = stall
         self.poll = poll
         self._last: dict[str, tuple[str, dt.datetime]] = {}  # key -> (uid, last tick)
         self._schedules: dict[tuple[str, str], cron.Schedule] = {}
@@ -79,12 +82,14 @@ class PingRunner:
             self._schedules[key] = cron.parse(p.schedule, p.timezone)
         return self._schedules[key]
 
-    def _last_tick(self, p: contract.PingSource, now: dt.datetime) -> dt.datetime:
+    def _last_tick(self, p: contract.PingSource, now: dt.datetime) -> tuple[dt.datetime, float]:
+        """The last tick handled, and how late a tick after it may still be sent (seconds)."""
         seen = self._last.get(p.key)
         if seen is not None and seen[0] == p.uid:
-            return seen[1]
+            # Running all along: a tick is late only because the loop was busy; send it.
+            return seen[1], max(self.stall, p.catch_up)
         # First sight in this process: the recorded tick, else now (nothing before creation).
-        return self.record.load(p.namespace, p.name, p.uid) or now
+        return self.record.load(p.namespace, p.name, p.uid) or now, max(self.late, p.catch_up)
 
     def step(self) -> float:
         """Record and start sending every due tick; seconds until the next tick (<= poll)."""
@@ -93,8 +98,8 @@ class PingRunner:
         keys = set()
         for p in self.current().sources:
             keys.add(p.key)
-            last = self._last_tick(p, now)
-            floor = now - dt.timedelta(seconds=max(self.late, p.catch_up))
+            last, window = self._last_tick(p, now)
+            floor = now - dt.timedelta(seconds=window)
             sched = self._schedule(p)
             due: list[dt.datetime] = []
             tick = sched.next(max(last, floor - dt.timedelta(seconds=1)))

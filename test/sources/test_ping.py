@@ -102,6 +102,13 @@ async def test_one_event_per_tick_and_none_before_creation(tmp_path: Path) -> No
     ]
 
 
+async def test_a_busy_loop_delays_a_tick_but_does_not_skip_it(tmp_path: Path) -> None:
+    h = Harness(tmp_path, (source(),), T0)
+    await h.at(T0)
+    await h.at(T0 + 5.5)  # the loop was blocked from 12:00:00 to 12:00:05.5
+    assert h.out.times() == ["2026-03-01T12:00:02Z", "2026-03-01T12:00:04Z"]
+
+
 async def test_restart_neither_repeats_nor_catches_up(tmp_path: Path) -> None:
     h = Harness(tmp_path, (source(),), T0)
     await h.at(T0)
