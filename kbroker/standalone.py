@@ -215,6 +215,7 @@ class Standalone:
         try:
             await self._serve()
         finally:
+            await self.pings.close(self.settings.shutdown.drain_workers)
             await self.filter.close(self.settings.shutdown.drain_workers)
             await self.retirement.close()
             self.filter.pool.dispatcher.flush_log()

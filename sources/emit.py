@@ -34,6 +34,8 @@ class Emitter(Protocol):
         """Deliver `event`; False when it was given up on (already logged)."""
         ...
 
+    async def close(self) -> None: ...
+
 
 class SinkEmitter:
     """Brokers of this process by append, everything else by HTTP."""
@@ -95,4 +97,5 @@ class SinkEmitter:
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            client, self._client = self._client, None
+            await client.aclose()

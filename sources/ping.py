@@ -141,6 +141,7 @@ class PingRunner:
                 await asyncio.wait_for(stopping.wait(), timeout=wait + 0.001)
 
     async def close(self, grace: float = 5.0) -> None:
-        """Let sends in progress finish for up to `grace` seconds."""
+        """Let sends in progress finish for up to `grace` seconds, then release the emitter."""
         if self._sending:
             await asyncio.wait(set(self._sending), timeout=grace)
+        await self.emitter.close()

@@ -43,6 +43,9 @@ class Recorder:
         self.sent.append(event)
         return True
 
+    async def close(self) -> None:
+        pass
+
     def times(self) -> list[str]:
         return [str(e.attributes["time"]) for e in self.sent]
 
@@ -126,6 +129,9 @@ async def test_tick_is_recorded_before_it_is_sent(tmp_path: Path) -> None:
     class Crash:
         async def emit(self, ping: contract.PingSource, event: events.CloudEvent) -> bool:
             raise RuntimeError("killed between record and send")
+
+        async def close(self) -> None:
+            pass
 
     h = Harness(tmp_path, (source(),), T0)
     h.runner = PingRunner(lambda: h.contract, h.record, Crash(), clock=h.clock)
