@@ -15,6 +15,8 @@ COPY core ./core
 COPY ingress ./ingress
 COPY filter ./filter
 COPY controller ./controller
+COPY sources ./sources
+COPY examples ./examples
 COPY kbroker ./kbroker
 RUN pip install .
 

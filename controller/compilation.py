@@ -129,6 +129,7 @@ class Compilation:
         self.configmaps: dict[tuple[str, str], Obj] = {}
         self.eventpolicies: dict[tuple[str, str], Obj] = {}
         self.rabbitmq_configs: dict[tuple[str, str], Obj] = {}  # RabbitmqBrokerConfig
+        self.pingsources: dict[tuple[str, str], Obj] = {}
         self.statuses: dict[Key, status.ObjectStatus] = {}
 
     def problem(self, o: Obj | None, source: str, fld: str, reason: str, severity: str) -> None:
@@ -148,6 +149,7 @@ class Compilation:
             ("v1", "ConfigMap"): self.configmaps,
             ("eventing.knative.dev/v1alpha1", "EventPolicy"): self.eventpolicies,
             ("eventing.knative.dev/v1alpha1", "RabbitmqBrokerConfig"): self.rabbitmq_configs,
+            ("sources.knative.dev/v1", "PingSource"): self.pingsources,
         }
         for so in objects:
             raw = so.obj
@@ -171,7 +173,8 @@ class Compilation:
                     so.source,
                     "",
                     f"unsupported kind {api}/{kind}: ignored (kbroker reads {EVENTING_API} Broker "
-                    "and Trigger, eventing.knative.dev/v1alpha1 EventPolicy, and v1 ConfigMap)",
+                    "and Trigger, eventing.knative.dev/v1alpha1 EventPolicy, "
+                    "sources.knative.dev/v1 PingSource, and v1 ConfigMap)",
                     "warning",
                 )
                 continue

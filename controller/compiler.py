@@ -23,7 +23,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kbroker.controller import audiences, brokers, eventpolicies, features, status, validate
+from kbroker.controller import (
+    audiences,
+    brokers,
+    eventpolicies,
+    features,
+    pingsources,
+    status,
+    validate,
+)
 from kbroker.controller.compilation import (
     EVENTING_API,
     Compilation,
@@ -81,11 +89,17 @@ def compile(
     ]
     if oidc is not None:
         triggers = [audiences.with_audiences(c, t, owned) for t in triggers]
+    sources = [
+        p
+        for o in (c.pingsources[k] for k in sorted(c.pingsources))
+        if (p := pingsources.compile_pingsource(c, o, addresses)) is not None
+    ]
     content = contract.Contract(
         generation=0,
         brokers=tuple(o.entry for _, o in sorted(outcomes.items()) if o.entry is not None),
         triggers=tuple(triggers),
         oidc=oidc,
+        sources=tuple(sources),
     )
     if previous is None:
         generation = 1
@@ -93,7 +107,12 @@ def compile(
         generation = previous.generation
     else:
         generation = previous.generation + 1
-    given = {"Broker": c.brokers, "Trigger": c.triggers, "EventPolicy": c.eventpolicies}
+    given = {
+        "Broker": c.brokers,
+        "Trigger": c.triggers,
+        "EventPolicy": c.eventpolicies,
+        "PingSource": c.pingsources,
+    }
     return CompileResult(
         contract=dataclasses.replace(content, generation=generation),
         statuses=dict(sorted(c.statuses.items())),

@@ -82,6 +82,9 @@ class ObjectStatus:
     policies: tuple[str, ...] = ()
     from_subjects: tuple[str, ...] | None = None
     subscriber_audience: str | None = None
+    # Sources: the resolved sink and the (type, source) pairs they emit (status.ceAttributes).
+    sink_uri: str | None = None
+    ce_attributes: tuple[tuple[str, str], ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -147,6 +150,10 @@ class ObjectStatus:
             status["from"] = list(self.from_subjects)
         if self.dead_letter_sink_uri:
             status["deadLetterSinkUri"] = self.dead_letter_sink_uri
+        if self.sink_uri:
+            status["sinkUri"] = self.sink_uri
+        if self.ce_attributes:
+            status["ceAttributes"] = [{"type": t, "source": s} for t, s in self.ce_attributes]
         annotations = dict(self.annotations)
         if self.warnings:
             # Knative's status has no place for warnings; an annotation keeps the shape intact.

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, NewType
 
 import orjson
+from kbroker.core import contract_ping
+from kbroker.core.contract_ping import PingSource as PingSource
 
 BrokerKey = NewType("BrokerKey", str)
 """`<namespace>/<name>`: how ingress finds a broker from its request path."""
@@ -183,6 +185,7 @@ class Contract:
     brokers: tuple[Broker, ...] = ()
     triggers: tuple[Trigger, ...] = ()
     oidc: OIDC | None = None  # None: authentication-oidc disabled
+    sources: tuple[PingSource, ...] = ()
 
     def broker(self, key: str) -> Broker | None:
         for b in self.brokers:
@@ -212,6 +215,7 @@ def _encode(c: Contract) -> dict[str, Any]:
         "brokers": [_enc_broker(b) for b in c.brokers],
         "triggers": [_enc_trigger(t) for t in c.triggers],
         **({"oidc": _enc_oidc(c.oidc)} if c.oidc is not None else {}),
+        **({"sources": [contract_ping.encode(p) for p in c.sources]} if c.sources else {}),
     }
 
 
@@ -335,6 +339,7 @@ def _decode_contract(d: dict[str, Any]) -> Contract:
         brokers=tuple(_dec_broker(b) for b in d.get("brokers", ())),
         triggers=tuple(_dec_trigger(t) for t in d.get("triggers", ())),
         oidc=_dec_oidc(d.get("oidc")),
+        sources=tuple(contract_ping.decode(p) for p in d.get("sources", ())),
     )
 
 

@@ -1,5 +1,5 @@
-"""`kbroker get brokers|triggers|eventpolicies`: objects as `kubectl get` shows them, from a
-running broker.
+"""`kbroker get brokers|triggers|eventpolicies|pingsources`: objects as `kubectl get` shows them,
+from a running broker.
 
 `-o yaml|json` prints each object as written plus its status (GET /status serves them so); the
 table picks a few columns from the same documents.
@@ -21,7 +21,9 @@ from kbroker.core import tls
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("get", help="show Brokers, Triggers or EventPolicies and their status")
+    p = sub.add_parser(
+        "get", help="show Brokers, Triggers, EventPolicies or PingSources and their status"
+    )
     p.add_argument("kind", choices=[*PLURALS, *PLURALS.values()])
     p.add_argument("name", nargs="?", help="only this object")
     p.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
@@ -34,7 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=main)
 
 
-PLURALS = {"broker": "brokers", "trigger": "triggers", "eventpolicy": "eventpolicies"}
+PLURALS = {
+    "broker": "brokers",
+    "trigger": "triggers",
+    "eventpolicy": "eventpolicies",
+    "pingsource": "pingsources",
+}
 
 
 def _condition(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
@@ -55,12 +62,22 @@ def rows(kind: str, objects: list[dict[str, Any]]) -> list[list[str]]:
         out = [["NAMESPACE", "NAME", "URL", "READY", "REASON"]]
     elif kind == "eventpolicies":
         out = [["NAMESPACE", "NAME", "READY", "REASON", "FROM"]]
+    elif kind == "pingsources":
+        out = [["NAMESPACE", "NAME", "SCHEDULE", "SINK", "READY", "REASON"]]
     else:
         out = [["NAMESPACE", "NAME", "BROKER", "SUBSCRIBER_URI", "READY", "REASON", "LAG"]]
     for obj in objects:
         meta, status = obj["metadata"], obj.get("status", {})
         ready = _condition(obj, "Ready")
         cells = [meta["namespace"], meta["name"]]
+        if kind == "pingsources":
+            spec = obj.get("spec") or {}
+            schedule = str(spec.get("schedule") or "* * * * *")
+            sink = status.get("sinkUri", "")
+            out.append(
+                [*cells, schedule, sink, ready.get("status", "Unknown"), ready.get("reason", "")]
+            )
+            continue
         if kind == "eventpolicies":
             subjects = ",".join(status.get("from", []))
             out.append([*cells, ready.get("status", "Unknown"), ready.get("reason", ""), subjects])

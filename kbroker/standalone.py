@@ -29,6 +29,9 @@ from kbroker.core.settings import RunSettings
 from kbroker.filter.service import FilterService
 from kbroker.ingress.app import build_app, ingress_ready
 from kbroker.ingress.protocol import bounded_protocol
+from kbroker.sources.emit import SinkEmitter
+from kbroker.sources.ping import PingRunner
+from kbroker.sources.ping_state import TickRecord
 
 log = logging.getLogger("kbroker")
 
@@ -91,6 +94,11 @@ class Standalone:
             forget=self.retirement.forget,
         )
         self.pool = self.filter.pool
+        self.pings = PingRunner(
+            lambda: self.holder.current,
+            TickRecord(settings.data_dir / "pingsources"),
+            SinkEmitter(self.channels, self.holder.broker),
+        )
         self.result: compiler.CompileResult | None = None
         self.stopping = asyncio.Event()  # set by SIGINT/SIGTERM, or by a test running us in-process
         self.storage_errors: dict[str, str] = {}
@@ -217,6 +225,7 @@ class Standalone:
         try:
             await self._serve()
         finally:
+            await self.pings.close(self.settings.shutdown.drain_workers)
             await self.filter.close(self.settings.shutdown.drain_workers)
             await self.retirement.close()
             self.filter.pool.dispatcher.flush_log()
@@ -239,6 +248,7 @@ class Standalone:
         )
         folder_task = asyncio.create_task(self.folder.run(), name="folder-source")
         background = [folder_task]
+        background.append(asyncio.create_task(self.pings.run(self.stopping), name="pingsources"))
         if self.tls is not None:
             background.append(asyncio.create_task(self.tls.run(), name="tls-reload"))
         sockets = [self.sock]

@@ -84,7 +84,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             continue
     problems = storage_problems(src)
     observe(src, problems)  # a problem found since the last update is a transition now
-    brokers, triggers, policies = [], [], []
+    brokers, triggers, policies, pings = [], [], [], []
     for key, st in sorted(result.statuses.items()):
         kind, ns, name = key
         shown = effective(st, problems)
@@ -95,6 +95,8 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             brokers.append(obj)
         elif kind == "EventPolicy":
             policies.append(obj)
+        elif kind == "PingSource":
+            pings.append(obj)
         else:
             if (ns, name) in lags:
                 annotations = status_doc.setdefault("annotations", {})
@@ -104,6 +106,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
         "brokers": brokers,
         "triggers": triggers,
         "eventpolicies": policies,
+        "pingsources": pings,
         "problems": [*src.folder.health.errors, *(str(p) for p in result.problems)],
         "generation": src.holder.current.generation,
         "config": config_status(src),

@@ -3,7 +3,7 @@
 Everything installs under one namespace (`kbroker.core`, `kbroker.ingress`, ...), so every import of
 a layer is written `from kbroker.<layer> import x`. The rules:
 
-- `ingress`, `filter` and `controller` never import each other; all may import `core`;
+- `ingress`, `filter`, `controller` and `sources` never import each other; all may import `core`;
 - `core` imports none of them, and the CLI (`kbroker` itself) is the only place that wires them;
 - nobody imports a layer by its bare folder name (`from core import x` would load a second copy);
 - `confluent_kafka` only in the Kafka channel's modules, and only its public modules; `nats`
@@ -21,13 +21,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("core", "ingress", "filter", "controller")
+LAYERS = ("core", "ingress", "filter", "controller", "sources")
 PACKAGES = (*LAYERS, "kbroker")
 FORBIDDEN = {
-    "core": {"ingress", "filter", "controller", "kbroker"},
-    "ingress": {"filter", "controller", "kbroker"},
-    "filter": {"ingress", "controller", "kbroker"},
-    "controller": {"ingress", "filter", "kbroker"},
+    "core": {"ingress", "filter", "controller", "sources", "kbroker"},
+    "ingress": {"filter", "controller", "sources", "kbroker"},
+    "filter": {"ingress", "controller", "sources", "kbroker"},
+    "controller": {"ingress", "filter", "sources", "kbroker"},
+    "sources": {"ingress", "filter", "controller", "kbroker"},
     "kbroker": set(),
 }
 ONLY_IN = {

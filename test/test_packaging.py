@@ -167,6 +167,7 @@ SOURCES = (
     "ingress",
     "filter",
     "controller",
+    "sources",
     "kbroker",
     "examples",
 )
@@ -207,7 +208,7 @@ async def test_wheel_installs_one_namespace_and_serves_the_examples(tmp_path: Pa
     assert site != Path(sysconfig.get_paths()["purelib"])
     top = {p.name for p in site.iterdir()}
     assert "kbroker" in top
-    assert top.isdisjoint({"core", "ingress", "filter", "controller", "examples"}), top
+    assert top.isdisjoint({"core", "ingress", "filter", "controller", "sources", "examples"}), top
     examples = site / "kbroker" / "examples"
     assert {p.name for p in examples.glob("*.yaml")} == {
         p.name for p in (ROOT / "examples").glob("*.yaml")

@@ -309,6 +309,19 @@ def check_get(cmd: Command, tour: Tour) -> None:
         assert row is not None and "True" in row, f"{wanted} not shown Ready:\n{done.stdout}"
 
 
+def check_get_pingsources(cmd: Command, tour: Tour) -> None:
+    """The PingSource the prose names is shown Ready, sending where the examples say."""
+    done = run(cmd, tour)
+    claim = re.search(
+        r"a PingSource, `([\w-]+)`, that sends .* subscriber's `(/\w+)`", cmd.prose, re.S
+    )
+    assert claim, f"{cmd}: the text before it no longer names the example PingSource"
+    name, path = claim.groups()
+    row = next((r.split() for r in done.stdout.splitlines()[1:] if f" {name} " in f" {r} "), None)
+    assert row is not None and "True" in row, done.stdout
+    assert any(cell.endswith(path) for cell in row), row
+
+
 def check_make_run(cmd: Command, tour: Tour) -> None:
     """The `tour` fixture is `make run`'s recipe; the prose's URL and data folder are the ones
     that recipe and `kbroker run`'s defaults give."""
@@ -360,6 +373,7 @@ RULES: list[tuple[str, str, Check | str]] = [
         "the whole CI run (ruff, mypy, every test with real Kafka and kube-apiserver): CI runs it",
     ),
     ("README.md", r"python3 examples/subscriber\.py$", check_subscriber),
+    ("README.md", r"\.venv/bin/kbroker get pingsources", check_get_pingsources),
     ("README.md", r"\.venv/bin/kbroker get ", check_get),
     ("README.md", r"curl -i ", check_http),
     ("README.md", r"\.venv/bin/kbroker send ", check_send),

@@ -1,0 +1,1 @@
+"""Event sources that run inside kbroker's data plane (PingSource)."""
