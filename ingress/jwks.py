@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import jwt
 
 log = logging.getLogger(__name__)
@@ -139,6 +138,10 @@ class Jwks:
         log.info("loaded %d signing key(s) from %s", len(keys) + len(anonymous), where)
 
     async def _get_json(self, url: str) -> Mapping[str, Any]:
+        # Imported here: an ingress without OIDC (every extra `--processes` ingress among them)
+        # never loads the HTTP client library.
+        import aiohttp
+
         timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
         headers = self.headers
         if self.token_file:

@@ -77,14 +77,20 @@ def server_tls(settings: TlsSettings) -> tls.ReloadingServerContext | None:
 # -- channels ------------------------------------------------------------------------------------
 def open_channels(settings: RunSettings) -> dict[str, Channel]:
     """Every backend this process can serve; which one a broker uses is its class's choice."""
-    from kbroker.core.channels import kafka, nats, rabbitmq
+    from kbroker.core.channels import kafka, rabbitmq
 
-    return {
+    channels: dict[str, Channel] = {
         "embedded": EmbeddedChannel(settings.embedded),
         "kafka": kafka.KafkaChannel(kafka.KafkaSettings(bootstrap=settings.kafka_bootstrap)),
-        "nats": nats.NatsChannel(nats.NatsSettings(url=settings.nats_url)),
         "rabbitmq": rabbitmq.RabbitMQChannel(rabbitmq.RabbitMQSettings(url=settings.rabbitmq_url)),
     }
+    if settings.nats_url:
+        # Only with a server to use (NATS brokers have no other source of one; without it the
+        # compiler keeps them not Ready): nats-py loads aiohttp, which an ingress never needs.
+        from kbroker.core.channels import nats
+
+        channels["nats"] = nats.NatsChannel(nats.NatsSettings(url=settings.nats_url))
+    return channels
 
 
 async def start_channels(channels: dict[str, Channel], required: bool) -> None:
