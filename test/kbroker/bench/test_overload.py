@@ -35,7 +35,8 @@ def test_sustainable(step: StepResult, ok: bool) -> None:
     [((4000, 3900), "met"), ((4000, 3700), "not met"), ((3600, 3900), "not met")],
 )
 def test_verdict(delivered_per_s: tuple[int, int], word: str) -> None:
-    steps = [_step(4000 * f, d * 10, 10.0) for f, d in zip((1.5, 2.0), delivered_per_s, strict=True)]
+    pairs = zip((1.5, 2.0), delivered_per_s, strict=True)
+    steps = [_step(4000 * f, d * 10, 10.0) for f, d in pairs]
     facts = overload.verdict(4000.0, steps)
     assert facts["overload_target"].split(":")[0] == word
     assert facts["overload_ratio"] == [round(d / 4000, 3) for d in delivered_per_s]
