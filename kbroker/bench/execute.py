@@ -340,7 +340,9 @@ async def _overload(
             break
         rate = r
     over: list[StepResult] = []
-    for factor in overload.FACTORS if rate is not None else ():
+    for factor in overload.FACTORS:
+        if rate is None:
+            break
         step = await session.step(rate * factor, opts.duration, label=f"{sc.name} {factor:g}x")
         record(step)
         over.append(step)
