@@ -87,7 +87,8 @@ class KafkaSettings:
     health_timeout: float = 1.0  # metadata request behind healthy()
     health_ttl: float = 1.0  # seconds a healthy() answer is reused
     commit_interval: float = 0.2  # seconds between asynchronous offset commits of a subscription
-    fetch_buffer: int = 2000  # records a subscription holds before pausing its partitions
+    fetch_buffer: int = 2000  # records a subscription holds before it stops reading
+    pause_after: float = 5.0  # seconds a full buffer waits before its partitions are paused
     assignment_timeout: float = 15.0  # lag()/close() wait this long for the first assignment
     producer_config: tuple[tuple[str, str], ...] = ()  # extra librdkafka producer properties
     consumer_config: tuple[tuple[str, str], ...] = ()  # extra librdkafka consumer properties

@@ -18,7 +18,7 @@ Decisions worth knowing:
 - A record that is not a CloudEvent is logged and skipped; a later commit moves past it.
 
 What it refuses to do: call the consumer from the event loop (lag() asks the cluster's admin client
-instead), buffer without a bound (partitions pause at `fetch_buffer` records), or wait for the first
+instead), buffer without a bound (reading stops at `fetch_buffer` records), or wait for the first
 assignment without a bound.
 """
 
@@ -93,6 +93,9 @@ class KafkaSubscription:
         self._stop = threading.Event()
         self._closed = False
         self._paused = False
+        self._holding = False  # the buffer filled up: not reading until it is half empty
+        self._full_since = 0.0
+        self._room = threading.Event()  # set by the event loop when the buffer is half empty
         self._thread = threading.Thread(target=self._run, name=f"kafka-{self.group}", daemon=True)
         self._thread.start()
 
@@ -142,7 +145,11 @@ class KafkaSubscription:
 
     def _take(self, n: int) -> list[Record]:
         with self._lock:
-            return [self._buffer.popleft() for _ in range(min(n, len(self._buffer)))]
+            got = [self._buffer.popleft() for _ in range(min(n, len(self._buffer)))]
+            room = len(self._buffer) <= self._settings.fetch_buffer // 2
+        if got and room:
+            self._room.set()
+        return got
 
     def _notify(self) -> None:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
@@ -175,11 +182,11 @@ class KafkaSubscription:
             )  # fmt: skip
             last_commit = 0.0
             while not self._stop.is_set():
-                self._flow_control(consumer)
-                first = consumer.poll(0.2)
-                if first is not None:
-                    # poll returns at the first record; consume(…, 0) takes what else is there
-                    self._accept([first, *consumer.consume(499, 0)])
+                if self._flow_control(consumer):
+                    first = consumer.poll(0.2)
+                    if first is not None:
+                        # poll returns at the first record; consume(…, 0) takes what else is there
+                        self._accept([first, *consumer.consume(499, 0)])
                 since = time.monotonic() - last_commit
                 if self._pending and since >= self._settings.commit_interval:
                     self._commit(consumer, asynchronous=True)
@@ -211,14 +218,38 @@ class KafkaSubscription:
                 self._buffer.extend(r for r in got if r.partition in self._positions)
             self._notify()
 
-    def _flow_control(self, consumer: Consumer) -> None:
+    def _flow_control(self, consumer: Consumer) -> bool:
+        """True: read records now. False: the buffer is full; this waited for room instead.
+
+        A full buffer only stops the reading: librdkafka keeps prefetching into its own bounded
+        queue (queued.max.messages.kbytes), so records are at hand the moment the buffer has room.
+        pause() would purge that queue and refetch after resume() (and the paused poll slept its
+        whole timeout before it saw the room): work thrown away and a gap in each cycle.
+        Partitions are only paused when the buffer stays full for `pause_after` (a stuck
+        subscriber): polling without records then keeps serving the group (rebalances,
+        max.poll.interval.ms)."""
         size = len(self._buffer)
-        if not self._paused and size >= self._settings.fetch_buffer:
+        if self._holding and size <= self._settings.fetch_buffer // 2:
+            self._holding = False
+            if self._paused:
+                consumer.resume(consumer.assignment())
+                self._paused = False
+        elif not self._holding and size >= self._settings.fetch_buffer:
+            self._holding = True
+            self._full_since = time.monotonic()
+        if not self._holding:
+            return True
+        self._room.clear()
+        if not self._paused and time.monotonic() - self._full_since >= self._settings.pause_after:
             consumer.pause(consumer.assignment())
             self._paused = True
-        elif self._paused and size <= self._settings.fetch_buffer // 2:
-            consumer.resume(consumer.assignment())
-            self._paused = False
+        if self._paused:
+            msg = consumer.poll(0)  # rebalance callbacks and errors; a paused partition gives none
+            if msg is not None:
+                self._accept([msg])
+        if len(self._buffer) > self._settings.fetch_buffer // 2:
+            self._room.wait(0.1)
+        return False
 
     def _commit(
         self, consumer: Consumer, *, asynchronous: bool, only: set[int] | None = None
@@ -293,7 +324,7 @@ class KafkaSubscription:
             for tp, start in zip(partitions, starts, strict=True):
                 self._positions[tp.partition] = max(start, 0)
                 self._pending.pop(tp.partition, None)
-        self._paused = False
+        self._paused = self._holding = False
         consumer.assign(
             [
                 TopicPartition(self._topic, tp.partition, s)

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from kbroker.bench import brokerconfig, procstat, runner, servers
+from kbroker.bench import brokerconfig, overload, procstat, runner, servers
 from kbroker.bench.results import ScenarioResult, StepResult
 from kbroker.bench.scenarios import Scenario
 
@@ -64,6 +64,8 @@ async def run(
     async with contextlib.AsyncExitStack() as stack:
         if sc.kind == "triggers":
             result = await _triggers(sc, opts, stack)
+        elif sc.kind == "overload":
+            result = await _overload(sc, opts, stack, progress, step_done)
         else:
             result = await _load(sc, opts, stack, progress, step_done)
     return result
@@ -291,6 +293,61 @@ async def _triggers(
         if sc.triggers:
             facts["rss_kb_per_trigger"] = round((after.rss_kb - before.rss_kb) / sc.triggers, 2)
     return ScenarioResult(sc.name, sc.description, (), facts)
+
+
+async def _overload(
+    sc: Scenario,
+    opts: BenchOptions,
+    stack: contextlib.AsyncExitStack,
+    progress: runner.Progress | None,
+    step_done: StepDone | None,
+) -> ScenarioResult:
+    """A backlog no trigger reads, a Trigger added live, e2e steps up to the knee, then 1.5x and
+    2x the highest sustainable rate: does delivered/s hold (`kbroker.bench.overload`)?"""
+    rec = await _receiver(stack, sc)
+    specs = rec.specs
+    await rec.configure([])  # the backlog is owed to nobody
+    target, folder = await _broker(sc, opts, stack, rec, with_triggers=False)
+    session = runner.Session(
+        brokerconfig.ingress_url(target.url), opts.load, sc.groups, rec, target.pids(), progress
+    )
+    stack.push_async_callback(session.stop)
+    await session.start()
+    facts: dict[str, Any] = {"ready_seconds": round(getattr(target, "ready_seconds", 0.0), 3)}
+    await _warm_up(session, opts)
+    steps: list[StepResult] = []
+
+    def record(step: StepResult) -> None:
+        steps.append(step)
+        if step_done is not None:
+            step_done(sc.name, step)
+
+    record(await session.step(max(opts.rates), opts.duration, label=f"{sc.name} backlog"))
+    await rec.configure(specs)
+    prefix = _PREFIX if opts.url is not None else ""
+    written = brokerconfig.write_triggers(folder, specs, rec.url, sc.delivery(), prefix)
+    if opts.url is not None:
+        stack.callback(_remove, [written])
+    facts["trigger_ready_seconds"] = await _wait_ready_triggers(
+        target.url, len(specs), opts.warmup_timeout
+    )
+    facts["first_delivery_seconds"] = round((await _warm_up(session, opts))[0], 3)
+    rate: float | None = None
+    for r in opts.rates:
+        step = await session.step(r, opts.duration, opts.p99_bound_ms, label=f"{sc.name} e2e")
+        record(step)
+        if not overload.sustainable(step):
+            break
+        rate = r
+    over: list[StepResult] = []
+    for factor in overload.FACTORS:
+        if rate is None:
+            break
+        step = await session.step(rate * factor, opts.duration, label=f"{sc.name} {factor:g}x")
+        record(step)
+        over.append(step)
+    facts.update(overload.verdict(rate, over))
+    return ScenarioResult(sc.name, sc.description, tuple(steps), facts)
 
 
 async def _cesql(sc: Scenario, opts: BenchOptions) -> ScenarioResult:

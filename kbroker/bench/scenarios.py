@@ -8,6 +8,8 @@
     triggers-N         idle trigger scale: RSS per trigger, time to Ready (`triggers`: 0,100,1000)
     failing-P          one subscriber failing P% of requests with 503, one healthy (default 10)
     otel-P             e2e with P% of traces sampled, exported to the receiver (`otel` = 0,10,100)
+    overload           backlog, Trigger added live, e2e to the knee, then 1.5x and 2x the
+                       sustainable rate: delivered/s must stay >= 0.95x it (kbroker.bench.overload)
     cesql              filter evaluation cost, from kbroker.bench_cesql when it is importable
 
 Why names: a result file, a plot legend and a line of docs/benchmarks.md then say exactly what
@@ -23,7 +25,8 @@ from kbroker.bench.brokerconfig import Delivery
 from kbroker.bench.receiver import TriggerSpec
 
 KINDS = (
-    "ceiling", "direct", "ingress", "e2e", "fanout", "triggers", "failing", "otel", "cesql",
+    "ceiling", "direct", "ingress", "e2e", "fanout", "triggers", "failing", "otel", "overload",
+    "cesql",
 )  # fmt: skip
 _DEFAULTS: dict[str, tuple[str, ...]] = {
     "fanout": ("fanout-100-10",),
@@ -46,7 +49,9 @@ class Scenario:
 
     @property
     def needs_broker(self) -> bool:
-        return self.kind in ("ingress", "e2e", "fanout", "triggers", "failing", "otel")
+        return self.kind in (
+            "ingress", "e2e", "fanout", "triggers", "failing", "otel", "overload",
+        )  # fmt: skip
 
     @property
     def groups(self) -> int:
@@ -61,7 +66,7 @@ class Scenario:
         """The receiver's subscribers; one per trigger (direct: the generator's own target)."""
         if self.kind == "direct":
             return [TriggerSpec("direct")]
-        if self.kind in ("e2e", "otel"):
+        if self.kind in ("e2e", "otel", "overload"):
             return [TriggerSpec("t0")]
         if self.kind in ("fanout", "triggers"):
             g = self.groups
@@ -109,6 +114,7 @@ class Scenario:
             "triggers": f"{self.triggers} idle triggers: RSS per trigger, time to Ready",
             "failing": f"one subscriber failing {self.percent:g}% with 503, one healthy",
             "otel": f"1 trigger, {self.percent:g}% of traces sampled",
+            "overload": "backlog, live Trigger, e2e past the knee: does delivered/s hold",
             "cesql": "CESQL filter evaluation cost (kbroker.bench_cesql)",
         }[self.kind]
 

@@ -149,3 +149,23 @@ def test_ingress_and_e2e_against_kbroker_run(tmp_path: Path) -> None:
     assert ingress["accepted"] == e2e["accepted"] == 300
     assert e2e["missing"] == 0
     assert by_name["e2e"]["facts"]["first_delivery_seconds"] >= 0
+
+
+@SERVERS
+def test_overload_plumbing_at_tiny_rates(tmp_path: Path) -> None:
+    """Backlog, live trigger, a staircase, then 1.5x and 2x the sustainable rate: every step
+    accounted for and a verdict printed (tiny rates: this checks the plumbing, not the broker)."""
+    doc = _run(tmp_path, "overload", "--staircase", "50:50:100", "--hold", "1", "--p99", "100000")
+    sc = doc["scenarios"][0]
+    assert sc["skipped"] is None, sc["skipped"]
+    backlog, *e2e = sc["steps"]
+    _check_counts(backlog, with_delivery=False)
+    assert backlog["expected"] == backlog["delivered"] == 0  # owed to no trigger
+    assert [s["target_rate"] for s in e2e] == [50, 100, 150, 200]
+    for step in e2e:
+        _check_counts(step, with_delivery=True)
+        assert step["missing"] == 0
+    facts = sc["facts"]
+    assert facts["sustainable_rate"] == 100
+    assert facts["overload_target"].split(":")[0] in ("met", "not met")
+    assert len(facts["overload_ratio"]) == 2

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -25,7 +26,7 @@ from fixtures import channel_conformance as conformance
 from fixtures.kafka import Cluster
 from kbroker.core import contract
 from kbroker.core.channel import ChannelError, ChannelUnavailable, EventTooLarge, Record
-from kbroker.core.channels import kafka
+from kbroker.core.channels import _kafka_consumer, kafka
 from kbroker.core.channels.kafka import KafkaChannel, KafkaSettings, KafkaSubscription, topic_of
 
 ALL = contract.Durability.ALL
@@ -473,3 +474,51 @@ async def test_losing_one_of_three_nodes_keeps_durable_appends_going(
     await ch.append(b, [conformance.envelope("c")], ALL)
     assert conformance.ids(await conformance.drain(sub, 1, timeout=30)) == ["c"]
     await ch.close()
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(
+    ("pause_after", "stall", "paused"),
+    [(5.0, 0.0, False), (0.2, 1.5, True)],
+    ids=["prompt-reader-never-pauses", "stuck-reader-pauses-then-resumes"],
+)
+async def test_a_full_buffer_pauses_only_a_stuck_reader(
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    pause_after: float,
+    stall: float,
+    paused: bool,
+) -> None:
+    """pause() throws away what librdkafka prefetched (it is fetched again after resume()), so a
+    full buffer that is being read only stops the reading; partitions pause when nobody reads for
+    `pause_after`. Either way every record arrives once, in order per partition."""
+    calls = {"pause": 0, "resume": 0}
+
+    class Counting(Consumer):
+        def pause(self, partitions: list[Any]) -> None:
+            calls["pause"] += 1
+            super().pause(partitions)
+
+        def resume(self, partitions: list[Any]) -> None:
+            calls["resume"] += 1
+            super().resume(partitions)
+
+    monkeypatch.setattr(_kafka_consumer, "Consumer", Counting)
+    ch = KafkaChannel(settings(kafka_bootstrap, fetch_buffer=50, pause_after=pause_after))
+    b = broker(2)
+    await ch.ensure_broker(b)
+    await ch.append(b, [conformance.envelope(f"e{i}", key=f"k{i % 4}") for i in range(600)], ALL)
+    sub = ch.subscribe(b, conformance.make_trigger(b, EARLIEST))
+    got = await sub.fetch(50, 15.0)
+    await asyncio.sleep(stall)
+    deadline = time.monotonic() + 15
+    while len(got) < 600 and time.monotonic() < deadline:
+        got += await sub.fetch(50, 1.0)  # a reader that keeps up, 50 at a time
+        await asyncio.sleep(0.002)
+    await ch.close()
+    assert sorted(r.envelope.event.id for r in got) == sorted(f"e{i}" for i in range(600))
+    for p in {r.partition for r in got}:
+        offsets = [r.offset for r in got if r.partition == p]
+        assert offsets == sorted(offsets)
+    assert (calls["pause"] > 0) is paused, calls
+    assert calls["resume"] == calls["pause"], calls
