@@ -11,7 +11,10 @@ write) these checks look for damage and name what it affects:
 - `PRAGMA quick_check` over the database (b-tree structure, page and cell bounds, record order);
 - the WAL itself, frame by frame: a frame that fails its checksum while frames AFTER it still
   verify against their own stored checksums and hold commits means committed transactions are
-  about to be dropped (a torn tail with no later commit is a transaction that never committed);
+  about to be dropped (a torn tail with no later commit is a transaction that never committed).
+  This alone cannot tell damage from the leftovers of a transaction a kill -9 interrupted (its
+  first frames overwritten by the next writer, its commit frame left behind), so it decides only
+  for a log without an end marker;
 - the end marker (`<file>.end`, 8 bytes, rewritten after each appending transaction, no fsync):
   the highest offset this log is known to have committed. A log whose end is lower after opening
   lost offsets end+1..marker, whichever way (truncated WAL, lost frames, restored old copy).
@@ -221,7 +224,13 @@ def inspect(db: Path, busy_timeout: float, full: bool = False) -> list[str]:
         # The check made SQLite read the WAL (read only: nothing replayed into the file), so
         # the frames it accepted are known and only the ones after them need checking here.
         wal = scan_wal(db, accepted_frames(db))
-        problems = [p for p in (wal.problem(),) if p] + problems
+        # With an end marker, the marker decides (below): a WAL whose tail fails its checksum
+        # after a kill -9 is normal when that tail is a transaction that never returned (a later
+        # writer overwrote its first frames, its commit frame survived past them), and SQLite
+        # rightly drops it. Only a log that ends below what was acknowledged lost events.
+        wal_problem = wal.problem()
+        if marker is None and wal_problem:
+            problems.insert(0, wal_problem)
         try:
             end = log_end(conn)
         except sqlite3.DatabaseError as err:
@@ -232,6 +241,8 @@ def inspect(db: Path, busy_timeout: float, full: bool = False) -> list[str]:
     finally:
         conn.close()
     if end is not None and marker is not None and marker > end:
+        if wal_problem:  # where the acknowledged events went
+            problems.append(wal_problem)
         problems.append(
             f"offsets {end + 1}-{marker} are missing: the log was known to end at {marker}"
             f" but its files end at {end} (WAL truncated or damaged)"

@@ -138,6 +138,31 @@ async def test_bad_wal_frame_before_committed_ones_is_named(
     assert digest(Path(f"{path}-wal")) == wal_before, "the WAL must not be replayed or reset"
 
 
+async def test_dropped_wal_tail_that_was_never_acknowledged_is_no_damage(tmp_path: Path) -> None:
+    """After a kill -9 the WAL may end in frames of a transaction that never returned (the next
+    writer overwrote its first frames; its commit frame is left behind). They fail the checksum
+    chain exactly as damage would; the end marker says nothing acknowledged is lost with them,
+    so the log opens and serves (a broker refusing every event after a crash is an outage)."""
+    b = conformance.make_broker()
+    path = await copy_live(tmp_path / "live", tmp_path / "copy", b, 20)
+    with Path(f"{path}-wal").open("r+b") as f:
+        f.seek(wal_frame(path, 3) + 24 + 100)
+        f.write(b"\x00\x01\x02\x03")
+    scan = check.scan_wal(path)
+    assert scan.bad_frame == 3 and scan.dropped_commits > 0  # looks like damage to the WAL scan
+    conn = check.open_read_only(path, 5.0)
+    try:
+        survives = check.log_end(conn)
+    finally:
+        conn.close()
+    check.write_marker(path, survives)  # the last acknowledged offset is still there
+    assert check.inspect(path, 5.0) == []
+    ch = EmbeddedChannel(settings(path.parent), retention_interval=QUIET)
+    await ch.start()
+    await ch.ensure_broker(b)  # no LogDamaged
+    await ch.close()
+
+
 async def test_truncated_wal_names_the_missing_offsets(tmp_path: Path) -> None:
     b = conformance.make_broker()
     path = await copy_live(tmp_path / "live", tmp_path / "copy", b, 20)
