@@ -83,6 +83,9 @@ class KubeSettings:
             ingress_base_url=self.base_url(), ingress_ca_certs=self.ingress_ca_certs
         )
         classes = dict(env.class_channels)
+        # The controller does not read RabbitmqBrokerConfig objects or Secrets yet, so it leaves
+        # RabbitMQBroker Brokers to whoever else serves that class (eventing-rabbitmq).
+        classes.pop("RabbitMQBroker", None)
         kafka: tuple[tuple[str, str], ...] = ()
         if self.kafka_bootstrap:
             classes["MTChannelBasedBroker"] = "kafka"
