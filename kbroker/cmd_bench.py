@@ -28,6 +28,7 @@ try:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from kbroker.bench import (
+        brokerconfig,
         clients,
         execute,
         machine,
@@ -106,10 +107,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ev.add_argument("--durability", choices=("none", "leader", "all"), default=None,
                     help="Kbroker-Durability header (default: the broker's)")  # fmt: skip
     br = p.add_argument_group("broker")
-    br.add_argument("--channel", choices=("embedded", "kafka"), default="embedded")
+    br.add_argument("--channel", choices=brokerconfig.CHANNELS, default="embedded")
     br.add_argument(
         "--kafka", metavar="BOOTSTRAP", help="Kafka bootstrap servers (--channel kafka)"
     )
+    br.add_argument("--nats", metavar="URL", help="NATS JetStream server URL (--channel nats)")
+    br.add_argument("--rabbitmq", metavar="URL", help="RabbitMQ AMQP URL (--channel rabbitmq)")
     br.add_argument("--processes", type=int, default=1, help="ingress processes (and ceiling's)")
     br.add_argument("--url", help="benchmark an already running broker at this base URL")
     br.add_argument(
@@ -140,8 +143,10 @@ def canonical_argv(args: argparse.Namespace) -> list[str]:
 
 
 def options(args: argparse.Namespace) -> execute.BenchOptions:
-    if args.channel == "kafka" and not args.kafka:
-        raise scenarios.ScenarioError("--channel kafka needs --kafka BOOTSTRAP")
+    for channel, flag in (("kafka", "--kafka BOOTSTRAP"), ("nats", "--nats URL"),
+                          ("rabbitmq", "--rabbitmq URL")):  # fmt: skip
+        if args.channel == channel and not getattr(args, channel):
+            raise scenarios.ScenarioError(f"--channel {channel} needs {flag}")
     if args.staircase or args.scenarios == ["targets"]:
         rates = tuple(scenarios.parse_staircase(args.staircase or f"{args.rate:g}:1:{args.rate:g}"))
         duration, bound = args.hold, (100.0 if args.p99 is None else args.p99)
@@ -166,6 +171,8 @@ def options(args: argparse.Namespace) -> execute.BenchOptions:
         broker_config=args.broker_config,
         processes=args.processes,
         kafka=args.kafka if args.channel == "kafka" else None,
+        nats=args.nats if args.channel == "nats" else None,
+        rabbitmq=args.rabbitmq if args.channel == "rabbitmq" else None,
     )
 
 

@@ -40,7 +40,14 @@ class BenchOptions:
     broker_config: Path | None = None  # ... and the folder it watches, to add our triggers to
     processes: int = 1
     kafka: str | None = None
+    nats: str | None = None
+    rabbitmq: str | None = None
     warmup_timeout: float = 30.0
+
+    @property
+    def channel(self) -> str:
+        """The backend the generated Broker selects (Kafka is the process default under --kafka)."""
+        return "nats" if self.nats else "rabbitmq" if self.rabbitmq else "embedded"
 
 
 async def run(
@@ -97,7 +104,7 @@ async def _broker(
             await asyncio.sleep(1.0)  # let the broker's folder watch pick the files up
         return servers.UrlTarget(opts.url), folder
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kbroker-bench-")))
-    brokerconfig.write(tmp / "config", specs, rec.url, sc.delivery())
+    brokerconfig.write(tmp / "config", specs, rec.url, sc.delivery(), channel=opts.channel)
     target = await servers.start_broker(
         tmp / "config",
         tmp / "data",
@@ -105,6 +112,8 @@ async def _broker(
         kafka=opts.kafka,
         env=sc.broker_env(rec.url),
         log=tmp / "broker.log",
+        nats=opts.nats,
+        rabbitmq=opts.rabbitmq,
     )
     stack.push_async_callback(target.stop)
     return target, tmp / "config"
@@ -148,6 +157,8 @@ async def _load(
         warm, attempts = await _warm_up(session, opts)
         key = "first_delivery_seconds" if rec is not None and rec.specs else "warm_up_seconds"
         facts[key] = round(warm, 3)
+        if target is not None and (channel := await _broker_channel(target.url)) is not None:
+            facts["channel"] = channel  # what the broker says it uses, not what we asked for
         if len(attempts) > 1:
             facts["warm_up_attempts"] = attempts
     steps: list[StepResult] = []
@@ -228,6 +239,20 @@ async def _consumer_lag(base: str) -> int | None:
         if "kbroker.dev/lag" in t.get("status", {}).get("annotations", {})
     ]
     return sum(lags) if lags else None
+
+
+async def _broker_channel(base: str) -> str | None:
+    """The bench Broker's channel as its status reports it (`kbroker.dev/channel`)."""
+    status = await _status(base)
+    for b in (status or {}).get("brokers", []):
+        meta = b.get("metadata", {})
+        if (meta.get("namespace"), meta.get("name")) == (
+            brokerconfig.NAMESPACE,
+            brokerconfig.BROKER,
+        ):
+            found = b.get("status", {}).get("annotations", {}).get("kbroker.dev/channel")
+            return str(found) if found is not None else None
+    return None
 
 
 async def _ready_triggers(base: str) -> int:

@@ -14,6 +14,7 @@ import contextlib
 import socket
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -139,6 +140,8 @@ async def start_broker(
     env: dict[str, str] | None = None,
     log: Path | None = None,
     timeout: float = 30.0,
+    nats: str | None = None,
+    rabbitmq: str | None = None,
 ) -> ProcessTarget:
     """`kbroker run` on a free port with the generated config; ready when /readyz answers 200."""
     port = free_port()
@@ -148,6 +151,13 @@ async def start_broker(
     ]  # fmt: skip
     if kafka:
         argv += ["--kafka", kafka]
+    for flag, url in (("--nats", nats), ("--rabbitmq", rabbitmq)):
+        if url:
+            # A stream or exchange left by an earlier run would hand this one its backlog (and
+            # its consumers' positions): names unique to the run keep runs apart.
+            tag = uuid.uuid4().hex[:8]
+            argv += [flag, url, f"--topic-template=kbroker-bench-{tag}-{{namespace}}-{{name}}",
+                     f"--group-template=kbroker-bench-{tag}-{{namespace}}-{{name}}"]  # fmt: skip
     if processes > 1:
         # `kbroker run --processes N`: N ingress processes share the port, the first dispatches.
         argv += ["--processes", str(processes)]

@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from kbroker import cmd_bench
+from kbroker.bench import brokerconfig
 
 pytestmark = pytest.mark.timeout(120)
 SERVERS = pytest.mark.slow  # starts real servers and puts seconds of load through them
@@ -169,3 +170,61 @@ def test_overload_plumbing_at_tiny_rates(tmp_path: Path) -> None:
     assert facts["sustainable_rate"] == 100
     assert facts["overload_target"].split(":")[0] in ("met", "not met")
     assert len(facts["overload_ratio"]) == 2
+
+
+@SERVERS
+@pytest.mark.parametrize(
+    ("channel", "server"),
+    [
+        pytest.param("nats", "nats_url", marks=pytest.mark.nats),
+        pytest.param("rabbitmq", "rabbitmq_url", marks=pytest.mark.rabbitmq),
+    ],
+)
+def test_e2e_on_a_server_channel(
+    tmp_path: Path, channel: str, server: str, request: pytest.FixtureRequest
+) -> None:
+    """`--channel nats|rabbitmq`: the generated Broker selects that backend and every accepted
+    event is delivered through it (tiny rate: this checks the wiring, not the server)."""
+    url = request.getfixturevalue(server)
+    doc = _run(tmp_path, "e2e", "--channel", channel, f"--{channel}", url, "--rate", "100",
+               "--duration", "1")  # fmt: skip
+    sc = doc["scenarios"][0]
+    assert sc["skipped"] is None, sc["skipped"]
+    step = sc["steps"][0]
+    _check_counts(step, with_delivery=True)
+    assert step["accepted"] == 100
+    assert step["missing"] == 0
+    assert f"--{channel} {url}" in doc["command"]
+    assert sc["facts"]["channel"] == channel  # the broker's own status, not our request
+
+
+@pytest.mark.parametrize("channel", ["kafka", "nats", "rabbitmq"])
+def test_server_channel_without_its_server_is_a_usage_error(channel: str) -> None:
+    assert cmd_bench.main(["bench", "e2e", "--channel", channel]) == 2
+
+
+@pytest.mark.parametrize(
+    ("channel", "kinds", "broker_class"),
+    [
+        ("embedded", ["Broker"], None),
+        ("kafka", ["Broker"], None),
+        ("nats", ["ConfigMap", "Broker"], "MTChannelBasedBroker"),
+        ("rabbitmq", ["RabbitmqBrokerConfig", "Broker"], "RabbitMQBroker"),
+    ],
+)
+def test_broker_yaml_selects_the_channel(
+    channel: str, kinds: list[str], broker_class: str | None
+) -> None:
+    docs = brokerconfig.broker_docs(channel)
+    assert [d["kind"] for d in docs] == kinds
+    broker = docs[-1]
+    annotations = broker["metadata"].get("annotations", {})
+    assert annotations.get("eventing.knative.dev/broker.class") == broker_class
+    if len(docs) == 2:
+        config = docs[0]
+        ref = broker["spec"]["config"]
+        assert (ref["kind"], ref["name"], ref["namespace"]) == (
+            config["kind"],
+            config["metadata"]["name"],
+            config["metadata"]["namespace"],
+        )
