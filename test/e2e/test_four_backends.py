@@ -18,7 +18,10 @@ import asyncio
 import uuid
 from typing import Any
 
+import aiormq
+import nats
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from e2e import knative_yaml as ky
 from fixtures.broker import StartBroker, make_event
 from fixtures.subscriber import SinkServer
@@ -101,6 +104,37 @@ def triggers_yaml(sinks: SinkServer) -> str:
     return ky.dump(*objs)
 
 
+def _kafka_count(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex}"})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        return int(high - low)
+    finally:
+        consumer.close()
+
+
+async def _nats_count(url: str, topic: str) -> int:
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info(topic)
+        return int(info.state.messages)
+    finally:
+        await nc.close()
+
+
+async def _rabbitmq_has_exchange(url: str, topic: str) -> bool:
+    conn = await aiormq.connect(url)
+    try:
+        channel = await conn.channel()
+        try:
+            await channel.exchange_declare(exchange=topic, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        return True
+    finally:
+        await conn.close()
+
+
 async def test_four_brokers_four_backends_one_process(
     start_broker: StartBroker,
     sinks: SinkServer,
@@ -145,3 +179,11 @@ async def test_four_brokers_four_backends_one_process(
         got_all, got_a = sinks.sinks[f"{b}-all"].ids(), sinks.sinks[f"{b}-a"].ids()
         assert sorted(got_all) == sorted(everything), b
         assert sorted(got_a) == sorted(type_a), b
+
+    # The events are in the servers themselves, under this run's names (not only in our status);
+    # `kb-<hex>-default-<name>` is already a valid stream and exchange name, used as it is.
+    topic = {b: brokers[b]["status"]["annotations"]["default.topic"] for b in EXPECTED_CHANNEL}
+    assert all(t.startswith(f"kb-{tag}-") for t in topic.values()), topic
+    assert await asyncio.to_thread(_kafka_count, kafka_bootstrap, topic["kaf"]) == N
+    assert await _nats_count(nats_url, topic["nat"]) == N
+    assert await _rabbitmq_has_exchange(rabbitmq_url, topic["rab"])
