@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from kbroker.core.channel import Envelope
-from kbroker.core.events import AttrValue, from_kafka, to_kafka
+from kbroker.core.channels import _attr_types as attr_types
+from kbroker.core.events import from_kafka, to_kafka
 
 ARRIVAL_HEADER = "kb_arrival"
 # The binary binding turns every attribute into a string; a JSON integer or boolean that arrived in
 # structured mode keeps its type through this header ("count=i,flag=b"), which other readers ignore.
 TYPES_HEADER = "kb_types"
-_TYPE_CODES: dict[type, str] = {bool: "b", int: "i"}
 _OURS = (ARRIVAL_HEADER, TYPES_HEADER, "traceparent", "tracestate")
 
 # What a Kafka client hands over as a record's headers: a list of pairs or (rarely) a dict, with
@@ -41,9 +41,9 @@ def encode(env: Envelope) -> Produced:
         extra.append(("traceparent", env.traceparent.encode()))
     if env.tracestate:
         extra.append(("tracestate", env.tracestate.encode()))
-    types = _types_of(env.event.attributes)
+    types = attr_types.types_of(env.event.attributes)
     if types:
-        extra.append((TYPES_HEADER, types))
+        extra.append((TYPES_HEADER, types.encode()))
     out: list[tuple[str, str | bytes | None]] = [*headers, *extra]
     return key, out, value
 
@@ -65,7 +65,7 @@ def decode(given: RawHeaders | None, value: bytes | None, timestamp_ms: int) -> 
         arrival = timestamp_ms / 1000.0
     event = from_kafka(headers, value)
     if TYPES_HEADER in extra:
-        _retype(event.attributes, extra[TYPES_HEADER])
+        attr_types.retype(event.attributes, extra[TYPES_HEADER])
     return Envelope(
         event,
         arrival=arrival,
@@ -77,20 +77,3 @@ def decode(given: RawHeaders | None, value: bytes | None, timestamp_ms: int) -> 
 def key_of(key: str | bytes | None) -> str | None:
     """A record's key as `Record.key` holds it (the partitionkey, as text)."""
     return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-
-
-def _types_of(attributes: dict[str, AttrValue]) -> bytes | None:
-    typed = [f"{k}={_TYPE_CODES[type(v)]}" for k, v in attributes.items() if type(v) in _TYPE_CODES]
-    return ",".join(typed).encode() if typed else None
-
-
-def _retype(attributes: dict[str, AttrValue], spec: str) -> None:
-    for item in spec.split(","):
-        name, _, code = item.partition("=")
-        value = attributes.get(name)
-        if not isinstance(value, str):
-            continue
-        if code == "b" and value in ("true", "false"):
-            attributes[name] = value == "true"
-        elif code == "i" and value.lstrip("-").isdigit():
-            attributes[name] = int(value)

@@ -20,13 +20,13 @@ guess: a message that is not a CloudEvent raises `EventError`, and the subscript
 from __future__ import annotations
 
 from kbroker.core.channel import Envelope
-from kbroker.core.events import AttrValue, from_nats, to_nats
+from kbroker.core.channels import _attr_types as attr_types
+from kbroker.core.events import from_nats, to_nats
 
 ARRIVAL_HEADER = "kb-arrival"
 # The binary binding turns every attribute into a string; a JSON integer or boolean that arrived in
 # structured mode keeps its type through this header ("count=i,flag=b"), which other readers ignore.
 TYPES_HEADER = "kb-types"
-_TYPE_CODES: dict[type, str] = {bool: "b", int: "i"}
 
 
 def encode(env: Envelope) -> tuple[dict[str, str], bytes]:
@@ -37,7 +37,7 @@ def encode(env: Envelope) -> tuple[dict[str, str], bytes]:
         headers["traceparent"] = env.traceparent
     if env.tracestate:
         headers["tracestate"] = env.tracestate
-    types = _types_of(env.event.attributes)
+    types = attr_types.types_of(env.event.attributes)
     if types:
         headers[TYPES_HEADER] = types
     return headers, payload
@@ -53,7 +53,7 @@ def decode(headers: dict[str, str] | None, payload: bytes, timestamp: float) -> 
         arrival = timestamp
     event = from_nats(headers, payload)
     if TYPES_HEADER in extra:
-        _retype(event.attributes, extra[TYPES_HEADER])
+        attr_types.retype(event.attributes, extra[TYPES_HEADER])
     return Envelope(
         event,
         arrival=arrival,
@@ -66,20 +66,3 @@ def key_of(env: Envelope) -> str | None:
     """`Record.key`: the partitionkey extension, as text."""
     value = env.event.get("partitionkey")
     return None if value is None else str(value)
-
-
-def _types_of(attributes: dict[str, AttrValue]) -> str | None:
-    typed = [f"{k}={_TYPE_CODES[type(v)]}" for k, v in attributes.items() if type(v) in _TYPE_CODES]
-    return ",".join(typed) if typed else None
-
-
-def _retype(attributes: dict[str, AttrValue], spec: str) -> None:
-    for item in spec.split(","):
-        name, _, code = item.partition("=")
-        value = attributes.get(name)
-        if not isinstance(value, str):
-            continue
-        if code == "b" and value in ("true", "false"):
-            attributes[name] = value == "true"
-        elif code == "i" and value.lstrip("-").isdigit():
-            attributes[name] = int(value)
