@@ -139,6 +139,17 @@ async def test_process_mode_data_plane_runs_as_declared(sinks: SinkServer) -> No
                     await asyncio.sleep(0.1)
                 else:
                     pytest.fail(f"{name}: readiness probe {url} never passed")
+                # The probe is /healthz (the process is up), not "serves the contract": wait, as
+                # the controller does before it calls a Trigger Ready, until each process serves
+                # generation 1 (the filter only once its Trigger's start position is pinned).
+                served = f"http://127.0.0.1:{port}/contract-generation"
+                for _ in range(300):
+                    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                        if (await client.get(served)).json()["generation"] >= 1:
+                            break
+                    await asyncio.sleep(0.1)
+                else:
+                    pytest.fail(f"{name}: never served the contract ({served})")
             headers, body = events.encode_binary(make_event("tilt-1"))
             resp = await client.post(broker.address, headers=headers, content=body)
             assert resp.status_code == 202
