@@ -45,7 +45,7 @@ rabbitmq: install
 	$(PY) hack/rabbitmq.py start --foreground
 
 # The Python trees only (ruff also formats code blocks in Markdown, which docs quote freely).
-PYTHON_SOURCES := core ingress filter controller sources kbroker test hack examples
+PYTHON_SOURCES := core ingress filter controller sources ui kbroker test hack examples
 
 lint: install
 	$(VENV)/bin/ruff format --check $(PYTHON_SOURCES)
