@@ -32,7 +32,7 @@ from typing import Any
 
 from kbroker.controller import channel_template, compiler, features, readiness
 from kbroker.controller import defaults as br_defaults
-from kbroker.controller.kube import decisions
+from kbroker.controller.kube import decisions, flows
 from kbroker.controller.kube.api import (
     BROKERS,
     CONFIGMAPS,
@@ -124,11 +124,29 @@ class KubeController:
         self.eventpolicies = Informer(
             client, EVENTPOLICIES, self._changed, watch_timeout=settings.watch_timeout
         )
-        self._informers = (self.brokers, self.triggers, self.configmaps, self.eventpolicies)
+        # Channels, Subscriptions, Sequences and Parallels: compiled with the rest.
+        self.flows = {
+            r.kind: Informer(
+                client,
+                r,
+                self._changed,
+                watch_timeout=settings.watch_timeout,
+                optional=r.kind in flows.OPTIONAL,
+            )
+            for r in flows.KINDS
+        }
+        self._informers = (
+            self.brokers,
+            self.triggers,
+            self.configmaps,
+            self.eventpolicies,
+            *self.flows.values(),
+        )
         self._by_kind = {
             "Broker": (self.brokers, BROKERS),
             "Trigger": (self.triggers, TRIGGERS),
             "EventPolicy": (self.eventpolicies, EVENTPOLICIES),
+            **{kind: (i, i.resource) for kind, i in self.flows.items()},
         }
         self.store = ContractStore(
             client, settings.system_namespace, settings.contract_configmap, settings.contract_file
@@ -283,10 +301,17 @@ class KubeController:
             if not decisions.deleting(t):
                 objects.append(compiler.SourcedObject(self._served_trigger(t, violations), SOURCE))
         objects += [compiler.SourcedObject(p, SOURCE) for p in self.eventpolicies.items.values()]
+        workflow = [
+            o for i in self.flows.values() for o in i.items.values() if not decisions.deleting(o)
+        ]
+        objects += [compiler.SourcedObject(o, SOURCE) for o in workflow]
         alive = {_ident(t) for t in self.triggers.items.values()}
         self._trigger_brokers = {k: v for k, v in self._trigger_brokers.items() if k in alive}
 
-        resolver = await self.resolver.prefetch(decisions.refs(o.obj for o in objects))
+        wanted = decisions.refs(o.obj for o in objects) + [
+            r for o in workflow for r in flows.refs(o)
+        ]
+        resolver = await self.resolver.prefetch(wanted)
         env = dataclasses.replace(self.env, resolver=resolver)
         result = compiler.compile(objects, env, previous=self.contract)
         self._log_problems(result.problems)
@@ -372,12 +397,18 @@ class KubeController:
         seen: list[readiness.Readiness] = []
         for key, st in result.statuses.items():
             kind, ns, name = key
+            if kind not in self._by_kind:
+                continue  # a kind this controller does not watch (compile's own bookkeeping)
             informer, resource = self._by_kind[kind]
             obj = informer.items.get((ns, name))
             if obj is None:
                 continue
             waiting = None
             entry = entries.get(key)
+            if entry is None and kind in self.flows:
+                # Its channels and subscriptions are contract entries of their own: Ready waits
+                # for the generation that first carried this version of the object.
+                entry = (st.generation, st.address_url, st.ready)
             if entry is not None:
                 since = self._since.get(key)
                 if since is None or since[0] != entry:
@@ -398,7 +429,8 @@ class KubeController:
             patch = decisions.status_patch(desired, previous)
             if patch is not None:
                 patches.append((resource, obj, patch))
-        for key in [k for k in self._since if k not in entries]:
+        kept = {k for k in result.statuses if k[0] in self.flows}
+        for key in [k for k in self._since if k not in entries and k not in kept]:
             del self._since[key]
         await _gather_limited(self._patch_status(r, o, p) for r, o, p in patches)
         self._readiness.observe(seen)

@@ -6,6 +6,9 @@ latest objects plus a callback "changed". It lists once, then watches from the l
 resourceVersion; a watch the server ends (timeout) resumes from the last version seen, bookmarks
 included; a 410 Gone (that version was compacted away) means list again; any other error is
 retried with exponential backoff. It never gives up: the API server may be restarting.
+
+An optional informer is for a kind whose CRD may not be installed (KafkaChannel without Kafka):
+"no such resource" counts as an empty, synced list, and it keeps looking, slowly, for the CRD.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Informer:
         *,
         watch_timeout: int = 300,
         backoff: tuple[float, float] = (0.2, 30.0),
+        optional: bool = False,
     ) -> None:
         self.client = client
         self.resource = resource
@@ -44,6 +48,8 @@ class Informer:
         self.watch_timeout = watch_timeout
         self.backoff = backoff
         self.relists = 0
+        self.optional = optional
+        self.absent = False  # optional and its resource is not served (yet)
 
     async def run(self) -> None:
         version = ""
@@ -64,6 +70,11 @@ class Informer:
                 if exc.status == 410:
                     version = ""
                     continue
+                if exc.status == 404 and self.optional:
+                    self._absent()
+                    version = ""
+                    await asyncio.sleep(self.backoff[1])
+                    continue
                 log.warning("%s: %s; retrying in %.1fs", self.resource.plural, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff[1])
@@ -74,8 +85,19 @@ class Informer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff[1])
 
+    def _absent(self) -> None:
+        if not self.absent:
+            log.info("%s: not served by the API server; treated as none", self.resource.plural)
+        self.absent = True
+        had = bool(self.items)
+        self.items = {}
+        self.synced.set()
+        if had:
+            self.on_change(None)
+
     async def _list(self) -> str:
         listing = await self.client.request("GET", self.resource.path())
+        self.absent = False
         items: dict[Key, Obj] = {}
         for obj in listing.get("items") or ():
             # List items carry no apiVersion/kind; compile needs them.

@@ -1,0 +1,139 @@
+"""The workflow kinds' cluster plumbing without a server: absent CRDs, and the refs prefetched.
+
+An API server without the KafkaChannel CRD answers 404 for its list; the controller must still
+reconcile everything else (the real-server behaviour of the other kinds is in test_flows_kube.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import pytest
+from kbroker.controller.kube import flows
+from kbroker.controller.kube.api import KubeError, Obj
+from kbroker.controller.kube.watch import Informer
+
+
+def obj(name: str, rv: str) -> Obj:
+    return {"metadata": {"namespace": "ns", "name": name, "resourceVersion": rv}}
+
+
+class Scripted:
+    """GETs answered by path (404 for unknown paths); watches stay idle."""
+
+    def __init__(self, answers: Mapping[str, Callable[[], Obj]]) -> None:
+        self.answers = dict(answers)
+        self.calls: list[str] = []
+
+    async def request(self, method: str, path: str, **_: Any) -> Obj:
+        self.calls.append(path)
+        if path not in self.answers:
+            raise KubeError(404, "the server could not find the requested resource")
+        return self.answers[path]()
+
+    async def watch(self, path: str, version: str, timeout: int) -> AsyncIterator[Obj]:
+        await asyncio.Event().wait()
+        yield {}
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_an_optional_kind_without_its_crd_is_synced_and_empty_until_it_appears() -> None:
+    listing: dict[str, Any] = {"metadata": {"resourceVersion": "5"}, "items": [obj("k", "4")]}
+    answers: list[dict[str, Any] | KubeError] = [KubeError(404, "no such resource"), listing]
+
+    def answer() -> dict[str, Any]:
+        found = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(found, KubeError):
+            raise found
+        return found
+
+    client = Scripted({flows.KAFKACHANNELS.path(): answer})
+    changes: list[Any] = []
+    informer = Informer(
+        client, flows.KAFKACHANNELS, changes.append, backoff=(0.01, 0.05), optional=True
+    )
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.synced.wait(), 2)
+        assert informer.absent and informer.items == {}
+        # The CRD gets installed: the next list finds its objects and reports a change.
+        async with asyncio.timeout(2):
+            while not informer.items:
+                await asyncio.sleep(0.01)
+        assert list(informer.items) == [("ns", "k")]
+        assert not informer.absent and changes[-1] is None
+    finally:
+        task.cancel()
+
+
+async def test_a_required_kind_without_its_crd_never_counts_as_synced() -> None:
+    client = Scripted({})  # every GET is a 404
+    informer = Informer(client, flows.SEQUENCES, lambda _: None, backoff=(0.01, 0.02))
+    task = asyncio.create_task(informer.run())
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(informer.synced.wait(), 0.2)
+        assert len(client.calls) >= 2  # kept retrying
+    finally:
+        task.cancel()
+
+
+def ref(kind: str, name: str) -> dict[str, str]:
+    return {"apiVersion": "serving.knative.dev/v1", "kind": kind, "name": name}
+
+
+def test_every_destination_a_workflow_names_is_prefetched() -> None:
+    sequence = {
+        "kind": "Sequence",
+        "metadata": {"namespace": "shop", "name": "s"},
+        "spec": {
+            "steps": [
+                {"ref": ref("Service", "first")},
+                {"uri": "http://x/", "delivery": {"deadLetterSink": {"ref": ref("Service", "dl")}}},
+            ],
+            "reply": {"ref": {**ref("Broker", "default"), "namespace": "other"}},
+        },
+    }
+    parallel = {
+        "kind": "Parallel",
+        "metadata": {"name": "p"},
+        "spec": {
+            "branches": [
+                {
+                    "filter": {"ref": ref("Service", "f")},
+                    "subscriber": {"ref": ref("Service", "s")},
+                },
+                {"subscriber": {"uri": "http://y/"}, "reply": {"ref": ref("Service", "r")}},
+                "not a branch",
+            ],
+        },
+    }
+    subscription = {
+        "kind": "Subscription",
+        "metadata": {"namespace": "shop", "name": "sub"},
+        "spec": {
+            "channel": {"apiVersion": "messaging.knative.dev/v1", "kind": "Channel", "name": "c"},
+            "subscriber": {"ref": ref("Service", "sink")},
+            "delivery": {"deadLetterSink": {"uri": "http://dls/"}},
+        },
+    }
+    names = {
+        (r["kind"], r["name"], ns)
+        for o in (sequence, parallel, subscription)
+        for r, ns in flows.refs(o)
+    }
+    assert names == {
+        ("Service", "first", "shop"),
+        ("Service", "dl", "shop"),
+        ("Broker", "default", "shop"),  # the resolver honours the ref's own namespace
+        ("Service", "f", "default"),
+        ("Service", "s", "default"),
+        ("Service", "r", "default"),
+        ("Channel", "c", "shop"),
+        ("Service", "sink", "shop"),
+    }
+    assert flows.refs({"kind": "Sequence", "spec": "garbage"}) == []
