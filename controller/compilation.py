@@ -130,6 +130,20 @@ class Compilation:
         self.eventpolicies: dict[tuple[str, str], Obj] = {}
         self.rabbitmq_configs: dict[tuple[str, str], Obj] = {}  # RabbitmqBrokerConfig
         self.pingsources: dict[tuple[str, str], Obj] = {}
+        # Channels by kind (a generic Channel and its backing channel share a name), their
+        # Subscriptions, and the flows built of both (see `flows`).
+        self.channels: dict[str, dict[tuple[str, str], Obj]] = {
+            kind: {}
+            for kind in (
+                "Channel",
+                "InMemoryChannel",
+                "KafkaChannel",
+                "NatsJetStreamChannel",
+            )
+        }
+        self.subscriptions: dict[tuple[str, str], Obj] = {}
+        self.sequences: dict[tuple[str, str], Obj] = {}
+        self.parallels: dict[tuple[str, str], Obj] = {}
         self.statuses: dict[Key, status.ObjectStatus] = {}
 
     def problem(self, o: Obj | None, source: str, fld: str, reason: str, severity: str) -> None:
@@ -150,6 +164,15 @@ class Compilation:
             ("eventing.knative.dev/v1alpha1", "EventPolicy"): self.eventpolicies,
             ("eventing.knative.dev/v1alpha1", "RabbitmqBrokerConfig"): self.rabbitmq_configs,
             ("sources.knative.dev/v1", "PingSource"): self.pingsources,
+            ("messaging.knative.dev/v1", "Channel"): self.channels["Channel"],
+            ("messaging.knative.dev/v1", "InMemoryChannel"): self.channels["InMemoryChannel"],
+            ("messaging.knative.dev/v1beta1", "KafkaChannel"): self.channels["KafkaChannel"],
+            ("messaging.knative.dev/v1alpha1", "NatsJetStreamChannel"): self.channels[
+                "NatsJetStreamChannel"
+            ],
+            ("messaging.knative.dev/v1", "Subscription"): self.subscriptions,
+            ("flows.knative.dev/v1", "Sequence"): self.sequences,
+            ("flows.knative.dev/v1", "Parallel"): self.parallels,
         }
         for so in objects:
             raw = so.obj
@@ -174,7 +197,8 @@ class Compilation:
                     "",
                     f"unsupported kind {api}/{kind}: ignored (kbroker reads {EVENTING_API} Broker "
                     "and Trigger, eventing.knative.dev/v1alpha1 EventPolicy, "
-                    "sources.knative.dev/v1 PingSource, and v1 ConfigMap)",
+                    "sources.knative.dev/v1 PingSource, messaging.knative.dev channels and "
+                    "Subscription, flows.knative.dev/v1 Sequence and Parallel, and v1 ConfigMap)",
                     "warning",
                 )
                 continue

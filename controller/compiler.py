@@ -28,6 +28,8 @@ from kbroker.controller import (
     brokers,
     eventpolicies,
     features,
+    flows,
+    flows_validate,
     pingsources,
     status,
     validate,
@@ -54,7 +56,13 @@ __all__ = [
     "validate_update",
 ]
 
-validate_update = validate.validate_update
+
+def validate_update(old: Mapping[str, Any], new: Mapping[str, Any], **kwargs: Any) -> list[str]:
+    """Why `new` may not replace `old`: Knative's immutable fields of every kind we read."""
+    return [
+        *validate.validate_update(old, new, **kwargs),
+        *flows_validate.validate_update(old, new),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,7 @@ def compile(
     c = Compilation(env)
     c.index(objects)
     c.load_defaults()
+    plan = flows.prepare(c)  # before anything resolves: refs to channels and flows resolve
     oidc = features.load(c)
     policies = eventpolicies.compile_policies(c, oidc)
     owned = brokers.owned(c)
@@ -83,6 +92,7 @@ def compile(
         outcome = eventpolicies.apply(outcome, policies, oidc)
         outcomes[key] = outcome
         c.statuses[("Broker", *key)] = outcome.status
+    flow_entries = flows.compile_flows(c, plan, addresses)
     tc = TriggerCompiler(c, addresses)
     triggers = [
         t for key, o in sorted(c.triggers.items()) if (t := tc.compile(o, outcomes)) is not None
@@ -96,8 +106,11 @@ def compile(
     ]
     content = contract.Contract(
         generation=0,
-        brokers=tuple(o.entry for _, o in sorted(outcomes.items()) if o.entry is not None),
-        triggers=tuple(triggers),
+        brokers=(
+            *(o.entry for _, o in sorted(outcomes.items()) if o.entry is not None),
+            *flow_entries.channels,
+        ),
+        triggers=(*triggers, *flow_entries.subscriptions),
         oidc=oidc,
         sources=tuple(sources),
     )
@@ -107,11 +120,12 @@ def compile(
         generation = previous.generation
     else:
         generation = previous.generation + 1
-    given = {
+    given: dict[str, Mapping[tuple[str, str], Any]] = {
         "Broker": c.brokers,
         "Trigger": c.triggers,
         "EventPolicy": c.eventpolicies,
         "PingSource": c.pingsources,
+        **flow_entries.given,
     }
     return CompileResult(
         contract=dataclasses.replace(content, generation=generation),

@@ -47,7 +47,17 @@ log = logging.getLogger(__name__)
 
 OnUpdate = Callable[[compiler.CompileResult], Awaitable[None] | None]
 _SUFFIXES = (".yaml", ".yml")
-_CHECKED_KINDS = ("Broker", "Trigger")
+_CHECKED_KINDS = {  # apiVersion group -> kinds whose immutable fields and generation we keep
+    "eventing.knative.dev": ("Broker", "Trigger"),
+    "messaging.knative.dev": (
+        "Channel",
+        "InMemoryChannel",
+        "KafkaChannel",
+        "NatsJetStreamChannel",
+        "Subscription",
+    ),
+    "flows.knative.dev": ("Sequence", "Parallel"),
+}
 
 
 Stamp = tuple[int, int, int]  # (mtime_ns, size, inode)
@@ -300,10 +310,13 @@ class FolderSource:
 
 
 def _key(doc: Any) -> compiler.Key | None:
-    if not isinstance(doc, Mapping) or doc.get("apiVersion") != compiler.EVENTING_API:
+    if not isinstance(doc, Mapping):
         return None
+    group = str(doc.get("apiVersion") or "").split("/")[0]
     kind, meta = doc.get("kind"), doc.get("metadata")
-    if kind not in _CHECKED_KINDS or not isinstance(meta, Mapping) or not meta.get("name"):
+    if kind not in _CHECKED_KINDS.get(group, ()) or not isinstance(meta, Mapping):
+        return None
+    if not meta.get("name"):
         return None
     return (str(kind), str(meta.get("namespace") or "default"), str(meta["name"]))
 

@@ -85,6 +85,9 @@ class ObjectStatus:
     # Sources: the resolved sink and the (type, source) pairs they emit (status.ceAttributes).
     sink_uri: str | None = None
     ce_attributes: tuple[tuple[str, str], ...] = ()
+    # Fields of a kind's own status, as Knative writes them (a Subscription's
+    # physicalSubscription, a Sequence's channelStatuses, ...): merged into `to_k8s` as given.
+    extra: tuple[tuple[str, Any], ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -154,6 +157,7 @@ class ObjectStatus:
             status["sinkUri"] = self.sink_uri
         if self.ce_attributes:
             status["ceAttributes"] = [{"type": t, "source": s} for t, s in self.ce_attributes]
+        status.update(self.extra)
         annotations = dict(self.annotations)
         if self.warnings:
             # Knative's status has no place for warnings; an annotation keeps the shape intact.

@@ -25,6 +25,25 @@ BrokerKey = NewType("BrokerKey", str)
 TriggerUid = NewType("TriggerUid", str)
 """Stable identity of a trigger's position in a channel (survives edits of the Trigger)."""
 
+# What a `Broker` entry stands for: a Broker, or a channel (messaging.knative.dev: InMemoryChannel,
+# KafkaChannel, ... and the channels Sequences and Parallels are built of). Both are a log with an
+# address; only their key and their address differ, so the data plane handles them alike.
+BROKER = "Broker"
+CHANNEL = "Channel"
+# What a `Trigger` entry stands for: a Trigger (replies go back to its Broker) or a Subscription
+# (replies go to `reply_uri`, or nowhere when it is empty, as Knative's channel dispatcher does).
+TRIGGER = "Trigger"
+SUBSCRIPTION = "Subscription"
+
+CHANNEL_PATH = "channels"
+"""A channel's ingress path is `/channels/<namespace>/<name>`: three segments, so it never
+collides with a Broker's `/<namespace>/<name>`, whatever the names."""
+
+
+def channel_key(namespace: str, name: str) -> BrokerKey:
+    """The key of a channel entry: its ingress path without the leading slash."""
+    return BrokerKey(f"{CHANNEL_PATH}/{namespace}/{name}")
+
 
 class BackoffPolicy(enum.Enum):
     LINEAR = "linear"
@@ -148,9 +167,12 @@ class Broker:
     # The Ready EventPolicies that apply to this Broker; empty means the default mode decides.
     policies: tuple[Policy, ...] = ()
     quota: Quota | None = None  # ingress rate/size quota; None: unlimited (the common case)
+    kind: str = BROKER  # BROKER | CHANNEL
 
     @property
     def key(self) -> BrokerKey:
+        if self.kind == CHANNEL:
+            return channel_key(self.namespace, self.name)
         return BrokerKey(f"{self.namespace}/{self.name}")
 
 
@@ -173,10 +195,19 @@ class Trigger:
     subscriber_audience: str = ""
     dead_letter_audience: str = ""
     identity: str = ""
+    kind: str = TRIGGER  # TRIGGER | SUBSCRIPTION (then `broker` names a channel)
+    reply_uri: str = ""  # a Subscription's reply; "" drops replies (Triggers: unused)
+    reply_audience: str = ""
 
     @property
     def broker_key(self) -> BrokerKey:
+        if self.kind == SUBSCRIPTION:
+            return channel_key(self.namespace, self.broker)
         return BrokerKey(f"{self.namespace}/{self.broker}")
+
+    def reply_address(self, broker: Broker) -> str:
+        """Where a reply event goes: a Trigger's Broker, a Subscription's reply ("" = dropped)."""
+        return self.reply_uri if self.kind == SUBSCRIPTION else broker.address
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +311,8 @@ def _enc_broker(b: Broker) -> dict[str, Any]:
         "audience": b.audience,
         "policies": [_enc_policy(p) for p in b.policies],
     }
+    if b.kind != BROKER:
+        out["kind"] = b.kind
     if b.quota is not None:
         out["quota"] = {
             "eventsPerSecond": b.quota.events_per_second,
@@ -314,6 +347,13 @@ def _enc_filter(f: FilterSpec) -> dict[str, Any]:
 
 
 def _enc_trigger(t: Trigger) -> dict[str, Any]:
+    out = _enc_trigger_fields(t)
+    if t.kind != TRIGGER:
+        out.update(kind=t.kind, replyUri=t.reply_uri, replyAudience=t.reply_audience)
+    return out
+
+
+def _enc_trigger_fields(t: Trigger) -> dict[str, Any]:
     return {
         "namespace": t.namespace,
         "name": t.name,
@@ -360,6 +400,7 @@ def _dec_broker(d: dict[str, Any]) -> Broker:
         audience=d.get("audience", ""),
         policies=tuple(_dec_policy(p) for p in d.get("policies", ())),
         quota=_dec_quota(d.get("quota")),
+        kind=d.get("kind", BROKER),
     )
 
 
@@ -415,4 +456,7 @@ def _dec_trigger(d: dict[str, Any]) -> Trigger:
         subscriber_audience=d.get("subscriberAudience", ""),
         dead_letter_audience=d.get("deadLetterAudience", ""),
         identity=d.get("identity", ""),
+        kind=d.get("kind", TRIGGER),
+        reply_uri=d.get("replyUri", ""),
+        reply_audience=d.get("replyAudience", ""),
     )

@@ -212,7 +212,8 @@ class Dispatcher:
         ttl: int | None,
         parent: Span | None = None,
     ) -> Failure | None:
-        if not _claims_event(resp):
+        target = trigger.reply_address(broker)  # a Subscription without a reply: ""
+        if not target or not _claims_event(resp):
             return None
         try:
             replies = events.decode_http(resp.raw_headers, resp.body)
@@ -229,23 +230,24 @@ class Dispatcher:
             )
             return None
         for reply in replies:
-            loop_guard.stamp(reply.attributes, remaining)
+            if trigger.kind == contract.TRIGGER:  # a channel's events carry no extension
+                loop_guard.stamp(reply.attributes, remaining)
             headers, body = events.encode_binary(reply)
             span = None
             if parent is not None:
                 # The reply continues this trace: the next ingress span is the reply span's child.
-                span = self.tracing.reply(parent, broker.address)
+                span = self.tracing.reply(parent, target)
                 headers = _with_context(headers, span)
             try:
-                stored = await self.sender.send(broker.address, headers, body, 30.0)
+                stored = await self.sender.send(target, headers, body, 30.0)
             except SendError as exc:
                 if span is not None:
                     telemetry.end(span, None)
-                return Failure(None, broker.address, error=str(exc) or type(exc).__name__)
+                return Failure(None, target, error=str(exc) or type(exc).__name__)
             if span is not None:
                 telemetry.end(span, stored.status, not delivery.is_success(stored.status))
             if not delivery.is_success(stored.status):
-                return Failure(stored.status, broker.address, stored.body, stored.headers)
+                return Failure(stored.status, target, stored.body, stored.headers)
         return None
 
     async def _dead_letter(

@@ -1,6 +1,7 @@
 """build_app: the ingress ASGI application (broker paths on a fast path, the rest on Starlette).
 
-`/<namespace>/<broker>` (one trailing slash allowed) goes straight to `routes.BrokerIngress`.
+`/<namespace>/<broker>` (one trailing slash allowed) goes straight to `routes.BrokerIngress`, and
+so does a channel's `/channels/<namespace>/<name>`.
 Until the first contract is loaded it answers 503 with Retry-After instead: "broker not found"
 (404) is an answer producers take as final, and at that point nothing is known yet. Everything
 else (health, readiness, metrics, status, the UI) is an ordinary Starlette app the caller
@@ -14,7 +15,7 @@ import gc
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import uvicorn
-from kbroker.core import telemetry
+from kbroker.core import contract, telemetry
 from kbroker.core.channel import Channel
 from kbroker.core.contract_source import ContractHolder
 from kbroker.core.reporters import IngressReporter
@@ -69,6 +70,9 @@ class IngressApp:
         if scope["type"] == "http":
             path: str = scope["path"]
             parts = path.strip("/").split("/") if path not in ("", "/") else []
+            if len(parts) == 3 and parts[0] == contract.CHANNEL_PATH:
+                # `/channels/<ns>/<name>`: a channel, keyed by its whole path (contract.Broker.key)
+                parts = [f"{parts[0]}/{parts[1]}", parts[2]]
             if len(parts) == 2 and all(parts) and not path.endswith("//"):
                 if not self.ingress.holder.loaded:
                     self.ingress.observer.rejected(f"{parts[0]}/{parts[1]}", 503, 0.0)
