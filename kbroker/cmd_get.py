@@ -1,5 +1,5 @@
-"""`kbroker get brokers|triggers|eventpolicies|pingsources`: objects as `kubectl get` shows them,
-from a running broker.
+"""`kbroker get brokers|triggers|eventpolicies|pingsources|sequences|parallels|channels|
+subscriptions`: objects as `kubectl get` shows them, from a running broker.
 
 `-o yaml|json` prints each object as written plus its status (GET /status serves them so); the
 table picks a few columns from the same documents.
@@ -22,7 +22,9 @@ from kbroker.core import tls
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "get", help="show Brokers, Triggers, EventPolicies or PingSources and their status"
+        "get",
+        help="show Brokers, Triggers, EventPolicies, PingSources, Sequences, Parallels, "
+        "channels or Subscriptions and their status",
     )
     p.add_argument("kind", choices=[*PLURALS, *PLURALS.values()])
     p.add_argument("name", nargs="?", help="only this object")
@@ -41,6 +43,10 @@ PLURALS = {
     "trigger": "triggers",
     "eventpolicy": "eventpolicies",
     "pingsource": "pingsources",
+    "sequence": "sequences",
+    "parallel": "parallels",
+    "channel": "channels",
+    "subscription": "subscriptions",
 }
 
 
@@ -64,6 +70,10 @@ def rows(kind: str, objects: list[dict[str, Any]]) -> list[list[str]]:
         out = [["NAMESPACE", "NAME", "READY", "REASON", "FROM"]]
     elif kind == "pingsources":
         out = [["NAMESPACE", "NAME", "SCHEDULE", "SINK", "READY", "REASON"]]
+    elif kind in ("sequences", "parallels", "channels"):
+        return _addressable_rows(kind, objects)
+    elif kind == "subscriptions":
+        return _subscription_rows(objects)
     else:
         out = [["NAMESPACE", "NAME", "BROKER", "SUBSCRIBER_URI", "READY", "REASON", "LAG"]]
     for obj in objects:
@@ -90,6 +100,40 @@ def rows(kind: str, objects: list[dict[str, Any]]) -> list[list[str]]:
         if kind == "triggers":
             cells.append(status.get("annotations", {}).get("kbroker.dev/lag", ""))
         out.append(cells)
+    return out
+
+
+def _addressable_rows(kind: str, objects: list[dict[str, Any]]) -> list[list[str]]:
+    """Sequences, Parallels and channels: their address (and a channel's kind), as `kubectl get`."""
+    head = ["NAMESPACE", "NAME", *(["KIND"] if kind == "channels" else []), "URL", "READY"]
+    out = [[*head, "REASON"]]
+    for obj in objects:
+        meta, ready = obj["metadata"], _condition(obj, "Ready")
+        cells = [meta["namespace"], meta["name"]]
+        if kind == "channels":
+            cells.append(str(obj.get("kind", "")))
+        cells.append(obj.get("status", {}).get("address", {}).get("url", ""))
+        out.append([*cells, ready.get("status", "Unknown"), ready.get("reason", "")])
+    return out
+
+
+def _subscription_rows(objects: list[dict[str, Any]]) -> list[list[str]]:
+    out = [["NAMESPACE", "NAME", "CHANNEL", "SUBSCRIBER_URI", "REPLY_URI", "READY", "REASON"]]
+    for obj in objects:
+        meta, ready = obj["metadata"], _condition(obj, "Ready")
+        channel = (obj.get("spec") or {}).get("channel") or {}
+        physical = obj.get("status", {}).get("physicalSubscription", {})
+        out.append(
+            [
+                meta["namespace"],
+                meta["name"],
+                f"{channel.get('kind', '')}:{channel.get('name', '')}",
+                physical.get("subscriberUri", ""),
+                physical.get("replyUri", ""),
+                ready.get("status", "Unknown"),
+                ready.get("reason", ""),
+            ]
+        )
     return out
 
 

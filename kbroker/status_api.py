@@ -1,4 +1,5 @@
-"""GET /status: Brokers and Triggers with Knative-shaped status, for `kbroker get` and humans.
+"""GET /status: Brokers, Triggers, workflows and the rest with Knative-shaped status, for
+`kbroker get` and humans.
 
 Objects come out the way `kubectl get -o json` shows them: the object as written (apiVersion, kind,
 metadata with labels and annotations, the whole spec) plus its status, so scripts written against
@@ -25,11 +26,22 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from kbroker.controller import compiler, files, status, transitions
+from kbroker.core import contract
 from kbroker.core.channel import Channel, broker_problem
 from kbroker.core.contract_source import ContractHolder
 from kbroker.filter.pool import WorkerPool
 
 API_VERSION = "eventing.knative.dev/v1"
+# Workflow kinds -> the list /status shows them in (`kbroker get <list>`).
+FLOW_LISTS = {
+    "Channel": "channels",
+    "InMemoryChannel": "channels",
+    "KafkaChannel": "channels",
+    "NatsJetStreamChannel": "channels",
+    "Subscription": "subscriptions",
+    "Sequence": "sequences",
+    "Parallel": "parallels",
+}
 
 
 class _Watched(Protocol):
@@ -76,15 +88,17 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
     result = src.result
     if result is None:
         return {"brokers": [], "triggers": [], "problems": [], "config": config_status(src)}
-    lags: dict[tuple[str, str], int] = {}
+    lags: dict[tuple[str, str, str], int] = {}
     for worker in src.pool.workers.values():
         try:
-            lags[(worker.trigger.namespace, worker.trigger.name)] = await worker.subscription.lag()
+            t = worker.trigger
+            lags[(t.kind, t.namespace, t.name)] = await worker.subscription.lag()
         except Exception:  # lag is best effort: a backend hiccup must not break /status
             continue
     problems = storage_problems(src)
     observe(src, problems)  # a problem found since the last update is a transition now
     brokers, triggers, policies, pings = [], [], [], []
+    flows: dict[str, list[dict[str, Any]]] = {k: [] for k in FLOW_LISTS.values()}
     for key, st in sorted(result.statuses.items()):
         kind, ns, name = key
         shown = effective(st, problems)
@@ -98,13 +112,14 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
         elif kind == "PingSource":
             pings.append(obj)
         else:
-            if (ns, name) in lags:
+            if (kind, ns, name) in lags:
                 annotations = status_doc.setdefault("annotations", {})
-                annotations["kbroker.dev/lag"] = str(lags[(ns, name)])
-            triggers.append(obj)
+                annotations["kbroker.dev/lag"] = str(lags[(kind, ns, name)])
+            (triggers if kind == "Trigger" else flows[FLOW_LISTS[kind]]).append(obj)
     return {
         "brokers": brokers,
         "triggers": triggers,
+        **flows,
         "eventpolicies": policies,
         "pingsources": pings,
         "problems": [*src.folder.health.errors, *(str(p) for p in result.problems)],
@@ -137,9 +152,12 @@ def effective(st: status.ObjectStatus, storage_errors: Mapping[str, str]) -> sta
     reports it broken (`storage_problems`), is not Ready, whatever its YAML says (its Triggers
     keep their own conditions)."""
     error = storage_errors.get(f"{st.namespace}/{st.name}") if st.kind == "Broker" else None
+    failed = {"Ready", "TriggerChannelReady"}
+    if st.kind in FLOW_LISTS and FLOW_LISTS[st.kind] == "channels":
+        error = storage_errors.get(contract.channel_key(st.namespace, st.name))
+        failed = {"Ready", "DispatcherReady", "BackingChannelReady"}
     if error is None:
         return st
-    failed = {"Ready", "TriggerChannelReady"}
     return dataclasses.replace(
         st,
         conditions=tuple(
