@@ -7,8 +7,8 @@ status compile returns. This module holds what is specific to them, so the recon
 gains a loop over `KINDS`:
 
 - the REST resources, each with the API version Knative serves it at;
-- which of them may be absent: a cluster without the KafkaChannel (or NATS) CRD must still
-  reconcile everything else, so those informers treat "no such resource" as an empty list;
+- that each of them may be absent: a cluster without the KafkaChannel (or any workflow) CRD must
+  still reconcile everything else, so their informers treat "no such resource" as an empty list;
 - the references inside their specs (steps, branches' filters, subscribers and replies, a
   Subscription's channel), so the resolver prefetches them like Triggers' subscribers.
 
@@ -45,9 +45,10 @@ KINDS: tuple[Resource, ...] = (
     PARALLELS,
 )
 
-# Installed by other projects (eventing-kafka-broker, eventing-natss) or left out of a slim
-# install: their absence is not an error.
-OPTIONAL = frozenset({KAFKACHANNELS.kind, NATSCHANNELS.kind})
+# None of them is needed to serve Brokers and Triggers: a cluster with only the Broker CRDs (or
+# RBAC from before these kinds), or without KafkaChannel (eventing-kafka-broker ships that one),
+# still reconciles the rest.
+OPTIONAL = frozenset(r.kind for r in KINDS)
 
 
 def refs(obj: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], str]]:

@@ -177,9 +177,8 @@ class KubeController:
         for b in loaded.brokers:
             # A restart: what the data plane serves is where the bookkeeping starts.
             self._storage.setdefault(b.key, b)
-            self._since[("Broker", b.namespace, b.name)] = (b, loaded.generation)
-        for t in loaded.triggers:
-            self._since[("Trigger", t.namespace, t.name)] = (t, loaded.generation)
+        for key, entry in _entries(loaded).items():
+            self._since[key] = (entry, loaded.generation)
 
     # --- change notifications -------------------------------------------------------------------
 
@@ -388,10 +387,7 @@ class KubeController:
     ) -> bool:
         """Patch every status that differs; True while some object waits for the data plane."""
         c = result.contract
-        entries: dict[decisions.Key, object] = {
-            ("Broker", b.namespace, b.name): b for b in c.brokers
-        }
-        entries.update({("Trigger", t.namespace, t.name): t for t in c.triggers})
+        entries = _entries(c)
         pending = False
         patches: list[tuple[Resource, Obj, Obj]] = []
         seen: list[readiness.Readiness] = []
@@ -513,6 +509,25 @@ class KubeController:
                 self.dirty.set()
             elif exc.status != 404:
                 raise
+
+
+def _entries(c: ct.Contract) -> dict[decisions.Key, object]:
+    """The contract entries of Brokers and Triggers by object key. Channels and Subscriptions
+    (those of Sequences and Parallels included) are entries of the same types: left out, as a
+    channel may share a name with a Broker."""
+    out: dict[decisions.Key, object] = {
+        ("Broker", b.namespace, b.name): b
+        for b in c.brokers
+        if getattr(b, "kind", "Broker") == "Broker"
+    }
+    out.update(
+        {
+            ("Trigger", t.namespace, t.name): t
+            for t in c.triggers
+            if getattr(t, "kind", "Trigger") == "Trigger"
+        }
+    )
+    return out
 
 
 def _ident(obj: Obj) -> tuple[str, str, str]:

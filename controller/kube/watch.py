@@ -7,8 +7,9 @@ resourceVersion; a watch the server ends (timeout) resumes from the last version
 included; a 410 Gone (that version was compacted away) means list again; any other error is
 retried with exponential backoff. It never gives up: the API server may be restarting.
 
-An optional informer is for a kind whose CRD may not be installed (KafkaChannel without Kafka):
-"no such resource" counts as an empty, synced list, and it keeps looking, slowly, for the CRD.
+An optional informer is for a kind whose CRD may not be installed (KafkaChannel without Kafka), or
+that the controller's RBAC does not cover yet: "no such resource" or "forbidden" counts as an
+empty, synced list, so the other kinds reconcile; it keeps looking, slowly, for the kind.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ class Informer:
                 if exc.status == 410:
                     version = ""
                     continue
-                if exc.status == 404 and self.optional:
-                    self._absent()
+                if exc.status in (403, 404) and self.optional:
+                    self._absent(exc)
                     version = ""
                     await asyncio.sleep(self.backoff[1])
                     continue
@@ -85,9 +86,14 @@ class Informer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff[1])
 
-    def _absent(self) -> None:
+    def _absent(self, exc: KubeError) -> None:
         if not self.absent:
-            log.info("%s: not served by the API server; treated as none", self.resource.plural)
+            # 404: the CRD is not installed; 403: RBAC that predates the kind (say so louder).
+            (log.info if exc.status == 404 else log.warning)(
+                "%s: cannot be listed (%s); treated as none until it can",
+                self.resource.plural,
+                exc,
+            )
         self.absent = True
         had = bool(self.items)
         self.items = {}

@@ -1,0 +1,443 @@
+"""Workflows on the real kube-apiserver: Knative's Sequence and Parallel YAML, Ready, events flow.
+
+    kubectl apply (Knative docs YAML) ──> kube-apiserver <──watch/patch── kbroker controller
+                                                                              │ contract file
+    producer ──POST status.address.url──> kbroker ingress ──> log ──> kbroker filter ──> steps
+
+The Sequence and Parallel are the examples of Knative's docs, applied unchanged. Their steps are
+Knative Services (serving.knative.dev/v1), so a stand-in CRD for that kind is installed and each
+Service's status.address.url is pointed at a real local HTTP subscriber, as Knative Serving would
+point it at a pod: the controller resolves the refs exactly as on a Knative cluster. Ingress,
+filter and controller are real `kbroker` processes (no kubelet here), sharing one module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fixtures.kube import Kube
+from fixtures.subscriber import Sink, SinkServer
+from kbroker.core import events as ce
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "config"
+FLOW_CRDS = (
+    "channels.messaging.knative.dev",
+    "inmemorychannels.messaging.knative.dev",
+    "subscriptions.messaging.knative.dev",
+    "sequences.flows.knative.dev",
+    "parallels.flows.knative.dev",
+)
+
+# Knative Serving is not installed: its Service kind, as an Addressable whose status we write.
+KSVC_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: services.serving.knative.dev
+spec:
+  group: serving.knative.dev
+  scope: Namespaced
+  names: {kind: Service, plural: services, singular: service, listKind: ServiceList,
+          shortNames: [ksvc]}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"""
+
+# Knative's docs, eventing/flows/sequence/sequence-reply-to-event-display: unchanged.
+DOCS_SEQUENCE = """
+apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata:
+  name: sequence
+spec:
+  channelTemplate:
+    apiVersion: messaging.knative.dev/v1
+    kind: InMemoryChannel
+  steps:
+    - ref:
+        apiVersion: serving.knative.dev/v1
+        kind: Service
+        name: first
+    - ref:
+        apiVersion: serving.knative.dev/v1
+        kind: Service
+        name: second
+    - ref:
+        apiVersion: serving.knative.dev/v1
+        kind: Service
+        name: third
+  reply:
+    ref:
+      kind: Service
+      apiVersion: serving.knative.dev/v1
+      name: event-display
+"""
+
+# Knative's docs, eventing/flows/parallel (the odd/even example): unchanged.
+DOCS_PARALLEL = """
+apiVersion: flows.knative.dev/v1
+kind: Parallel
+metadata:
+  name: odd-even-parallel
+spec:
+  channelTemplate:
+    apiVersion: messaging.knative.dev/v1
+    kind: InMemoryChannel
+  branches:
+    - filter:
+        ref:
+          apiVersion: serving.knative.dev/v1
+          kind: Service
+          name: even-filter
+      subscriber:
+        ref:
+          apiVersion: serving.knative.dev/v1
+          kind: Service
+          name: even-transformer
+    - filter:
+        ref:
+          apiVersion: serving.knative.dev/v1
+          kind: Service
+          name: odd-filter
+      subscriber:
+        ref:
+          apiVersion: serving.knative.dev/v1
+          kind: Service
+          name: odd-transformer
+  reply:
+    ref:
+      apiVersion: serving.knative.dev/v1
+      kind: Service
+      name: event-display
+"""
+
+# Knative's docs, eventing/channels: a Channel and a Subscription written by hand.
+DOCS_CHANNEL = """
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata:
+  name: my-channel
+spec:
+  channelTemplate:
+    apiVersion: messaging.knative.dev/v1
+    kind: InMemoryChannel
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata:
+  name: my-subscription
+spec:
+  channel:
+    apiVersion: messaging.knative.dev/v1
+    kind: Channel
+    name: my-channel
+  subscriber:
+    ref:
+      apiVersion: serving.knative.dev/v1
+      kind: Service
+      name: my-service
+"""
+
+KSVC = """
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: {name}
+spec:
+  template:
+    spec:
+      containers:
+        - image: gcr.io/knative-releases/knative.dev/eventing/cmd/appender
+"""
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    url: str = ""
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+def spawn(name: str, args: list[str], root: Path, timeout: float = 30.0) -> Proc:
+    log = root / f"{name}.log"
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "kbroker", *args, "--log-level", "info"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    proc = Proc(name, popen, log)
+    deadline = time.monotonic() + timeout
+    while not (m := re.search(rf"kbroker {name} ready on (\S+)", proc.tail())):
+        if popen.poll() is not None or time.monotonic() > deadline:
+            popen.kill()
+            pytest.fail(f"{name} did not start: {proc.tail()}")
+        time.sleep(0.05)
+    proc.url = m.group(1)
+    return proc
+
+
+def stop(proc: Proc) -> None:
+    if proc.popen.poll() is None:
+        proc.popen.send_signal(signal.SIGTERM)
+        try:
+            proc.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.popen.kill()
+            proc.popen.wait(5)
+
+
+@dataclass
+class Plane:
+    kube: Kube
+    ingress: Proc
+    filter: Proc
+    controller: Proc
+    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10.0))
+
+    async def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return await asyncio.to_thread(self.kube.kubectl, *args, stdin=stdin)
+
+    async def apply(self, ns: str, text: str) -> None:
+        await self.kubectl("apply", "-n", ns, "-f", "-", stdin=text)
+
+    async def get(self, ns: str, kind: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(
+            await self.kubectl("get", "-n", ns, kind, name, "-o", "json")
+        )
+        return found
+
+    async def service(self, ns: str, name: str, sink: Sink) -> None:
+        """A Knative Service whose address is `sink`, as Knative Serving would publish it."""
+        await self.apply(ns, KSVC.format(name=name))
+        status = {"status": {"address": {"url": sink.url}, "url": sink.url}}
+        await self.kubectl(
+            "patch", "-n", ns, "ksvc", name, "--type=merge", "-p", json.dumps(status)
+        )
+
+    async def ready(self, ns: str, kind: str, name: str, t: float = 40) -> dict[str, Any]:
+        deadline = time.monotonic() + t
+        while True:
+            for p in (self.ingress, self.filter, self.controller):
+                if p.popen.poll() is not None:
+                    pytest.fail(f"{p.name} exited: {p.tail()}")
+            obj = await self.get(ns, kind, name)
+            st = obj.get("status") or {}
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", ())
+            )
+            if ready and st.get("observedGeneration") == obj["metadata"]["generation"]:
+                return obj
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"{kind} {ns}/{name} not Ready: {json.dumps(st, indent=1)}\n"
+                    f"controller log:\n{self.controller.tail()}"
+                )
+            await asyncio.sleep(0.1)
+
+    async def send(
+        self, url: str, data: dict[str, Any], etype: str = "dev.knative.sources.ping"
+    ) -> None:
+        event = ce.CloudEvent(
+            {
+                "specversion": "1.0",
+                "id": uuid.uuid4().hex,
+                "source": "test/flows-kube",
+                "type": etype,
+                "datacontenttype": "application/json",
+            },
+            json.dumps(data).encode(),
+        )
+        headers, body = ce.encode_binary(event)
+        resp = await self.http.post(url, content=body, headers=headers)
+        assert resp.status_code == 202, resp.text
+
+
+@pytest.fixture(scope="module")
+def processes(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    root = tmp_path_factory.mktemp("flows-kube")
+    kube.kubectl("apply", "-f", str(CONFIG / "100-namespace.yaml"))
+    kube.kubectl("apply", "-f", str(CONFIG / "310-crds-flows.yaml"))
+    kube.kubectl("apply", "-f", "-", stdin=KSVC_CRD)
+    crds = [*FLOW_CRDS, "services.serving.knative.dev"]
+    kube.kubectl("wait", "--for=condition=Established", *(f"crd/{n}" for n in crds))
+    contract = root / "contract.json"
+    data_plane = ["--contract", str(contract), "--port", "0", "--data", str(root / "data")]
+    ingress = spawn("ingress", ["ingress", *data_plane, "--poll", "0.1"], root)
+    filter_ = spawn("filter", ["filter", *data_plane, "--poll", "0.1"], root)
+    controller = spawn(
+        "controller",
+        [
+            "controller",
+            "--kubeconfig",
+            str(kube.kubeconfig),
+            "--port",
+            "0",
+            "--data",
+            str(root / "data"),
+            "--contract-file",
+            str(contract),
+            "--ingress-url",
+            ingress.url,
+            "--data-plane",
+            ingress.url,
+            "--data-plane",
+            filter_.url,
+            "--resync",
+            "1",
+        ],
+        root,
+    )
+    try:
+        yield Plane(kube, ingress, filter_, controller)
+    finally:
+        for p in (controller, filter_, ingress):
+            stop(p)
+
+
+@pytest.fixture
+async def plane(processes: Plane, sinks: SinkServer) -> AsyncIterator[Plane]:
+    yield processes
+    await processes.http.aclose()
+    processes.http = httpx.AsyncClient(timeout=10.0)  # a new loop per test
+
+
+def appender(message: str) -> Any:
+    """Knative's `appender` sample: the reply is the event with `message` appended to data."""
+
+    def reply(event: ce.CloudEvent) -> ce.CloudEvent:
+        data = json.loads(event.data or b"{}")
+        data["message"] = str(data.get("message", "")) + message
+        return ce.CloudEvent(dict(event.attributes), json.dumps(data).encode())
+
+    return reply
+
+
+async def test_docs_sequence_goes_ready_with_an_address_and_runs_its_steps_in_order(
+    plane: Plane, sinks: SinkServer
+) -> None:
+    ns = plane.kube.namespace("seq")
+    steps = [sinks.sink(f"step{i}", reply=appender(f" - Handled by {i}")) for i in range(3)]
+    display = sinks.sink("display")
+    for name, sink in zip(("first", "second", "third"), steps, strict=True):
+        await plane.service(ns, name, sink)
+    await plane.service(ns, "event-display", display)
+    await plane.apply(ns, DOCS_SEQUENCE)
+
+    seq = await plane.ready(ns, "sequence", "sequence")
+    st = seq["status"]
+    url = st["address"]["url"]
+    assert url.startswith(plane.ingress.url)
+    conditions = {c["type"]: c["status"] for c in st["conditions"]}
+    for ctype in ("Ready", "ChannelsReady", "SubscriptionsReady"):
+        assert conditions[ctype] == "True", st
+    names = [c["channel"]["name"] for c in st["channelStatuses"]]
+    assert names == [f"sequence-kn-sequence-{i}" for i in range(3)]
+    assert {c["channel"]["kind"] for c in st["channelStatuses"]} == {"InMemoryChannel"}
+    subs = [s["subscription"]["name"] for s in st["subscriptionStatuses"]]
+    assert subs == names
+    assert all(s["ready"]["status"] == "True" for s in st["subscriptionStatuses"])
+    listed = await plane.kubectl("get", "-n", ns, "sequences")
+    assert re.search(rf"^sequence\s+{re.escape(url)}\s+\S+\s+True\s*$", listed, re.M), listed
+
+    await plane.send(url, {"id": 1, "message": "Hello world!"})
+    await display.wait_for(1, timeout=20)
+    out = display.events[0]
+    assert json.loads(out.data or b"") == {
+        "id": 1,
+        "message": "Hello world! - Handled by 0 - Handled by 1 - Handled by 2",
+    }
+    assert out.type == "dev.knative.sources.ping"
+    assert [len(s.received) for s in steps] == [1, 1, 1]
+
+
+async def test_docs_parallel_routes_each_event_through_the_branches_whose_filter_answers(
+    plane: Plane, sinks: SinkServer
+) -> None:
+    ns = plane.kube.namespace("par")
+
+    def only(parity: int) -> Any:
+        def answer(event: ce.CloudEvent) -> ce.CloudEvent | None:
+            n = json.loads(event.data or b"{}")["id"]
+            return event if n % 2 == parity else None  # 2xx without an event: filtered out
+
+        return answer
+
+    filters = {"even-filter": only(0), "odd-filter": only(1)}
+    for name, answer in filters.items():
+        await plane.service(ns, name, sinks.sink(name, reply=answer))
+    transformers = {
+        "even-transformer": appender(" - even"),
+        "odd-transformer": appender(" - odd"),
+    }
+    for name, answer in transformers.items():
+        await plane.service(ns, name, sinks.sink(name, reply=answer))
+    display = sinks.sink("par-display")
+    await plane.service(ns, "event-display", display)
+    await plane.apply(ns, DOCS_PARALLEL)
+
+    par = await plane.ready(ns, "parallel", "odd-even-parallel")
+    st = par["status"]
+    url = st["address"]["url"]
+    assert st["ingressChannelStatus"]["channel"]["name"] == "odd-even-parallel-kn-parallel"
+    branches = st["branchStatuses"]
+    assert [b["filterSubscriptionStatus"]["subscription"]["name"] for b in branches] == [
+        "odd-even-parallel-kn-parallel-filter-0",
+        "odd-even-parallel-kn-parallel-filter-1",
+    ]
+    listed = await plane.kubectl("get", "-n", ns, "parallels")
+    assert re.search(rf"^odd-even-parallel\s+{re.escape(url)}\s+\S+\s+True", listed, re.M)
+
+    for n in (2, 3, 4):
+        await plane.send(url, {"id": n, "message": "n"})
+    events = await display.wait_for(3, timeout=20)
+    got = sorted(
+        (json.loads(e.data or b"")["id"], json.loads(e.data or b"")["message"]) for e in events
+    )
+    assert got == [(2, "n - even"), (3, "n - odd"), (4, "n - even")]
+    await asyncio.sleep(0.5)  # nothing else arrives: each event took exactly one branch
+    assert len(display.received) == 3
+
+
+async def test_docs_channel_and_subscription_deliver_to_the_subscriber(
+    plane: Plane, sinks: SinkServer
+) -> None:
+    ns = plane.kube.namespace("chan")
+    sink = sinks.sink("my-service")
+    await plane.service(ns, "my-service", sink)
+    await plane.apply(ns, DOCS_CHANNEL)
+
+    channel = await plane.ready(ns, "channels.messaging.knative.dev", "my-channel")
+    url = channel["status"]["address"]["url"]
+    assert url.startswith(plane.ingress.url)
+    sub = await plane.ready(ns, "subscription", "my-subscription")
+    assert sub["status"]["physicalSubscription"]["subscriberUri"] == sink.url
+
+    await plane.send(url, {"id": 7})
+    await sink.wait_for(1, timeout=20)
+    assert json.loads(sink.events[0].data or b"") == {"id": 7}
