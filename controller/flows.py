@@ -550,13 +550,10 @@ def flow_status(c: Compilation, flow: Obj, plan: Plan) -> status.ObjectStatus:
     # Sequence marks what is not ready yet Unknown, Parallel False (as Knative does).
     pending = status.unknown if kind == "Sequence" else status.false
     blocked = plan.blocked.get((kind, ns, name))
-    chans_ok = bool(chan_names) and all(
-        (st := c.statuses.get((_channel_ref(c, plan, ns, ch)[0], ns, ch))) is not None and st.ready
-        for ch in chan_names
+    chan_why = _not_ready(
+        [(ch, c.statuses.get((_channel_ref(c, plan, ns, ch)[0], ns, ch))) for ch in chan_names]
     )
-    subs_ok = bool(sub_names) and all(
-        (st := c.statuses.get(("Subscription", ns, s))) is not None and st.ready for s in sub_names
-    )
+    sub_why = _not_ready([(s, c.statuses.get(("Subscription", ns, s))) for s in sub_names])
     if issues.errors:
         first = issues.errors[0]
         channels_cond = status.false(
@@ -564,19 +561,21 @@ def flow_status(c: Compilation, flow: Obj, plan: Plan) -> status.ObjectStatus:
         )
     elif blocked is not None:
         channels_cond = status.false("ChannelsReady", "ChannelsNotOwned", blocked)
-    elif chans_ok:
+    elif chan_why is None:
         channels_cond = status.true("ChannelsReady")
     else:
         channels_cond = pending(
-            "ChannelsReady", "ChannelsNotReady", "Channels are not ready yet, or there are none"
+            "ChannelsReady",
+            "ChannelsNotReady",
+            "Channels are not ready yet, or there are none" + chan_why,
         )
-    if subs_ok:
+    if sub_why is None:
         subs_cond = status.true("SubscriptionsReady")
     else:
         subs_cond = pending(
             "SubscriptionsReady",
             "SubscriptionsNotReady",
-            "Subscriptions are not ready yet, or there are none",
+            "Subscriptions are not ready yet, or there are none" + sub_why,
         )
     first_channel = flow_address_channel(kind, name)
     fk, _ = _channel_ref(c, plan, ns, first_channel)
@@ -609,6 +608,20 @@ def flow_status(c: Compilation, flow: Obj, plan: Plan) -> status.ObjectStatus:
         warnings=tuple(str(i) for i in issues.items if i.severity == "warning"),
         extra=tuple(extra),
     )
+
+
+def _not_ready(items: list[tuple[str, status.ObjectStatus | None]]) -> str | None:
+    """None when every object is Ready (and there is one), else what to add to the message:
+    the first one that is not, and why (Knative's message alone does not say which)."""
+    if not items:
+        return ""
+    for name, st in items:
+        if st is None:
+            return f" ({name}: not created)"
+        if not st.ready:
+            why = st.conditions[0].message if st.conditions else ""
+            return f" ({name}: {why})" if why else f" ({name})"
+    return None
 
 
 def _count(flow: Obj) -> int:

@@ -97,7 +97,10 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             continue
     problems = storage_problems(src)
     observe(src, problems)  # a problem found since the last update is a transition now
-    brokers, triggers, policies, pings = [], [], [], []
+    brokers: list[dict[str, Any]] = []
+    triggers: list[dict[str, Any]] = []
+    policies: list[dict[str, Any]] = []
+    pings: list[dict[str, Any]] = []
     flows: dict[str, list[dict[str, Any]]] = {k: [] for k in FLOW_LISTS.values()}
     for key, st in sorted(result.statuses.items()):
         kind, ns, name = key

@@ -9,7 +9,6 @@ sinks, all in one config folder), so the module costs one start per backend.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import uuid
