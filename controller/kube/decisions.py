@@ -146,6 +146,9 @@ def effective(st: status.ObjectStatus, o: Overrides) -> status.ObjectStatus:
         )
         conditions = status.with_ready(status.BROKER_CONDITIONS, deps)
     ready = conditions[0]
+    if o.storage_error is not None and st.kind != "Broker" and ready.status == status.TRUE:
+        # A channel, or a flow one of whose channels has no log or topic: nothing can be stored.
+        ready = status.false(status.READY, REASON_STORAGE, o.storage_error)
     if o.violations:
         ready = status.false(
             status.READY,

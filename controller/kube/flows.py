@@ -10,7 +10,11 @@ gains a loop over `KINDS`:
 - that each of them may be absent: a cluster without the KafkaChannel (or any workflow) CRD must
   still reconcile everything else, so their informers treat "no such resource" as an empty list;
 - the references inside their specs (steps, branches' filters, subscribers and replies, a
-  Subscription's channel), so the resolver prefetches them like Triggers' subscribers.
+  Subscription's channel), so the resolver prefetches them like Triggers' subscribers;
+- which channels' storage (embedded log, Kafka topic) no object owns any more, so it is deleted.
+  Channels get no finalizer: their storage goes once no object in the cluster could own it by
+  name and the data plane serves a contract without it. An object that is merely invalid still
+  owns its storage, so fixing it loses nothing.
 
 A Sequence or Parallel does not become Channel and Subscription objects in the API server: its
 internal channels and subscriptions are entries of the contract, named as Knative names its
@@ -19,10 +23,12 @@ objects, and their readiness is reported in the flow's own status (see docs/flow
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kbroker.controller.kube.api import Resource
+from kbroker.core import contract as ct
 
 MESSAGING = "messaging.knative.dev"
 FLOWS = "flows.knative.dev"
@@ -81,3 +87,59 @@ def _items(value: Any) -> Iterable[Mapping[str, Any]]:
 def _dls(spec: Mapping[str, Any]) -> Any:
     delivery = spec.get("delivery")
     return delivery.get("deadLetterSink") if isinstance(delivery, Mapping) else None
+
+
+_SEQUENCE_CHANNEL = re.compile(r"(.+)-kn-sequence-\d+")
+_PARALLEL_CHANNEL = re.compile(r"(.+)-kn-parallel(?:-\d+)?")
+
+Present = Mapping[str, Mapping[tuple[str, str], Any]]  # kind -> the informer's objects
+
+
+def owner_exists(namespace: str, name: str, present: Present) -> bool:
+    """Whether some object in the cluster is (or builds) the channel `namespace/name`."""
+    key = (namespace, name)
+    if any(key in present.get(r.kind, {}) for r in KINDS if r.kind not in _NOT_CHANNELS):
+        return True
+    seq = _SEQUENCE_CHANNEL.fullmatch(name)
+    if seq and (namespace, seq.group(1)) in present.get(SEQUENCES.kind, {}):
+        return True
+    par = _PARALLEL_CHANNEL.fullmatch(name)
+    return bool(par and (namespace, par.group(1)) in present.get(PARALLELS.kind, {}))
+
+
+_NOT_CHANNELS = frozenset({SUBSCRIPTIONS.kind, SEQUENCES.kind, PARALLELS.kind})
+
+
+def orphaned(
+    stored: Iterable[ct.Broker], current: ct.Contract, present: Present
+) -> list[ct.Broker]:
+    """The channel entries whose storage exists but which nothing serves or owns any more."""
+    served = {b.key for b in current.brokers}
+    return [
+        b
+        for b in stored
+        if b.kind == ct.CHANNEL
+        and b.key not in served
+        and not owner_exists(b.namespace, b.name, present)
+    ]
+
+
+def storage_error(kind: str, namespace: str, name: str, errors: Mapping[str, str]) -> str | None:
+    """The first storage failure among the channels of a channel object or of a flow."""
+    if not errors:
+        return None
+    mine = []
+    for key, message in sorted(errors.items()):
+        prefix, _, rest = key.partition("/")
+        ns, _, channel = rest.partition("/")
+        if prefix != ct.CHANNEL_PATH or ns != namespace:
+            continue
+        seq = _SEQUENCE_CHANNEL.fullmatch(channel)
+        par = _PARALLEL_CHANNEL.fullmatch(channel)
+        if (
+            (kind not in _NOT_CHANNELS and channel == name)
+            or (kind == SEQUENCES.kind and seq and seq.group(1) == name)
+            or (kind == PARALLELS.kind and par and par.group(1) == name)
+        ):
+            mine.append(f"channel {channel}: {message}")
+    return "; ".join(mine) or None

@@ -322,6 +322,7 @@ class KubeController:
         pending = await self._write_statuses(result, violations, generation, now)
         await self._adopt(result)
         waiting, failed = await self._finalize(doomed, generation)
+        await self._collect_channels(result.contract, generation)
         self._awaiting = result.contract.generation if pending or waiting else None
         return not failed and not self._storage_errors
 
@@ -413,7 +414,9 @@ class KubeController:
                     waiting, pending = since[1], True
             overrides = decisions.Overrides(
                 violations=violations.get(key, ()),
-                storage_error=self._storage_errors.get(f"{ns}/{name}"),
+                storage_error=self._storage_errors.get(f"{ns}/{name}")
+                if kind == "Broker"
+                else flows.storage_error(kind, ns, name, self._storage_errors),
                 waiting_for=waiting,
                 accepted=decisions.accepted_record(obj) if kind == "Broker" else None,
             )
@@ -499,6 +502,25 @@ class KubeController:
             )
         return waiting, failed
 
+    async def _collect_channels(self, current: ct.Contract, served: int | None) -> None:
+        """Delete the storage of channels nothing owns any more, once no process serves them."""
+        if any(i.absent for i in self.flows.values()):
+            return  # an unlistable kind might own some: keep everything
+        if served is not None and served < current.generation:
+            return  # the data plane may still write to them
+        present = {kind: i.items for kind, i in self.flows.items()}
+        for entry in flows.orphaned(list(self._storage.values()), current, present):
+            channel = self.channels.get(entry.channel)
+            if channel is not None:
+                try:
+                    await channel.delete_broker(entry)
+                except ChannelError as exc:
+                    log.error("channel %s: storage not deleted yet: %s", entry.key, exc)
+                    continue
+                log.info("channel %s: storage %s deleted", entry.key, entry.topic)
+            self._storage.pop(entry.key, None)
+            self._storage_errors.pop(entry.key, None)
+
     async def _patch_meta(self, obj: Obj, patch: Obj) -> None:
         meta = decisions.meta(obj)
         path = BROKERS.path(str(meta["namespace"]), str(meta["name"]))
@@ -516,17 +538,9 @@ def _entries(c: ct.Contract) -> dict[decisions.Key, object]:
     (those of Sequences and Parallels included) are entries of the same types: left out, as a
     channel may share a name with a Broker."""
     out: dict[decisions.Key, object] = {
-        ("Broker", b.namespace, b.name): b
-        for b in c.brokers
-        if getattr(b, "kind", "Broker") == "Broker"
+        ("Broker", b.namespace, b.name): b for b in c.brokers if b.kind == ct.BROKER
     }
-    out.update(
-        {
-            ("Trigger", t.namespace, t.name): t
-            for t in c.triggers
-            if getattr(t, "kind", "Trigger") == "Trigger"
-        }
-    )
+    out.update({("Trigger", t.namespace, t.name): t for t in c.triggers if t.kind == ct.TRIGGER})
     return out
 
 

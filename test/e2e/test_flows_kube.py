@@ -218,6 +218,7 @@ class Plane:
     ingress: Proc
     filter: Proc
     controller: Proc
+    controller_data: Path
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10.0))
 
     async def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -314,7 +315,7 @@ def processes(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         root,
     )
     try:
-        yield Plane(kube, ingress, filter_, controller)
+        yield Plane(kube, ingress, filter_, controller, root / "data")
     finally:
         for p in (controller, filter_, ingress):
             stop(p)
@@ -441,3 +442,115 @@ async def test_docs_channel_and_subscription_deliver_to_the_subscriber(
     await plane.send(url, {"id": 7})
     await sink.wait_for(1, timeout=20)
     assert json.loads(sink.events[0].data or b"") == {"id": 7}
+
+
+# The mission's loop on a cluster: a Trigger delivers to a Sequence by ref, the Sequence replies to
+# the Broker, and a second Trigger picks the result up.
+LOOP = """
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: to-workflow
+spec:
+  broker: default
+  filter:
+    attributes:
+      type: order.placed
+  subscriber:
+    ref:
+      apiVersion: flows.knative.dev/v1
+      kind: Sequence
+      name: fulfil
+---
+apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata:
+  name: fulfil
+spec:
+  channelTemplate:
+    apiVersion: messaging.knative.dev/v1
+    kind: InMemoryChannel
+  steps:
+    - uri: {pack}
+    - uri: {ship}
+  reply:
+    ref:
+      apiVersion: eventing.knative.dev/v1
+      kind: Broker
+      name: default
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: done
+spec:
+  broker: default
+  filter:
+    attributes:
+      type: order.shipped
+  subscriber:
+    uri: {done}
+"""
+
+
+async def test_a_trigger_feeds_a_sequence_whose_reply_returns_to_the_broker(
+    plane: Plane, sinks: SinkServer
+) -> None:
+    ns = plane.kube.namespace("loop")
+    pack = sinks.sink("pack", reply=appender(" packed"))
+
+    def ship(event: ce.CloudEvent) -> ce.CloudEvent:
+        shipped = appender(" shipped")(event)
+        return ce.CloudEvent({**shipped.attributes, "type": "order.shipped"}, shipped.data)
+
+    shipper = sinks.sink("ship", reply=ship)
+    done = sinks.sink("done")
+    await plane.apply(ns, LOOP.format(pack=pack.url, ship=shipper.url, done=done.url))
+
+    seq = await plane.ready(ns, "sequence", "fulfil")
+    trigger = await plane.ready(ns, "trigger", "to-workflow")
+    assert trigger["status"]["subscriberUri"] == seq["status"]["address"]["url"]
+    await plane.ready(ns, "trigger", "done")
+    broker = await plane.ready(ns, "broker", "default")
+
+    await plane.send(broker["status"]["address"]["url"], {"message": "order"}, "order.placed")
+    await done.wait_for(1, timeout=20)
+    assert json.loads(done.events[0].data or b"") == {"message": "order packed shipped"}
+    assert done.events[0].type == "order.shipped"
+
+
+async def test_deleting_a_sequence_stops_serving_it_and_deletes_its_channels_storage(
+    plane: Plane, sinks: SinkServer
+) -> None:
+    ns = plane.kube.namespace("gone")
+    step = sinks.sink("gone-step")
+    text = DOCS_SEQUENCE.split("  reply:")[0]  # the docs' Sequence, without its reply
+    for name in ("first", "second", "third"):
+        await plane.service(ns, name, step)
+    await plane.apply(ns, text)
+    seq = await plane.ready(ns, "sequence", "sequence")
+    url = seq["status"]["address"]["url"]
+    await plane.send(url, {"message": "m"})
+    await step.wait_for(1, timeout=20)
+
+    data = plane.controller_data
+    logs = sorted(data.glob(f"knative-channel-{ns}-sequence-kn-sequence-*.db"))
+    assert len(logs) == 3, sorted(p.name for p in data.iterdir())
+    await plane.kubectl("delete", "-n", ns, "sequence", "sequence")
+
+    deadline = time.monotonic() + 30
+    while any(p.exists() for p in logs):
+        if time.monotonic() > deadline:
+            pytest.fail(f"channel logs not deleted; controller log:\n{plane.controller.tail()}")
+        await asyncio.sleep(0.1)
+    event = ce.CloudEvent(
+        {"specversion": "1.0", "id": "late", "source": "test", "type": "t"}, b"{}"
+    )
+    headers, body = ce.encode_binary(event)
+    resp = await plane.http.post(url, content=body, headers=headers)
+    assert resp.status_code == 404, resp.text

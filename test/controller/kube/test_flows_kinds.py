@@ -7,13 +7,16 @@ reconcile everything else (the real-server behaviour of the other kinds is in te
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pytest
-from kbroker.controller.kube import flows
+from kbroker.controller import status
+from kbroker.controller.kube import decisions, flows
 from kbroker.controller.kube.api import KubeError, Obj
 from kbroker.controller.kube.watch import Informer
+from kbroker.core import contract
 
 
 def obj(name: str, rv: str) -> Obj:
@@ -137,3 +140,76 @@ def test_every_destination_a_workflow_names_is_prefetched() -> None:
         ("Service", "sink", "shop"),
     }
     assert flows.refs({"kind": "Sequence", "spec": "garbage"}) == []
+
+
+def channel(ns: str, name: str) -> contract.Broker:
+    return contract.Broker(
+        namespace=ns,
+        name=name,
+        uid=name,
+        generation=1,
+        address=f"http://ingress/channels/{ns}/{name}",
+        channel="embedded",
+        topic=f"knative-channel-{ns}-{name}",
+        kind=contract.CHANNEL,
+    )
+
+
+def test_channel_storage_is_collected_only_when_nothing_could_own_it() -> None:
+    stored = [
+        channel("ns", "seq-kn-sequence-0"),  # its Sequence is gone
+        channel("ns", "seq-kn-sequence-1"),
+        channel("ns", "kept-kn-sequence-0"),  # its Sequence exists, even if invalid now
+        channel("ns", "par-kn-parallel"),  # Parallel gone
+        channel("ns", "live-kn-parallel-3"),  # Parallel exists
+        channel("ns", "imc"),  # its InMemoryChannel exists
+        channel("other", "imc"),  # same name, another namespace: gone
+        channel("ns", "served"),  # still in the contract
+        dataclasses.replace(channel("ns", "b"), kind=contract.BROKER),  # Brokers: finalizers
+    ]
+    present: dict[str, dict[tuple[str, str], Any]] = {
+        "Sequence": {("ns", "kept"): {}},
+        "Parallel": {("ns", "live"): {}},
+        "InMemoryChannel": {("ns", "imc"): {}},
+        "Subscription": {("ns", "seq-kn-sequence-1"): {}},  # not a channel: owns nothing
+    }
+    current = contract.Contract(generation=3, brokers=(channel("ns", "served"),))
+    gone = flows.orphaned(stored, current, present)
+    assert sorted(b.key for b in gone) == [
+        "channels/ns/par-kn-parallel",
+        "channels/ns/seq-kn-sequence-0",
+        "channels/ns/seq-kn-sequence-1",
+        "channels/other/imc",
+    ]
+
+
+def test_a_flow_reports_the_storage_failures_of_its_own_channels() -> None:
+    errors = {
+        "channels/ns/s-kn-sequence-1": "Kafka unreachable",
+        "channels/ns/p-kn-parallel-0": "disk full",
+        "channels/ns/imc": "disk full",
+        "ns/s": "a Broker's, not a channel's",
+        "channels/other/s-kn-sequence-0": "another namespace",
+    }
+    assert flows.storage_error("Sequence", "ns", "s", errors) == (
+        "channel s-kn-sequence-1: Kafka unreachable"
+    )
+    assert (
+        flows.storage_error("Parallel", "ns", "p", errors) == "channel p-kn-parallel-0: disk full"
+    )
+    assert flows.storage_error("InMemoryChannel", "ns", "imc", errors) == "channel imc: disk full"
+    assert flows.storage_error("Sequence", "ns", "imc", errors) is None
+    assert flows.storage_error("Subscription", "ns", "imc", errors) is None
+    assert flows.storage_error("Sequence", "ns", "s", {}) is None
+
+
+def test_a_storage_failure_turns_a_ready_flow_not_ready() -> None:
+    ok = status.ObjectStatus(
+        "Sequence", "ns", "s", 1, status.with_ready(("ChannelsReady",), {}), "http://x"
+    )
+    ok = dataclasses.replace(ok, conditions=(status.true("Ready"), status.true("ChannelsReady")))
+    failed = decisions.effective(ok, decisions.Overrides(storage_error="channel s-0: no disk"))
+    ready = failed.condition("Ready")
+    assert ready is not None and ready.status == "False"
+    assert (ready.reason, ready.message) == (decisions.REASON_STORAGE, "channel s-0: no disk")
+    assert decisions.effective(ok, decisions.Overrides()).ready
