@@ -8,7 +8,8 @@ The Sequence and Parallel are the examples of Knative's docs, applied unchanged.
 Knative Services (serving.knative.dev/v1), so a stand-in CRD for that kind is installed and each
 Service's status.address.url is pointed at a real local HTTP subscriber, as Knative Serving would
 point it at a pod: the controller resolves the refs exactly as on a Knative cluster. Ingress,
-filter and controller are real `kbroker` processes (no kubelet here), sharing one module.
+filter and controller are real `kbroker` processes (no kubelet here), sharing one module, with a
+real Kafka for the KafkaChannel rows (and as the Brokers' default channel).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ CONFIG = ROOT / "config"
 FLOW_CRDS = (
     "channels.messaging.knative.dev",
     "inmemorychannels.messaging.knative.dev",
+    "kafkachannels.messaging.knative.dev",
     "subscriptions.messaging.knative.dev",
     "sequences.flows.knative.dev",
     "parallels.flows.knative.dev",
@@ -280,7 +282,9 @@ class Plane:
 
 
 @pytest.fixture(scope="module")
-def processes(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+def processes(
+    kube: Kube, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Plane]:
     root = tmp_path_factory.mktemp("flows-kube")
     kube.kubectl("apply", "-f", str(CONFIG / "100-namespace.yaml"))
     kube.kubectl("apply", "-f", str(CONFIG / "310-crds-flows.yaml"))
@@ -289,6 +293,7 @@ def processes(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     kube.kubectl("wait", "--for=condition=Established", *(f"crd/{n}" for n in crds))
     contract = root / "contract.json"
     data_plane = ["--contract", str(contract), "--port", "0", "--data", str(root / "data")]
+    data_plane += ["--kafka", kafka_bootstrap]  # KafkaChannels, and the Brokers' default
     ingress = spawn("ingress", ["ingress", *data_plane, "--poll", "0.1"], root)
     filter_ = spawn("filter", ["filter", *data_plane, "--poll", "0.1"], root)
     controller = spawn(
@@ -311,6 +316,8 @@ def processes(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             filter_.url,
             "--resync",
             "1",
+            "--kafka",
+            kafka_bootstrap,
         ],
         root,
     )
@@ -554,3 +561,73 @@ async def test_deleting_a_sequence_stops_serving_it_and_deletes_its_channels_sto
     headers, body = ce.encode_binary(event)
     resp = await plane.http.post(url, content=body, headers=headers)
     assert resp.status_code == 404, resp.text
+
+
+# Knative's docs (eventing/channels, KafkaChannel page): a KafkaChannel and a Subscription to it;
+# and the docs' Sequence on KafkaChannels instead of InMemoryChannels.
+DOCS_KAFKA_CHANNEL = """
+apiVersion: messaging.knative.dev/v1beta1
+kind: KafkaChannel
+metadata:
+  name: my-kafka-channel
+spec:
+  numPartitions: 3
+  replicationFactor: 1
+  retentionDuration: PT168H
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata:
+  name: to-display
+spec:
+  channel:
+    apiVersion: messaging.knative.dev/v1beta1
+    kind: KafkaChannel
+    name: my-kafka-channel
+  subscriber:
+    ref:
+      apiVersion: serving.knative.dev/v1
+      kind: Service
+      name: event-display
+"""
+
+KAFKA_TEMPLATE = """  channelTemplate:
+    apiVersion: messaging.knative.dev/v1beta1
+    kind: KafkaChannel
+    spec:
+      numPartitions: 1
+      replicationFactor: 1
+"""
+
+
+async def test_kafka_channels_hand_written_and_as_a_sequence_template(
+    plane: Plane, sinks: SinkServer
+) -> None:
+    ns = plane.kube.namespace("kafka")
+    display = sinks.sink("k-display")
+    await plane.service(ns, "event-display", display)
+    await plane.apply(ns, DOCS_KAFKA_CHANNEL)
+    kc = await plane.ready(ns, "kafkachannel", "my-kafka-channel")
+    await plane.ready(ns, "subscription", "to-display")
+    url = kc["status"]["address"]["url"]
+    listed = await plane.kubectl("get", "-n", ns, "kafkachannels", "--no-headers")
+    assert re.search(rf"^my-kafka-channel\s+True\s.*{re.escape(url)}", listed), listed
+    await plane.send(url, {"via": "kafkachannel"})
+    await display.wait_for(1, timeout=30)
+
+    steps = [sinks.sink(f"k-step{i}", reply=appender(f" - Handled by {i}")) for i in range(3)]
+    for name, sink in zip(("first", "second", "third"), steps, strict=True):
+        await plane.service(ns, name, sink)
+    imc = (
+        "  channelTemplate:\n    apiVersion: messaging.knative.dev/v1\n    kind: InMemoryChannel\n"
+    )
+    assert imc in DOCS_SEQUENCE
+    await plane.apply(ns, DOCS_SEQUENCE.replace(imc, KAFKA_TEMPLATE))
+    seq = await plane.ready(ns, "sequence", "sequence", t=60)
+    kinds = {c["channel"]["kind"] for c in seq["status"]["channelStatuses"]}
+    assert kinds == {"KafkaChannel"}
+    await plane.send(seq["status"]["address"]["url"], {"message": "k"})
+    await display.wait_for(2, timeout=30)
+    assert json.loads(display.events[-1].data or b"") == {
+        "message": "k - Handled by 0 - Handled by 1 - Handled by 2"
+    }
