@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 # -- span names (formatted with the object's name and namespace, or the target URL) -------------
 SPAN_INGRESS = "broker:{name}.{namespace}"
 SPAN_TRIGGER = "trigger:{name}.{namespace}"
+SPAN_CHANNEL = "channel:{name}.{namespace}"  # a channel's ingress (workflows are built of them)
+SPAN_SUBSCRIPTION = "subscription:{name}.{namespace}"
 SPAN_SEND = "send {url}"
 SPAN_REPLY = "reply {url}"
 SPAN_DEAD_LETTER = "dead-letter {url}"
@@ -317,7 +319,8 @@ class Tracing:
             attrs[A_CE_SOURCE] = str(ce.get("source", ""))
         else:
             attrs[A_BATCH_COUNT] = len(evs)
-        name = SPAN_INGRESS.format(name=broker.name, namespace=broker.namespace)
+        form = SPAN_CHANNEL if broker.kind == contract.CHANNEL else SPAN_INGRESS
+        name = form.format(name=broker.name, namespace=broker.namespace)
         start_ns = None
         if started is not None:
             start_ns = time.time_ns() - int((time.perf_counter() - started) * 1e9)
@@ -343,7 +346,8 @@ class Tracing:
             A_MESSAGE_ID: str(ce.get("id", "")),
             A_CE_TYPE: str(ce.get("type", "")),
         }
-        name = SPAN_TRIGGER.format(name=trigger.name, namespace=trigger.namespace)
+        form = SPAN_SUBSCRIPTION if trigger.kind == contract.SUBSCRIPTION else SPAN_TRIGGER
+        name = form.format(name=trigger.name, namespace=trigger.namespace)
         parent = parse_traceparent(traceparent, tracestate)
         return self._start(name, parent, SpanKind.CONSUMER, attrs)
 
