@@ -33,6 +33,8 @@ from fixtures.kube import Kube
 from fixtures.subscriber import Sink, SinkServer
 from kbroker.core import events as ce
 
+pytestmark = pytest.mark.kafka  # the module's processes run with --kafka
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
 FLOW_CRDS = (
@@ -185,7 +187,8 @@ class Proc:
 
 
 def spawn(name: str, args: list[str], root: Path, timeout: float = 30.0) -> Proc:
-    log = root / f"{name}.log"
+    n = len(list(root.glob(f"{name}-*.log"))) + 1
+    log = root / f"{name}-{n}.log"  # one per start: a restart must not find the old ready line
     with log.open("ab") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", "kbroker", *args, "--log-level", "info"],
@@ -219,9 +222,38 @@ class Plane:
     kube: Kube
     ingress: Proc
     filter: Proc
-    controller: Proc
-    controller_data: Path
+    root: Path
+    kafka: str
+    controller: Proc = field(init=False)
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10.0))
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def start_controller(self, kubeconfig: Path | None = None) -> None:
+        args = [
+            "controller",
+            "--kubeconfig",
+            str(kubeconfig or self.kube.kubeconfig),
+            "--port",
+            "0",
+            "--data",
+            str(self.data),
+            "--contract-file",
+            str(self.root / "contract.json"),
+            "--ingress-url",
+            self.ingress.url,
+            "--data-plane",
+            self.ingress.url,
+            "--data-plane",
+            self.filter.url,
+            "--resync",
+            "1",
+            "--kafka",
+            self.kafka,
+        ]
+        self.controller = spawn("controller", args, self.root)
 
     async def kubectl(self, *args: str, stdin: str | None = None) -> str:
         return await asyncio.to_thread(self.kube.kubectl, *args, stdin=stdin)
@@ -296,35 +328,12 @@ def processes(
     data_plane += ["--kafka", kafka_bootstrap]  # KafkaChannels, and the Brokers' default
     ingress = spawn("ingress", ["ingress", *data_plane, "--poll", "0.1"], root)
     filter_ = spawn("filter", ["filter", *data_plane, "--poll", "0.1"], root)
-    controller = spawn(
-        "controller",
-        [
-            "controller",
-            "--kubeconfig",
-            str(kube.kubeconfig),
-            "--port",
-            "0",
-            "--data",
-            str(root / "data"),
-            "--contract-file",
-            str(contract),
-            "--ingress-url",
-            ingress.url,
-            "--data-plane",
-            ingress.url,
-            "--data-plane",
-            filter_.url,
-            "--resync",
-            "1",
-            "--kafka",
-            kafka_bootstrap,
-        ],
-        root,
-    )
+    plane = Plane(kube, ingress, filter_, root, kafka_bootstrap)
     try:
-        yield Plane(kube, ingress, filter_, controller, root / "data")
+        plane.start_controller()
+        yield plane
     finally:
-        for p in (controller, filter_, ingress):
+        for p in (plane.controller, filter_, ingress):
             stop(p)
 
 
@@ -505,15 +514,17 @@ spec:
 """
 
 
+def ship(event: ce.CloudEvent) -> ce.CloudEvent:
+    """The last step: a new event type, so the Broker routes the result elsewhere."""
+    shipped = appender(" shipped")(event)
+    return ce.CloudEvent({**shipped.attributes, "type": "order.shipped"}, shipped.data)
+
+
 async def test_a_trigger_feeds_a_sequence_whose_reply_returns_to_the_broker(
     plane: Plane, sinks: SinkServer
 ) -> None:
     ns = plane.kube.namespace("loop")
     pack = sinks.sink("pack", reply=appender(" packed"))
-
-    def ship(event: ce.CloudEvent) -> ce.CloudEvent:
-        shipped = appender(" shipped")(event)
-        return ce.CloudEvent({**shipped.attributes, "type": "order.shipped"}, shipped.data)
 
     shipper = sinks.sink("ship", reply=ship)
     done = sinks.sink("done")
@@ -545,7 +556,7 @@ async def test_deleting_a_sequence_stops_serving_it_and_deletes_its_channels_sto
     await plane.send(url, {"message": "m"})
     await step.wait_for(1, timeout=20)
 
-    data = plane.controller_data
+    data = plane.data
     logs = sorted(data.glob(f"knative-channel-{ns}-sequence-kn-sequence-*.db"))
     assert len(logs) == 3, sorted(p.name for p in data.iterdir())
     await plane.kubectl("delete", "-n", ns, "sequence", "sequence")
@@ -631,3 +642,41 @@ async def test_kafka_channels_hand_written_and_as_a_sequence_template(
     assert json.loads(display.events[-1].data or b"") == {
         "message": "k - Handled by 0 - Handled by 1 - Handled by 2"
     }
+
+
+@pytest.mark.slow
+async def test_the_controller_needs_no_more_than_the_shipped_rbac(
+    plane: Plane, sinks: SinkServer
+) -> None:
+    """As the kbroker-controller ServiceAccount of config/200-rbac.yaml + 210-rbac-flows.yaml."""
+    await plane.kubectl(
+        "apply", "-f", str(CONFIG / "200-rbac.yaml"), "-f", str(CONFIG / "210-rbac-flows.yaml")
+    )
+    token = (
+        await plane.kubectl("create", "token", "kbroker-controller", "-n", "kbroker-system")
+    ).strip()
+    config = json.loads(plane.kube.kubeconfig.read_text())
+    config["users"] = [{"name": "kbroker-admin", "user": {"token": token}}]
+    sa_kubeconfig = plane.root / "sa-kubeconfig"
+    sa_kubeconfig.write_text(json.dumps(config))
+
+    stop(plane.controller)
+    plane.start_controller(sa_kubeconfig)
+    try:
+        ns = plane.kube.namespace("flows-rbac")
+        pack = sinks.sink("rbac-pack", reply=appender(" packed"))
+        shipper = sinks.sink("rbac-ship", reply=ship)
+        done = sinks.sink("rbac-done")
+        await plane.apply(ns, LOOP.format(pack=pack.url, ship=shipper.url, done=done.url))
+        await plane.ready(ns, "sequence", "fulfil")
+        trigger = await plane.ready(ns, "trigger", "to-workflow")  # its ref: a Sequence
+        assert "/channels/" in trigger["status"]["subscriberUri"]
+        broker = await plane.ready(ns, "broker", "default")
+        await plane.ready(ns, "trigger", "done")
+        await plane.send(broker["status"]["address"]["url"], {"message": "o"}, "order.placed")
+        await done.wait_for(1, timeout=20)
+        forbidden = [x for x in plane.controller.tail().splitlines() if "forbidden" in x]
+        assert [x for x in forbidden if "flows" in x or "messaging" in x] == []
+    finally:
+        stop(plane.controller)
+        plane.start_controller()
