@@ -389,6 +389,12 @@ RULES: list[tuple[str, str, Check | str]] = [
         "installs into the current environment; test/test_packaging.py builds the wheel, installs "
         "it into a fresh virtualenv and runs `kbroker run` on the packaged examples folder",
     ),
+    (
+        "docs/flows.md",
+        r"\.venv/bin/kbroker (get|send) ",
+        "a workflow needs its own step subscribers, which the tour does not run: "
+        "test/e2e/test_flows.py sends to a Sequence's address and runs `kbroker get sequences`",
+    ),
     ("docs/cesql.md", r"echo '[^']*' > [\w.]+$", check_console),
     ("docs/cesql.md", r"kbroker cesql ", check_console),
     ("docs/kafka.md", r"(make kafka|\.venv/bin/python hack/kafka\.py )", KAFKA),
