@@ -74,6 +74,31 @@ def parallel(
     }
 
 
+def subscription(
+    name: str,
+    namespace: str,
+    channel: str,
+    subscriber: dict[str, Any],
+    reply: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "channel": {"apiVersion": "messaging.knative.dev/v1", "kind": "Channel", "name": channel},
+        "subscriber": subscriber,
+    }
+    if reply is not None:
+        spec["reply"] = reply
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if annotations:
+        meta["annotations"] = annotations
+    return {
+        "apiVersion": "messaging.knative.dev/v1",
+        "kind": "Subscription",
+        "metadata": meta,
+        "spec": spec,
+    }
+
+
 def appender(suffix: str, type_: str | None = None) -> Any:
     """A step that answers with the event it got, `suffix` appended to the data (rekt's
     SequenceTest step), and its type changed when `type_` is given."""

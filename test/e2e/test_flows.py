@@ -158,6 +158,25 @@ def _config(s: SinkServer, template: dict[str, object]) -> str:
     ]
     # The "orders" Trigger's subscriber is the Sequence, by reference (Addressable resolution).
     objs[-3]["spec"]["subscriber"] = fy.ref("Sequence", "biz", NS)
+    # By hand: a generic Channel backed by the template's kind, two Subscriptions, one ordered
+    # with a reply, one without (its subscriber's answers are dropped).
+    objs += [
+        {
+            "apiVersion": "messaging.knative.dev/v1",
+            "kind": "Channel",
+            "metadata": {"name": "hand", "namespace": NS},
+            "spec": {"channelTemplate": template},
+        },
+        fy.subscription(
+            "hand-ordered",
+            NS,
+            "hand",
+            u(sink("hand-a", reply=fy.appender("-a"))),
+            u(sink("hand-reply")),
+            annotations={"kafka.eventing.knative.dev/delivery.order": "ordered"},
+        ),
+        fy.subscription("hand-plain", NS, "hand", u(sink("hand-b", reply=fy.appender("-b")))),
+    ]
     return ky.dump(*objs)
 
 
@@ -280,6 +299,24 @@ async def test_trigger_into_sequence_replying_to_the_broker(world: World) -> Non
     assert await fy.post(world.proc, world.proc.broker_url(namespace=NS), event) == 202
     [done] = await world.sinks.sinks["biz-out"].wait_for(1)
     assert (done.type, done.data) == ("com.example.order.processed", b"order-7-checked-billed")
+
+
+async def test_hand_written_channel_and_subscriptions(world: World) -> None:
+    await fy.wait_ready(world.proc, "Subscription", "hand-ordered", NS)
+    await fy.wait_ready(world.proc, "Subscription", "hand-plain", NS)
+    channel = await fy.wait_ready(world.proc, "Channel", "hand", NS)
+    url = channel["status"]["address"]["url"]
+    assert channel["status"]["channel"]["kind"] == fy.TEMPLATES[world.backend]["kind"]
+    for i in range(5):
+        assert await fy.post(world.proc, url, fy.text_event(f"h{i}", f"{i}")) == 202
+    replies = await world.sinks.sinks["hand-reply"].wait_for(5)
+    assert [e.data for e in replies] == [b"0-a", b"1-a", b"2-a", b"3-a", b"4-a"]  # in order
+    await world.sinks.sinks["hand-b"].wait_for(5)
+    # An unknown channel is a 404, and the Broker of the same namespace is not a channel.
+    missing = url.rsplit("/", 1)[0] + "/nope"
+    assert await fy.post(world.proc, missing, fy.text_event("n", "n")) == 404
+    broker_as_channel = url.rsplit("/", 1)[0] + "/default"
+    assert await fy.post(world.proc, broker_as_channel, fy.text_event("n", "n")) == 404
 
 
 async def test_kbroker_get_shows_workflows(world: World) -> None:
