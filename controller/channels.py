@@ -184,6 +184,8 @@ def compile_channel(
         )
     else:
         backend, backend_spec, backing_kind = BACKING_KINDS[o.kind][1], spec, o.kind
+    if backend:
+        backend = c.env.channel_backends.get(backing_kind, backend)
     config = _backend_config(c, backend, backend_spec, backend_issues) if backend else {}
 
     delivery_issues = validate.Issues()

@@ -43,6 +43,9 @@ class Environment:
     ingress_ca_certs: str | None = None  # PEM producers trust the https address with (CACerts)
     default_broker_class: str = "MTChannelBasedBroker"
     class_channels: Mapping[str, str] = field(default_factory=_class_channels)
+    # Channel kind -> backend, overriding the kind's own (cluster mode under --kafka stores
+    # InMemoryChannels in Kafka: ingress and filter pods cannot share an embedded log).
+    channel_backends: Mapping[str, str] = field(default_factory=dict)
     default_kafka_config: tuple[tuple[str, str], ...] = ()  # e.g. bootstrap.servers from --kafka
     nats_url: str | None = None  # the NATS server NatsJetStreamChannel brokers use (--nats)
     default_rabbitmq_url: str = ""  # RabbitMQBroker's server when its config names none

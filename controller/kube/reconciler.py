@@ -87,13 +87,21 @@ class KubeSettings:
         # RabbitMQBroker Brokers to whoever else serves that class (eventing-rabbitmq).
         classes.pop("RabbitMQBroker", None)
         kafka: tuple[tuple[str, str], ...] = ()
+        channel_backends: dict[str, str] = {}
         if self.kafka_bootstrap:
             classes["MTChannelBasedBroker"] = "kafka"
             kafka = (("bootstrap.servers", self.kafka_bootstrap),)
+            # Ingress and filter run in separate pods: an embedded log written by one is never
+            # read by the other, so channels that would use it use the default Kafka instead.
+            channel_backends["InMemoryChannel"] = "kafka"
         if self.classes:
             classes = {c: ch for c, ch in classes.items() if c in self.classes}
         return dataclasses.replace(
-            env, class_channels=classes, default_kafka_config=kafka, nats_url=self.nats_url
+            env,
+            class_channels=classes,
+            default_kafka_config=kafka,
+            nats_url=self.nats_url,
+            channel_backends=channel_backends,
         )
 
 

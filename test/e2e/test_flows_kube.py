@@ -9,7 +9,8 @@ Knative Services (serving.knative.dev/v1), so a stand-in CRD for that kind is in
 Service's status.address.url is pointed at a real local HTTP subscriber, as Knative Serving would
 point it at a pod: the controller resolves the refs exactly as on a Knative cluster. Ingress,
 filter and controller are real `kbroker` processes (no kubelet here), sharing one module, with a
-real Kafka for the KafkaChannel rows (and as the Brokers' default channel).
+real Kafka: as in the shipped deployment (--kafka), it stores KafkaChannels, InMemoryChannels and
+the Brokers' events, because ingress and filter pods cannot share the embedded log.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka.admin import AdminClient
 from fixtures.kube import Kube
 from fixtures.subscriber import Sink, SinkServer
 from kbroker.core import events as ce
@@ -452,6 +454,7 @@ async def test_docs_channel_and_subscription_deliver_to_the_subscriber(
     channel = await plane.ready(ns, "channels.messaging.knative.dev", "my-channel")
     url = channel["status"]["address"]["url"]
     assert url.startswith(plane.ingress.url)
+    assert channel["status"]["annotations"]["kbroker.dev/channel"] == "kafka"  # see below
     sub = await plane.ready(ns, "subscription", "my-subscription")
     assert sub["status"]["physicalSubscription"]["subscriberUri"] == sink.url
 
@@ -556,16 +559,21 @@ async def test_deleting_a_sequence_stops_serving_it_and_deletes_its_channels_sto
     await plane.send(url, {"message": "m"})
     await step.wait_for(1, timeout=20)
 
-    data = plane.data
-    logs = sorted(data.glob(f"knative-channel-{ns}-sequence-kn-sequence-*.db"))
-    assert len(logs) == 3, sorted(p.name for p in data.iterdir())
-    await plane.kubectl("delete", "-n", ns, "sequence", "sequence")
+    # Under --kafka the InMemoryChannels are Kafka topics (ingress and filter pods share no disk).
+    admin = AdminClient({"bootstrap.servers": plane.kafka})
+    topics = {f"knative-messaging-kafka.{ns}.sequence-kn-sequence-{i}" for i in range(3)}
 
+    async def existing() -> set[str]:
+        meta = await asyncio.to_thread(admin.list_topics, None, 10)
+        return topics & set(meta.topics)
+
+    assert await existing() == topics
+    await plane.kubectl("delete", "-n", ns, "sequence", "sequence")
     deadline = time.monotonic() + 30
-    while any(p.exists() for p in logs):
+    while await existing():
         if time.monotonic() > deadline:
-            pytest.fail(f"channel logs not deleted; controller log:\n{plane.controller.tail()}")
-        await asyncio.sleep(0.1)
+            pytest.fail(f"topics not deleted; controller log:\n{plane.controller.tail()}")
+        await asyncio.sleep(0.2)
     event = ce.CloudEvent(
         {"specversion": "1.0", "id": "late", "source": "test", "type": "t"}, b"{}"
     )

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pytest
-from kbroker.controller import status
+from kbroker.controller import compiler, status
 from kbroker.controller.kube import decisions, flows
 from kbroker.controller.kube.api import KubeError, Obj
+from kbroker.controller.kube.reconciler import KubeSettings
 from kbroker.controller.kube.watch import Informer
 from kbroker.core import contract
 
@@ -213,3 +214,34 @@ def test_a_storage_failure_turns_a_ready_flow_not_ready() -> None:
     assert ready is not None and ready.status == "False"
     assert (ready.reason, ready.message) == (decisions.REASON_STORAGE, "channel s-0: no disk")
     assert decisions.effective(ok, decisions.Overrides()).ready
+
+
+def test_in_cluster_mode_under_kafka_inmemorychannels_are_stored_in_kafka() -> None:
+    # Ingress and filter are separate pods: an embedded log would be written and never read.
+    env = KubeSettings(kafka_bootstrap="kafka:9092").environment()
+    assert env.channel_backends == {"InMemoryChannel": "kafka"}
+    assert KubeSettings().environment().channel_backends == {}
+
+
+def test_the_override_reaches_the_contract_for_plain_and_templated_channels() -> None:
+    env = KubeSettings(kafka_bootstrap="kafka:9092", ingress_url="http://in").environment()
+    imc = {
+        "apiVersion": "messaging.knative.dev/v1",
+        "kind": "InMemoryChannel",
+        "metadata": {"namespace": "ns", "name": "imc"},
+    }
+    generic = {
+        "apiVersion": "messaging.knative.dev/v1",
+        "kind": "Channel",
+        "metadata": {"namespace": "ns", "name": "ch"},
+        "spec": {"channelTemplate": {"apiVersion": imc["apiVersion"], "kind": "InMemoryChannel"}},
+    }
+    result = compiler.compile(
+        [compiler.SourcedObject(o, "kubernetes") for o in (imc, generic)], env
+    )
+    entries = {b.name: b for b in result.contract.brokers}
+    assert {n: (b.channel, b.topic) for n, b in entries.items()} == {
+        "imc": ("kafka", "knative-messaging-kafka.ns.imc"),
+        "ch": ("kafka", "knative-messaging-kafka.ns.ch"),
+    }
+    assert dict(entries["imc"].channel_config)["bootstrap.servers"] == "kafka:9092"
