@@ -17,6 +17,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "kind": "KafkaChannel",
         "spec": {"numPartitions": 1, "replicationFactor": 1},
     },
+    "nats": {"apiVersion": "messaging.knative.dev/v1alpha1", "kind": "NatsJetStreamChannel"},
 }
 LISTS = {"Sequence": "sequences", "Parallel": "parallels", "Subscription": "subscriptions"}
 

@@ -1,4 +1,4 @@
-"""Knative's workflow semantics, end to end, on the embedded log and on Kafka.
+"""Knative's workflow semantics, end to end, on the embedded log, Kafka and NATS JetStream.
 
     sender --> Sequence / Parallel address --> internal channels --> real step subscribers
                                           \\-> reply: a sink, or a Broker whose Trigger picks it up
@@ -183,7 +183,11 @@ def _config(s: SinkServer, template: dict[str, object]) -> str:
 @pytest_asyncio.fixture(
     scope="module",
     loop_scope="module",
-    params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)],
+    params=[
+        "embedded",
+        pytest.param("kafka", marks=pytest.mark.kafka),
+        pytest.param("nats", marks=pytest.mark.nats),
+    ],
 )
 async def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -192,14 +196,15 @@ async def world(
     sinks = SinkServer()
     await sinks.start()
     args: list[str] = []
+    tag = uuid.uuid4().hex[:8]
+    names = [
+        f"--topic-template=kb-{tag}-{{namespace}}-{{name}}",
+        f"--group-template=kb-{tag}-{{namespace}}-{{name}}",
+    ]
     if backend == "kafka":
-        tag = uuid.uuid4().hex[:8]
-        args = [
-            "--kafka",
-            request.getfixturevalue("kafka_bootstrap"),
-            f"--topic-template=kb-{tag}-{{namespace}}-{{name}}",
-            f"--group-template=kb-{tag}-{{namespace}}-{{name}}",
-        ]
+        args = ["--kafka", request.getfixturevalue("kafka_bootstrap"), *names]
+    elif backend == "nats":
+        args = ["--nats", request.getfixturevalue("nats_url"), *names]
     proc = BrokerProcess(tmp_path_factory.mktemp(f"flows-{backend}"), args)
     template = dict(fy.TEMPLATES[backend])
     proc.write("flows.yaml", _config(sinks, template))
@@ -317,6 +322,28 @@ async def test_hand_written_channel_and_subscriptions(world: World) -> None:
     assert await fy.post(world.proc, missing, fy.text_event("n", "n")) == 404
     broker_as_channel = url.rsplit("/", 1)[0] + "/default"
     assert await fy.post(world.proc, broker_as_channel, fy.text_event("n", "n")) == 404
+
+
+async def test_adding_a_step_takes_effect_on_reload(world: World) -> None:
+    s, template = world.sinks, fy.TEMPLATES[world.backend]
+    steps = [fy.uri(s.sink(f"grow-{i}", reply=fy.appender(f"-{i}")).url) for i in (1, 2)]
+    out = fy.uri(s.sink("grow-out").url)
+    world.proc.write("grow.yaml", ky.dump(fy.sequence("grow", NS, steps[:1], template, out)))
+    url = await _address(world, "Sequence", "grow")
+    assert await fy.post(world.proc, url, fy.text_event("g1", "g")) == 202
+    [first] = await s.sinks["grow-out"].wait_for(1)
+    assert first.data == b"g-1"
+    world.proc.write("grow.yaml", ky.dump(fy.sequence("grow", NS, steps, template, out)))
+
+    async def two_steps() -> bool:
+        obj = await fy.wait_ready(world.proc, "Sequence", "grow", NS)
+        return len(obj["status"]["channelStatuses"]) == 2
+
+    await world.proc.until(two_steps, 30.0, "the second step never became Ready")
+    assert await _address(world, "Sequence", "grow") == url  # channel 0 and its address stay
+    assert await fy.post(world.proc, url, fy.text_event("g2", "g")) == 202
+    events = await s.sinks["grow-out"].wait_for(2)
+    assert events[1].data == b"g-1-2"
 
 
 async def test_kbroker_get_shows_workflows(world: World) -> None:
