@@ -128,7 +128,7 @@ def expand(
             "apiVersion": str(tmpl.get("apiVersion") or ""),
             "kind": str(tmpl.get("kind") or ""),
             "metadata": metadata(obj_name, False),
-            "spec": dict(tmpl.get("spec") or {}),
+            "spec": dict(body) if isinstance(body := tmpl.get("spec"), Mapping) else {},
         }
         return out
 

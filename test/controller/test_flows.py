@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kbroker.controller import compiler, files, flows
 from kbroker.core import contract
 
@@ -375,3 +377,44 @@ def test_generation_of_flows_follows_spec_changes(tmp_path: Path) -> None:
     second = source.refresh()
     assert second is not None and second.statuses[("Sequence", "ns", "s")].generation == 2
     assert sorted(chans(second)) == ["s-kn-sequence-0"]  # steps removed: their objects are gone
+
+
+_JUNK = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_FIELDS = {
+    "Sequence": ("steps", "channelTemplate", "reply"),
+    "Parallel": ("branches", "channelTemplate", "reply"),
+    "Channel": ("channelTemplate", "delivery", "subscribers"),
+    "Subscription": ("channel", "subscriber", "reply", "delivery"),
+}
+
+
+@given(
+    kind=st.sampled_from(sorted(_FIELDS)),
+    values=st.lists(_JUNK, min_size=4, max_size=4),
+    step=_JUNK,
+)
+@settings(max_examples=60, deadline=None)
+def test_malformed_objects_get_a_status_never_an_exception(
+    kind: str, values: list[Any], step: Any
+) -> None:
+    good = {
+        "Sequence": seq(),
+        "Parallel": par(branches=[{"subscriber": {"uri": "http://s/"}}]),
+        "Channel": channel("c", channelTemplate=IMC),
+        "Subscription": subscription("x", "c"),
+    }[kind]
+    spec = dict(good["spec"])
+    for field, value in zip(_FIELDS[kind], values, strict=False):
+        spec[field] = value
+    if kind == "Sequence" and isinstance(spec.get("steps"), list):
+        spec["steps"] = [*spec["steps"], step]
+    doc = {**good, "spec": spec}
+    r = run(doc, channel("c", "InMemoryChannel"))
+    assert (kind, "ns", doc["metadata"]["name"]) in r.statuses
+    contract.Contract.from_json(r.contract.to_json())
