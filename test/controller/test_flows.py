@@ -113,6 +113,21 @@ def test_sequence_compiles_to_knatives_channels_and_subscriptions() -> None:
     assert (owner["kind"], owner["name"]) == ("Sequence", "s")
 
 
+def test_a_flows_delivery_annotations_reach_its_internal_subscriptions() -> None:
+    flow = seq()
+    flow["metadata"]["annotations"] = {
+        "kafka.eventing.knative.dev/delivery.order": "ordered",
+        "kbroker.dev/max-in-flight": "7",
+        "unrelated": "x",
+    }
+    r = run(flow)
+    assert {(t.order, t.max_in_flight) for t in subs(r).values()} == {
+        (contract.DeliveryOrder.ORDERED, 7)
+    }
+    meta = r.objects[("Subscription", "ns", "s-kn-sequence-0")]["metadata"]
+    assert "unrelated" not in meta["annotations"]
+
+
 def test_sequence_without_reply_drops_the_last_reply_and_step_delivery_applies() -> None:
     steps = [{"uri": "http://a/", "delivery": {"retry": 4, "backoffDelay": "PT1S"}}]
     r = run(seq(steps=steps))
