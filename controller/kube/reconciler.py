@@ -46,6 +46,7 @@ from kbroker.controller.kube.api import (
 )
 from kbroker.controller.kube.contract_map import Conflict, ContractStore, DataPlaneProbe
 from kbroker.controller.kube.resolve import KubeResolver
+from kbroker.controller.kube.sources_api import PINGSOURCES, sink_refs
 from kbroker.controller.kube.watch import Informer
 from kbroker.core import contract as ct
 from kbroker.core.channel import Channel, ChannelError
@@ -125,10 +126,16 @@ class KubeController:
             client, EVENTPOLICIES, self._changed, watch_timeout=settings.watch_timeout
         )
         self._informers = (self.brokers, self.triggers, self.configmaps, self.eventpolicies)
+        # Not waited for before the first reconcile: without the sources CRDs installed it never
+        # syncs, and Brokers must not wait for PingSources.
+        self.pingsources = Informer(
+            client, PINGSOURCES, self._changed, watch_timeout=settings.watch_timeout
+        )
         self._by_kind = {
             "Broker": (self.brokers, BROKERS),
             "Trigger": (self.triggers, TRIGGERS),
             "EventPolicy": (self.eventpolicies, EVENTPOLICIES),
+            "PingSource": (self.pingsources, PINGSOURCES),
         }
         self.store = ContractStore(
             client, settings.system_namespace, settings.contract_configmap, settings.contract_file
@@ -196,7 +203,7 @@ class KubeController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            for informer in self._informers:
+            for informer in (*self._informers, self.pingsources):
                 tg.create_task(informer.run(), name=f"watch:{informer.resource.plural}")
             tg.create_task(self._loop(), name="reconcile")
             tg.create_task(self._probe_loop(), name="probe-data-plane")
@@ -283,10 +290,13 @@ class KubeController:
             if not decisions.deleting(t):
                 objects.append(compiler.SourcedObject(self._served_trigger(t, violations), SOURCE))
         objects += [compiler.SourcedObject(p, SOURCE) for p in self.eventpolicies.items.values()]
+        pings = [p for p in self.pingsources.items.values() if not decisions.deleting(p)]
+        objects += [compiler.SourcedObject(p, SOURCE) for p in pings]
         alive = {_ident(t) for t in self.triggers.items.values()}
         self._trigger_brokers = {k: v for k, v in self._trigger_brokers.items() if k in alive}
 
-        resolver = await self.resolver.prefetch(decisions.refs(o.obj for o in objects))
+        refs = decisions.refs(o.obj for o in objects) + sink_refs(pings)
+        resolver = await self.resolver.prefetch(refs)
         env = dataclasses.replace(self.env, resolver=resolver)
         result = compiler.compile(objects, env, previous=self.contract)
         self._log_problems(result.problems)
