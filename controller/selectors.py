@@ -51,10 +51,12 @@ def parse(raw: Any) -> Selector:
     """A LabelSelector mapping -> Selector; raises SelectorError saying what is wrong."""
     if not isinstance(raw, Mapping):
         raise SelectorError("expected a mapping with matchLabels and/or matchExpressions")
-    labels = raw.get("matchLabels") or {}
+    labels = raw.get("matchLabels")
+    labels = {} if labels is None else labels
     if not isinstance(labels, Mapping):
         raise SelectorError("matchLabels: expected a map of label to value")
-    exprs = raw.get("matchExpressions") or []
+    exprs = raw.get("matchExpressions")
+    exprs = [] if exprs is None else exprs
     if not isinstance(exprs, list):
         raise SelectorError("matchExpressions: expected a list")
     out = []
