@@ -130,6 +130,9 @@ class Compilation:
         self.eventpolicies: dict[tuple[str, str], Obj] = {}
         self.rabbitmq_configs: dict[tuple[str, str], Obj] = {}  # RabbitmqBrokerConfig
         self.pingsources: dict[tuple[str, str], Obj] = {}
+        # Kubernetes-only kinds: indexed so standalone reports them as such (controller/kube_only).
+        self.apiserversources: dict[tuple[str, str], Obj] = {}
+        self.sinkbindings: dict[tuple[str, str], Obj] = {}
         self.statuses: dict[Key, status.ObjectStatus] = {}
 
     def problem(self, o: Obj | None, source: str, fld: str, reason: str, severity: str) -> None:
@@ -150,6 +153,8 @@ class Compilation:
             ("eventing.knative.dev/v1alpha1", "EventPolicy"): self.eventpolicies,
             ("eventing.knative.dev/v1alpha1", "RabbitmqBrokerConfig"): self.rabbitmq_configs,
             ("sources.knative.dev/v1", "PingSource"): self.pingsources,
+            ("sources.knative.dev/v1", "ApiServerSource"): self.apiserversources,
+            ("sources.knative.dev/v1", "SinkBinding"): self.sinkbindings,
         }
         for so in objects:
             raw = so.obj

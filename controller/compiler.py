@@ -28,6 +28,7 @@ from kbroker.controller import (
     brokers,
     eventpolicies,
     features,
+    kube_only,
     pingsources,
     status,
     validate,
@@ -94,6 +95,7 @@ def compile(
         for o in (c.pingsources[k] for k in sorted(c.pingsources))
         if (p := pingsources.compile_pingsource(c, o, addresses)) is not None
     ]
+    kube_only.report(c)
     content = contract.Contract(
         generation=0,
         brokers=tuple(o.entry for _, o in sorted(outcomes.items()) if o.entry is not None),
@@ -112,6 +114,8 @@ def compile(
         "Trigger": c.triggers,
         "EventPolicy": c.eventpolicies,
         "PingSource": c.pingsources,
+        "ApiServerSource": c.apiserversources,
+        "SinkBinding": c.sinkbindings,
     }
     return CompileResult(
         contract=dataclasses.replace(content, generation=generation),

@@ -84,7 +84,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             continue
     problems = storage_problems(src)
     observe(src, problems)  # a problem found since the last update is a transition now
-    brokers, triggers, policies, pings = [], [], [], []
+    brokers, triggers, policies, pings, kube_only = [], [], [], [], []
     for key, st in sorted(result.statuses.items()):
         kind, ns, name = key
         shown = effective(st, problems)
@@ -97,6 +97,8 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             policies.append(obj)
         elif kind == "PingSource":
             pings.append(obj)
+        elif kind in ("ApiServerSource", "SinkBinding"):
+            kube_only.append(obj)  # never Ready here: they need Kubernetes
         else:
             if (ns, name) in lags:
                 annotations = status_doc.setdefault("annotations", {})
@@ -107,6 +109,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
         "triggers": triggers,
         "eventpolicies": policies,
         "pingsources": pings,
+        "kubernetesonly": kube_only,
         "problems": [*src.folder.health.errors, *(str(p) for p in result.problems)],
         "generation": src.holder.current.generation,
         "config": config_status(src),

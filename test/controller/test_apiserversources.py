@@ -113,3 +113,22 @@ def test_ce_attributes_list_the_modes_three_types_in_knatives_order() -> None:
         ("dev.knative.apiserver.ref.delete", server),
         ("dev.knative.apiserver.ref.update", server),
     )
+
+
+@pytest.mark.parametrize("kind", ["ApiServerSource", "SinkBinding"])
+def test_standalone_reports_kubernetes_only_kinds_not_ready(kind: str) -> None:
+    from kbroker.controller import compiler
+
+    obj = {
+        "apiVersion": "sources.knative.dev/v1",
+        "kind": kind,
+        "metadata": {"name": "s", "namespace": "default"},
+        "spec": spec(),
+    }
+    env = compiler.Environment(ingress_base_url="http://kbroker.test")
+    result = compiler.compile([compiler.SourcedObject(obj, "s.yaml")], env)
+    st = result.statuses[(kind, "default", "s")]
+    ready = st.condition("Ready")
+    assert ready is not None and ready.status == "False" and ready.reason == "KubernetesOnly"
+    assert any(p.severity == "error" and "needs Kubernetes" in str(p) for p in result.problems)
+    assert result.contract.sources == ()
