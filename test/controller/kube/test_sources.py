@@ -92,6 +92,19 @@ class Plane:
     def ingress(self) -> Proc:
         return self.procs[0]
 
+    def kill_controller(self) -> None:
+        controller = self.procs[2]
+        if controller.popen.poll() is None:
+            controller.popen.send_signal(signal.SIGKILL)
+            controller.popen.wait(10)
+
+    def restart_controller(self, kubeconfig: Path | None = None) -> None:
+        """Start the controller again with the same flags (and this kubeconfig, if given)."""
+        self.kill_controller()
+        args = [str(a) for a in self.procs[2].popen.args]  # type: ignore[union-attr]
+        args[args.index("--kubeconfig") + 1] = str(kubeconfig or self.kube.kubeconfig)
+        self.procs[2] = spawn("controller", args, self.root)
+
     async def kubectl(self, *args: str, stdin: str | None = None) -> str:
         return await asyncio.to_thread(self.kube.kubectl, *args, stdin=stdin)
 
@@ -383,12 +396,9 @@ async def test_apiserversource_resumes_after_a_controller_restart(
     await plane.apply(ns, cm.replace("NAME", "before"))
     await sink.wait_for(1, timeout=20)
 
-    controller = plane.procs[2]
-    controller.popen.send_signal(signal.SIGKILL)
-    controller.popen.wait(10)
+    plane.kill_controller()
     await plane.apply(ns, cm.replace("NAME", "while-down"))  # made while nobody watches
-    args = list(controller.popen.args)  # type: ignore[arg-type]
-    plane.procs[2] = spawn("controller", [str(a) for a in args], plane.root)
+    plane.restart_controller()
 
     await sink.wait_for(2, timeout=30)
     await asyncio.sleep(1.0)
@@ -583,3 +593,42 @@ async def test_kn_source_commands(plane: Plane, sinks: SinkServer) -> None:
 
     await kn("source", "ping", "delete", "beat")
     assert await plane.get(ns, "pingsource", "beat") is None
+
+
+async def test_controller_needs_no_more_than_the_shipped_rbac(
+    plane: Plane, sinks: SinkServer
+) -> None:
+    """Run as the kbroker-controller ServiceAccount with config/200-rbac.yaml and
+    config/210-sources-rbac.yaml only: all three sources work and nothing is forbidden."""
+    sink = sinks.sink("kube-sources-rbac")
+    for f in ("200-rbac.yaml", "210-sources-rbac.yaml"):
+        await plane.kubectl("apply", "-f", str(ROOT / "config" / f))
+    token = (
+        await plane.kubectl("create", "token", "kbroker-controller", "-n", "kbroker-system")
+    ).strip()
+    config = json.loads(plane.kube.kubeconfig.read_text())
+    config["users"] = [{"name": "kbroker-admin", "user": {"token": token}}]
+    sa_kubeconfig = plane.root / "sa-kubeconfig"
+    sa_kubeconfig.write_text(json.dumps(config))
+    plane.restart_controller(sa_kubeconfig)
+    try:
+        ns = plane.kube.namespace("srcrbac")
+        await broker_ready(plane, ns, sink)
+        await plane.apply(ns, APISERVER_RBAC.replace("NS", ns))
+        await plane.apply(ns, apiserversource("refs", "Reference", "watcher"))
+        await plane.apply(ns, DEPLOYMENT)
+        broker_ref = "{ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}"
+        await plane.apply(ns, binding(broker_ref))
+        for kind, name in (("apiserversource", "refs"), ("sinkbinding", "bind-api")):
+            await plane.ready(ns, kind, name)
+        await plane.apply(
+            ns, 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {watched: "yes"}}\n'
+        )
+        got = await sink.wait_for(1, timeout=20)
+        assert got[0].type == "dev.knative.apiserver.ref.add"
+        dep = await plane.get(ns, "deployment", "api")
+        assert "K_SINK" in env_of(dep or {})["api"]
+        forbidden = [x for x in plane.procs[2].tail().splitlines() if "forbidden" in x.lower()]
+        assert forbidden == []
+    finally:
+        plane.restart_controller()
