@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from kbroker.core.contract_apiserver import ApiServerSource, WatchedResource
 from kbroker.sources import apiserver
 
 SERVER = "https://10.96.0.1:443"
-CM = {
+CM: dict[str, Any] = {
     "apiVersion": "v1",
     "kind": "ConfigMap",
     "metadata": {"name": "cfg", "namespace": "ns", "uid": "u1", "resourceVersion": "7"},
