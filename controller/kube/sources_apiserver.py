@@ -182,8 +182,11 @@ class ApiServerSources:
             try:
                 await self.reconcile()
                 delay = 0.2
-            except KubeError as exc:
-                log.warning("apiserversources: %s; retrying in %.1fs", exc, delay)
+            except Exception as exc:  # a bug must not stop the Broker controller
+                if isinstance(exc, KubeError):
+                    log.warning("apiserversources: %s; retrying in %.1fs", exc, delay)
+                else:
+                    log.exception("apiserversources: reconcile failed; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 self.dirty.set()
@@ -434,6 +437,11 @@ class ApiServerSources:
                     version = ""
                     continue
                 log.warning("apiserversource %s: watch %s: %s", src.key, w.path, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                # A malformed event, or a bug: this watch starts over from its last mark.
+                log.exception("apiserversource %s: watch %s failed", src.key, w.path)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 

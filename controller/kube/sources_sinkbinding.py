@@ -76,6 +76,8 @@ class SinkBindings:
                     log.warning("sinkbinding %s: %s", "/".join(decisions.key_of(obj)[1:]), exc)
                     if exc.status == 409:
                         self.dirty.set()
+                except Exception:  # a bug must not stop the Broker controller
+                    log.exception("sinkbinding %s: reconcile failed", decisions.key_of(obj)[2])
 
     async def reconcile(self, obj: Obj) -> None:
         meta = decisions.meta(obj)
