@@ -632,3 +632,49 @@ async def test_controller_needs_no_more_than_the_shipped_rbac(
         assert forbidden == []
     finally:
         plane.restart_controller()
+
+
+async def test_apiserversource_namespace_selector_and_owner_filter(
+    plane: Plane, sinks: SinkServer
+) -> None:
+    sink = sinks.sink("kube-apiserver-selectors")
+    ns = plane.kube.namespace("apisel")
+    others = [plane.kube.namespace("apisel-team"), plane.kube.namespace("apisel-team")]
+    await broker_ready(plane, ns, sink)
+    for other in others:
+        await plane.kubectl("label", "namespace", other, "team=blue")
+        rbac = APISERVER_RBAC.replace("namespace: NS", f"namespace: {ns}")
+        await plane.apply(other, rbac)
+    await plane.apply(
+        ns,
+        """
+apiVersion: sources.knative.dev/v1
+kind: ApiServerSource
+metadata: {name: owned}
+spec:
+  serviceAccountName: watcher
+  namespaceSelector: {matchLabels: {team: blue}}
+  owner: {apiVersion: apps/v1, kind: Deployment}
+  resources: [{apiVersion: v1, kind: ConfigMap}]
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+""",
+    )
+    src = await plane.ready(ns, "apiserversource", "owned")
+    assert src["status"]["namespaces"] == sorted(others)
+    owner = (
+        "  ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: d, "
+        "uid: 6b1c2f4e-0000-4000-8000-000000000001, controller: true}]\n"
+    )
+    for other in others:
+        await plane.apply(
+            other, f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n{owner}"
+        )
+        await plane.apply(other, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: loose}\n")
+    await plane.apply(ns, f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n{owner}")
+    events = await sink.wait_for(2, timeout=20)
+    await asyncio.sleep(0.5)
+    assert len(sink.events) == 2, [e.attributes.get("subject") for e in sink.events]
+    assert sorted(e.attributes["namespace"] for e in events) == sorted(others)
+    assert {e.attributes["name"] for e in events} == {"owned"}
+    assert {e.type for e in events} == {"dev.knative.apiserver.ref.add"}
