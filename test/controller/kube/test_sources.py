@@ -678,3 +678,31 @@ spec:
     assert sorted(e.attributes["namespace"] for e in events) == sorted(others)
     assert {e.attributes["name"] for e in events} == {"owned"}
     assert {e.type for e in events} == {"dev.knative.apiserver.ref.add"}
+
+
+async def test_printer_columns_are_knatives(plane: Plane) -> None:
+    ns = plane.kube.namespace("columns")
+    await plane.apply(
+        ns,
+        """
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: p}
+spec:
+  schedule: "0 0 1 1 *"
+  sink: {uri: "http://127.0.0.1:9/"}
+""",
+    )
+    await plane.ready(ns, "pingsource", "p")
+    header, row = (await plane.kubectl("get", "-n", ns, "pingsources")).splitlines()[:2]
+    assert header.split() == ["NAME", "SINK", "SCHEDULE", "AGE", "READY", "REASON"]
+    assert row.split()[:2] == ["p", "http://127.0.0.1:9/"]
+    assert row.split()[-1] == "True"
+    for kind in ("apiserversources", "sinkbindings"):
+        # "No resources found" goes to stderr; the columns are checked on the CRD itself.
+        crd = json.loads(
+            await plane.kubectl("get", "crd", f"{kind}.sources.knative.dev", "-o", "json")
+        )
+        columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
+        assert columns == ["Sink", "Age", "Ready", "Reason"]
+        assert crd["metadata"]["labels"]["duck.knative.dev/source"] == "true"
