@@ -6,9 +6,11 @@ Per source, on every change and every `resync` seconds (level-based, like the Br
        -> SubjectAccessReview: may system:serviceaccount:<ns>:<serviceAccountName> get, list and
           watch each kind in each namespace? -> status -> (Ready) one watch per kind x namespace
 
-Not Ready means not watched: an invalid spec, an unresolvable sink, a kind the API server does not
-serve, or missing permissions (`SufficientPermissions` False, reason `InsufficientPermissions`,
-Knative's message) stop its watches.
+Knative's annotation `features.knative.dev/apiserversource-skip-permissions-check: "true"` skips
+the check (SufficientPermissions True without asking). Not Ready means not watched: an invalid
+spec, an unresolvable sink, a kind the API server does not serve, or missing permissions
+(`SufficientPermissions` False, reason `InsufficientPermissions`, Knative's message) stop its
+watches.
 
 The watches run here, in the controller, with the controller's identity, after the check above
 said the source's ServiceAccount may do the same (Knative runs one adapter Deployment per source
@@ -61,6 +63,7 @@ REASON_PERMISSIONS = "InsufficientPermissions"
 REASON_INVALID = "InvalidSpec"
 REASON_RESOURCE = "ResourceNotFound"
 REASON_WATCHING = "Watching"
+SKIP_PERMISSIONS = "features.knative.dev/apiserversource-skip-permissions-check"
 SAR_TTL = 10.0  # seconds a permission answer is trusted before it is asked again
 
 
@@ -237,7 +240,8 @@ class ApiServerSources:
             namespaces = await self._namespaces(ns, parsed.namespace_selector)
             watches, unknown_kinds = await self._watches(parsed.resources, namespaces)
             user = f"system:serviceaccount:{ns}:{parsed.service_account}"
-            missing = await self._permissions(user, watches)
+            skip = (meta.get("annotations") or {}).get(SKIP_PERMISSIONS) == "true"
+            missing = {} if skip else await self._permissions(user, watches)
             if missing:
                 conds["SufficientPermissions"] = status.false(
                     "SufficientPermissions", REASON_PERMISSIONS, permission_message(user, missing)
