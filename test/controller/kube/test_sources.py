@@ -711,3 +711,38 @@ spec:
         columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
         assert columns == ["Sink", "Age", "Ready", "Reason"]
         assert crd["metadata"]["labels"]["duck.knative.dev/source"] == "true"
+
+
+async def test_sinkbinding_on_a_job_reports_the_immutable_template(plane: Plane) -> None:
+    """A Job's pod template cannot change after creation, and kbroker patches subjects after
+    the fact (no admission webhook): the binding says so instead of pretending."""
+    ns = plane.kube.namespace("bindjob")
+    await plane.apply(
+        ns,
+        """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox}]
+---
+apiVersion: sources.knative.dev/v1
+kind: SinkBinding
+metadata: {name: bind-job}
+spec:
+  subject: {apiVersion: batch/v1, kind: Job, name: once}
+  sink: {uri: "http://127.0.0.1:9/"}
+""",
+    )
+
+    async def failed() -> Any:
+        c = await plane.condition(ns, "sinkbinding", "bind-job", "SinkBindingAvailable")
+        return c if c and c.get("reason") == "BindingFailed" else None
+
+    c = await plane.until(failed, "SinkBinding on a Job reports BindingFailed")
+    assert "immutable" in c["message"], c
+    ready = await plane.condition(ns, "sinkbinding", "bind-job")
+    assert ready["status"] == "False" and ready["reason"] == "BindingFailed"
