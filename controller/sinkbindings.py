@@ -2,10 +2,11 @@
 
 A SinkBinding gives every container (and init container) of its subject's pod template
 (`spec.template.spec`: Deployment, StatefulSet, DaemonSet, ReplicaSet, Knative Service, any
-PodSpecable whose template may change; a Job's may not) the variables `K_SINK` (the resolved sink URL) and `K_CE_OVERRIDES` (the JSON
-`{"extensions": {...}}` of `ceOverrides`, an empty string when there are none), replacing earlier
-values; removing the binding takes them out again. The subject is `apiVersion`, `kind`,
-`namespace` (the binding's own, the default) and either `name` or a label `selector`.
+PodSpecable whose template may change; a Job's may not) the variables `K_SINK` (the resolved
+sink URL) and `K_CE_OVERRIDES` (the JSON `{"extensions": {...}}` of `ceOverrides`, an empty
+string when there are none), replacing earlier values; removing the binding takes them out
+again. The subject is `apiVersion`, `kind`, `namespace` (the binding's own, the default) and
+either `name` or a label `selector`.
 
 Pure functions over plain dicts: the Kubernetes side (controller/kube/sources_sinkbinding) reads
 the subjects and writes what these return.
