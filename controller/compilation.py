@@ -147,6 +147,9 @@ class Compilation:
         self.subscriptions: dict[tuple[str, str], Obj] = {}
         self.sequences: dict[tuple[str, str], Obj] = {}
         self.parallels: dict[tuple[str, str], Obj] = {}
+        # Kubernetes-only kinds: indexed so standalone reports them as such (controller/kube_only).
+        self.apiserversources: dict[tuple[str, str], Obj] = {}
+        self.sinkbindings: dict[tuple[str, str], Obj] = {}
         self.statuses: dict[Key, status.ObjectStatus] = {}
 
     def problem(self, o: Obj | None, source: str, fld: str, reason: str, severity: str) -> None:
@@ -176,6 +179,8 @@ class Compilation:
             ("messaging.knative.dev/v1", "Subscription"): self.subscriptions,
             ("flows.knative.dev/v1", "Sequence"): self.sequences,
             ("flows.knative.dev/v1", "Parallel"): self.parallels,
+            ("sources.knative.dev/v1", "ApiServerSource"): self.apiserversources,
+            ("sources.knative.dev/v1", "SinkBinding"): self.sinkbindings,
         }
         for so in objects:
             raw = so.obj

@@ -30,6 +30,7 @@ from kbroker.controller import (
     features,
     flows,
     flows_validate,
+    kube_only,
     pingsources,
     status,
     validate,
@@ -104,6 +105,7 @@ def compile(
         for o in (c.pingsources[k] for k in sorted(c.pingsources))
         if (p := pingsources.compile_pingsource(c, o, addresses)) is not None
     ]
+    kube_only.report(c)
     content = contract.Contract(
         generation=0,
         brokers=(
@@ -126,6 +128,8 @@ def compile(
         "EventPolicy": c.eventpolicies,
         "PingSource": c.pingsources,
         **flow_entries.given,
+        "ApiServerSource": c.apiserversources,
+        "SinkBinding": c.sinkbindings,
     }
     return CompileResult(
         contract=dataclasses.replace(content, generation=generation),

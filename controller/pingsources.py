@@ -84,7 +84,7 @@ def _data(spec: Mapping[str, Any], issues: validate.Issues) -> tuple[str, str, s
     return content_type, data, data64
 
 
-def _extensions(spec: Mapping[str, Any], issues: validate.Issues) -> tuple[tuple[str, str], ...]:
+def ce_overrides(spec: Mapping[str, Any], issues: validate.Issues) -> tuple[tuple[str, str], ...]:
     overrides = spec.get("ceOverrides")
     if overrides is None:
         return ()
@@ -142,7 +142,7 @@ def compile_pingsource(
         issues.error("spec", "expected a mapping")
     schedule, timezone = _schedule(spec, issues)
     content_type, data, data64 = _data(spec, issues)
-    extensions = _extensions(spec, issues)
+    extensions = ce_overrides(spec, issues)
     catch_up = _catch_up(o, issues)
     sink = spec.get("sink")
     sink_uri: str | None = None

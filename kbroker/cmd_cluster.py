@@ -315,6 +315,7 @@ def _read_ca(path: Path | None) -> str | None:
 
 
 async def _controller(args: argparse.Namespace) -> None:
+    from kbroker import cluster_sources
     from kbroker.controller.kube import client as kube
     from kbroker.controller.kube.reconciler import KubeController, KubeSettings
 
@@ -354,8 +355,17 @@ async def _controller(args: argparse.Namespace) -> None:
         lambda: controller.contract.generation if controller.contract else -1
     )
     routes = [*wiring.health_routes(ready), generation, observability.metrics_route()]
+    sources = cluster_sources.tasks(
+        controller, client, client.server, channels, args.data, min(args.resync, 5.0)
+    )
     try:
-        await _serve("controller", Starlette(routes=routes), sock, run_settings, [controller.run])
+        await _serve(
+            "controller",
+            Starlette(routes=routes),
+            sock,
+            run_settings,
+            [controller.run, *sources],
+        )
     finally:
         await client.close()
         await wiring.close_channels(channels)

@@ -102,6 +102,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
     policies: list[dict[str, Any]] = []
     pings: list[dict[str, Any]] = []
     flows: dict[str, list[dict[str, Any]]] = {k: [] for k in FLOW_LISTS.values()}
+    kube_only: list[dict[str, Any]] = []
     for key, st in sorted(result.statuses.items()):
         kind, ns, name = key
         shown = effective(st, problems)
@@ -114,6 +115,8 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             policies.append(obj)
         elif kind == "PingSource":
             pings.append(obj)
+        elif kind in ("ApiServerSource", "SinkBinding"):
+            kube_only.append(obj)  # never Ready here: they need Kubernetes
         else:
             if (kind, ns, name) in lags:
                 annotations = status_doc.setdefault("annotations", {})
@@ -125,6 +128,7 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
         **flows,
         "eventpolicies": policies,
         "pingsources": pings,
+        "kubernetesonly": kube_only,
         "problems": [*src.folder.health.errors, *(str(p) for p in result.problems)],
         "generation": src.holder.current.generation,
         "config": config_status(src),

@@ -1,4 +1,4 @@
-"""Where a PingSource's event goes: straight into a Broker's channel, or an HTTP POST.
+"""Where a source's event goes: straight into a Broker's channel, or an HTTP POST.
 
 A sink that is a Broker this process serves is appended to through the Channel Protocol at
 durability `all`, with the TTL ingress would stamp, so the event is stored exactly as if it had
@@ -29,6 +29,16 @@ PING_DELIVERY = contract.DeliverySpec(
 )
 
 
+class Target(Protocol):
+    """What a source says about its sink (PingSource and ApiServerSource entries both do)."""
+
+    @property
+    def sink_uri(self) -> str: ...
+
+    @property
+    def sink_broker(self) -> str: ...
+
+
 class Emitter(Protocol):
     async def emit(self, ping: contract.PingSource, event: events.CloudEvent) -> bool:
         """Deliver `event`; False when it was given up on (already logged)."""
@@ -51,7 +61,7 @@ class SinkEmitter:
         self.spec = spec
         self._client: httpx.AsyncClient | None = None
 
-    async def emit(self, ping: contract.PingSource, event: events.CloudEvent) -> bool:
+    async def emit(self, ping: Target, event: events.CloudEvent) -> bool:
         broker = self.broker(ping.sink_broker) if ping.sink_broker else None
         if broker is not None and broker.channel in self.channels:
             return await self._append(self.channels[broker.channel], broker, event)
@@ -69,10 +79,16 @@ class SinkEmitter:
                 return True
             except ChannelError as exc:
                 log.warning(
-                    "pingsource event %s: append to %s failed: %s", event.id, broker.key, exc
+                    "source event %s (%s): append to %s failed: %s",
+                    event.id,
+                    event.type,
+                    broker.key,
+                    exc,
                 )
                 await asyncio.sleep(delivery.backoff(self.spec, attempt))
-        log.error("pingsource event %s is lost: broker %s refused it", event.id, broker.key)
+        log.error(
+            "source event %s (%s) is lost: broker %s refused it", event.id, event.type, broker.key
+        )
         return False
 
     async def _post(self, uri: str, event: events.CloudEvent) -> bool:
@@ -88,11 +104,13 @@ class SinkEmitter:
                     return True
             except httpx.HTTPError as exc:
                 status = None
-                log.warning("pingsource event %s: POST %s failed: %s", event.id, uri, exc)
+                log.warning(
+                    "source event %s (%s): POST %s failed: %s", event.id, event.type, uri, exc
+                )
             if not delivery.is_retryable(status):
                 break
             await asyncio.sleep(delivery.backoff(self.spec, attempt))
-        log.error("pingsource event %s is lost: %s answered %s", event.id, uri, status)
+        log.error("source event %s (%s) is lost: %s answered %s", event.id, event.type, uri, status)
         return False
 
     async def close(self) -> None:

@@ -46,6 +46,11 @@ class ApiKubeClient:
     def __init__(self, api: k8s_client.ApiClient) -> None:
         self._api = api
 
+    @property
+    def server(self) -> str:
+        """The API server's URL (ApiServerSource events carry it as their `source`)."""
+        return str(self._api.configuration.host)
+
     async def _call(
         self,
         method: str,

@@ -46,6 +46,7 @@ from kbroker.controller.kube.api import (
 )
 from kbroker.controller.kube.contract_map import Conflict, ContractStore, DataPlaneProbe
 from kbroker.controller.kube.resolve import KubeResolver
+from kbroker.controller.kube.sources_api import PINGSOURCES, sink_refs
 from kbroker.controller.kube.watch import Informer
 from kbroker.core import contract as ct
 from kbroker.core.channel import Channel, ChannelError
@@ -150,11 +151,17 @@ class KubeController:
             self.eventpolicies,
             *self.flows.values(),
         )
+        # Not waited for before the first reconcile: without the sources CRDs installed it never
+        # syncs, and Brokers must not wait for PingSources.
+        self.pingsources = Informer(
+            client, PINGSOURCES, self._changed, watch_timeout=settings.watch_timeout
+        )
         self._by_kind = {
             "Broker": (self.brokers, BROKERS),
             "Trigger": (self.triggers, TRIGGERS),
             "EventPolicy": (self.eventpolicies, EVENTPOLICIES),
             **{kind: (i, i.resource) for kind, i in self.flows.items()},
+            "PingSource": (self.pingsources, PINGSOURCES),
         }
         self.store = ContractStore(
             client, settings.system_namespace, settings.contract_configmap, settings.contract_file
@@ -221,7 +228,7 @@ class KubeController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            for informer in self._informers:
+            for informer in (*self._informers, self.pingsources):
                 tg.create_task(informer.run(), name=f"watch:{informer.resource.plural}")
             tg.create_task(self._loop(), name="reconcile")
             tg.create_task(self._probe_loop(), name="probe-data-plane")
@@ -312,12 +319,16 @@ class KubeController:
             o for i in self.flows.values() for o in i.items.values() if not decisions.deleting(o)
         ]
         objects += [compiler.SourcedObject(o, SOURCE) for o in workflow]
+        pings = [p for p in self.pingsources.items.values() if not decisions.deleting(p)]
+        objects += [compiler.SourcedObject(p, SOURCE) for p in pings]
         alive = {_ident(t) for t in self.triggers.items.values()}
         self._trigger_brokers = {k: v for k, v in self._trigger_brokers.items() if k in alive}
 
-        wanted = decisions.refs(o.obj for o in objects) + [
-            r for o in workflow for r in flows.refs(o)
-        ]
+        wanted = (
+            decisions.refs(o.obj for o in objects)
+            + [r for o in workflow for r in flows.refs(o)]
+            + sink_refs(pings)
+        )
         resolver = await self.resolver.prefetch(wanted)
         env = dataclasses.replace(self.env, resolver=resolver)
         result = compiler.compile(objects, env, previous=self.contract)
