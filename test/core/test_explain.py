@@ -6,9 +6,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kbroker.core import filters
 from kbroker.core.contract import FilterSpec
+from kbroker.core.events import AttrValue
 from kbroker.core.explain import check_cesql, explain
 
-EVENT = {"specversion": "1.0", "id": "1", "type": "a.b", "source": "/s", "count": 5}
+EVENT: dict[str, AttrValue] = {
+    "specversion": "1.0",
+    "id": "1",
+    "type": "a.b",
+    "source": "/s",
+    "count": 5,
+}
 
 NAMES = st.sampled_from(["type", "source", "subject", "dataschema", "schemaurl", "x"])
 VALUES = st.sampled_from(["", "a", "a.b", "b", "ab", "/s", "1", "true"])
@@ -57,7 +64,9 @@ EVENTS = st.dictionaries(NAMES, ATTR_VALUES, max_size=5).map(
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(SPECS, max_size=3), EVENTS)
-def test_explain_agrees_with_the_dispatcher(specs: list[FilterSpec], attrs: dict) -> None:
+def test_explain_agrees_with_the_dispatcher(
+    specs: list[FilterSpec], attrs: dict[str, AttrValue]
+) -> None:
     assert explain(specs, attrs).matched is filters.build(specs)(attrs)
 
 
