@@ -55,6 +55,7 @@ scenarios (configuration in the name):
   triggers-N     N idle triggers: RSS per trigger, time to Ready (triggers = 0, 100, 1000)
   failing-P      a subscriber failing P%% with 503 next to a healthy one (failing = failing-10)
   otel-P         e2e with P%% of traces sampled via OTEL_* (otel = otel-0, otel-10, otel-100)
+  tail           e2e at each rate without, then with a console live tail (SSE) open: its cost
   cesql          CESQL filter cost from kbroker.bench_cesql, when installed
   targets        every row of the target table in docs/benchmarks.md, met / not met with the gap
 
