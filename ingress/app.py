@@ -69,7 +69,8 @@ class IngressApp:
         if scope["type"] == "http":
             path: str = scope["path"]
             parts = path.strip("/").split("/") if path not in ("", "/") else []
-            if len(parts) == 2 and all(parts) and not path.endswith("//"):
+            # "/-/..." is never a Broker ("-" is no DNS-1123 namespace): the console lives there.
+            if len(parts) == 2 and all(parts) and not path.endswith("//") and parts[0] != "-":
                 if not self.ingress.holder.loaded:
                     self.ingress.observer.rejected(f"{parts[0]}/{parts[1]}", 503, 0.0)
                     await respond(
