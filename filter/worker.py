@@ -78,6 +78,7 @@ class TriggerWorker:
     def update(self, trigger: contract.Trigger) -> None:
         self.trigger = trigger
         self.predicate = filters.build(trigger.filters)
+        self.records = self.dispatcher.recorder.ring(trigger)
         self._slots = asyncio.Semaphore(max(1, trigger.max_in_flight))
 
     async def run(self) -> None:
@@ -97,6 +98,7 @@ class TriggerWorker:
                     if not self.predicate(record.envelope.event.attributes):
                         self.tracker.done(record)
                         continue
+                    self.records.matched()
                     await self._slots.acquire()
                     self._start(record, self._slots)
                 now = time.monotonic()
