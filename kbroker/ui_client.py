@@ -74,7 +74,7 @@ def post(c: httpx.Client, path: str, body: dict[str, Any]) -> Any:
     try:
         if CSRF_COOKIE not in c.cookies:
             c.get("/api/cesql/check")  # any console URL sets the cookie; this one is cheap
-        csrf = c.cookies.get(CSRF_COOKIE, "")
+        csrf = c.cookies.get(CSRF_COOKIE) or ""
         return answer(
             c.post(
                 path,
