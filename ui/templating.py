@@ -7,6 +7,7 @@ and the settings, so templates never hard-code where the console lives.
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,25 @@ templates = Jinja2Templates(directory=str(TEMPLATES))
 templates.env.autoescape = True
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
+
+
+def timestamp(epoch: float | None) -> str:
+    """Epoch seconds as UTC wall time for tables ("—" when unknown)."""
+    if not epoch:
+        return "—"
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + f".{moment.microsecond // 1000:03d}Z"
+
+
+def seconds(value: float | None) -> str:
+    """A latency for people: 12 ms, 1.4 s."""
+    if value is None:
+        return "—"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+templates.env.filters["timestamp"] = timestamp
+templates.env.filters["seconds"] = seconds
 
 
 def base_path(request: Request) -> str:

@@ -73,3 +73,66 @@ function syncSubmit() {
 
 document.addEventListener("htmx:afterSwap", (event) => { markCaret(event.target); syncSubmit(); });
 document.addEventListener("DOMContentLoaded", () => { markCaret(document); syncSubmit(); });
+
+// The live tail: the events API's SSE stream into a table, newest first, at most MAX_ROWS rows.
+// Pause closes the stream (the server then holds nothing for us); "N dropped" is the server's.
+const MAX_ROWS = 500;
+function startTail(section) {
+  const rows = section.querySelector("#tail-rows");
+  const state = section.querySelector("#tail-state");
+  const dropped = section.querySelector("#tail-dropped");
+  const error = section.querySelector("#tail-error");
+  const pause = section.querySelector("#tail-pause");
+  const filter = section.querySelector("#tail-filter");
+  let source = null;
+  const cell = (tr, text) => { const td = document.createElement("td"); td.textContent = text == null ? "" : String(text); tr.appendChild(td); return td; };
+  const link = (td, href, text) => { const a = document.createElement("a"); a.href = href; a.textContent = text; td.appendChild(a); td.appendChild(document.createTextNode(" ")); };
+  function add(ev) {
+    const tr = document.createElement("tr");
+    tr.dataset.testid = "tail-row";
+    cell(tr, ev.time || ""); cell(tr, ev.type); cell(tr, ev.source); cell(tr, ev.subject); cell(tr, ev.id);
+    cell(tr, ev.data ? ev.data.size + " B" : ""); cell(tr, (ev.matchedBy || []).join(", ") || "none");
+    const actions = cell(tr, "");
+    link(actions, section.dataset.inspectBase + encodeURIComponent(ev.id), "Inspect");
+    const q = new URLSearchParams({ mode: "filters", row_dialect_0: "exact", row_attr_0: "type", row_value_0: ev.type || "", row_dialect_1: "exact", row_attr_1: "source", row_value_1: ev.source || "" });
+    link(actions, section.dataset.newBase + "&" + q.toString(), "Create trigger from this event");
+    const details = document.createElement("details");
+    const summary = document.createElement("summary"); summary.textContent = "Expand";
+    const pre = document.createElement("pre");
+    pre.textContent = JSON.stringify(ev.attributes, null, 2) + "\n\n" + (ev.data && ev.data.text != null ? ev.data.text : (ev.data && ev.data.hidden ? "(payloads hidden)" : ""));
+    details.append(summary, pre); actions.appendChild(details);
+    rows.prepend(tr);
+    while (rows.children.length > MAX_ROWS) rows.lastElementChild.remove();
+  }
+  function open() {
+    const url = section.dataset.tailUrl + (filter.value ? "?filter=" + encodeURIComponent(filter.value) : "");
+    source = new EventSource(url);
+    state.textContent = "connecting…";
+    source.onopen = () => { state.textContent = "live"; error.hidden = true; };
+    source.addEventListener("event", (m) => add(JSON.parse(m.data)));
+    source.addEventListener("dropped", (m) => { dropped.textContent = JSON.parse(m.data).dropped + " dropped"; });
+    source.onerror = () => { state.textContent = "reconnecting…"; };
+  }
+  function close() { if (source) { source.close(); source = null; } }
+  pause.addEventListener("click", () => {
+    const paused = pause.getAttribute("aria-pressed") === "true";
+    if (paused) { open(); pause.textContent = "Pause"; } else { close(); state.textContent = "paused"; pause.textContent = "Resume"; }
+    pause.setAttribute("aria-pressed", paused ? "false" : "true");
+  });
+  section.querySelector("#tail-apply").addEventListener("click", async () => {
+    close();
+    if (filter.value) {
+      const token = document.querySelector("meta[name=csrf-token]").content;
+      const base = section.dataset.tailUrl.split("/api/")[0];
+      const r = await fetch(base + "/api/cesql/check", { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": token }, body: JSON.stringify({ expression: filter.value }) });
+      const check = await r.json();
+      if (!check.valid) { error.textContent = "Line " + check.error.line + ", column " + check.error.column + ": " + check.error.message; error.hidden = false; state.textContent = "stopped"; return; }
+    }
+    error.hidden = true;
+    rows.replaceChildren();
+    open();
+  });
+  document.addEventListener("visibilitychange", () => { if (document.hidden) close(); else if (pause.getAttribute("aria-pressed") !== "true" && !source) open(); });
+  open();
+}
+document.addEventListener("DOMContentLoaded", () => { document.querySelectorAll("section.tail").forEach(startTail); });
