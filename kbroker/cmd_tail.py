@@ -79,6 +79,9 @@ def _follow(args: argparse.Namespace, namespace: str, broker: str) -> int:
                 if not response.is_success:
                     response.read()
                     ui_client.answer(response)
+                # The server answers once its reader sits at the log's end: from here on, nothing
+                # appended is missed. Said on stderr so `-o json` output stays pure.
+                print(f"tailing {namespace}/{broker} (Ctrl-C to stop)", file=sys.stderr, flush=True)
                 if not as_json:
                     print(_line(COLUMNS), flush=True)
                 for line in response.iter_lines():

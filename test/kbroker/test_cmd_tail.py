@@ -1,0 +1,99 @@
+"""`kbroker tail` against a real `kbroker run` (the console mounted in it): events sent after the
+tail opened arrive in order with the Triggers that match them, a CESQL --filter is applied by the
+server, and the tail leaves nothing behind in the broker's log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import sys
+
+from fixtures.broker import BrokerProcess, StartBroker, make_event
+
+YAML = """\
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default, namespace: default}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: paid, namespace: default}
+spec:
+  broker: default
+  filter: {attributes: {type: order.paid}}
+  subscriber: {uri: "http://127.0.0.1:9/never"}
+"""
+
+
+async def open_tail(b: BrokerProcess, *args: str) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kbroker",
+        "tail",
+        "default/default",
+        "--server",
+        b.base,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    line = await asyncio.wait_for(proc.stderr.readline(), 30)
+    assert line.decode().startswith("tailing default/default"), line
+    return proc
+
+
+async def finish(proc: asyncio.subprocess.Process) -> tuple[int, list[str]]:
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode().splitlines()
+
+
+async def test_json_lines_in_order_with_server_side_filter(start_broker: StartBroker) -> None:
+    b = await start_broker({"b.yaml": YAML})
+    await b.wait_ready_object("Trigger", "paid")
+    assert (await b.send(make_event("before", "order.paid"))).status_code == 202
+    proc = await open_tail(b, "-o", "json", "--count", "3", "--filter", "type LIKE 'order.%'")
+    for i, type_ in enumerate(["order.paid", "user.created", "order.created", "order.paid"]):
+        assert (await b.send(make_event(f"e{i}", type_))).status_code == 202
+    code, lines = await finish(proc)
+    assert code == 0
+    got = [json.loads(line) for line in lines]
+    assert [g["id"] for g in got] == ["e0", "e2", "e3"]
+    assert [g["matchedBy"] for g in got] == [["paid"], [], ["paid"]]
+    assert got[0]["data"]["kind"] == "json" and '"hello"' in got[0]["data"]["text"]
+    # The tail was not a Trigger: the log holds a position for `paid` only.
+    (db,) = b.data_dir.rglob("*.db")
+    with sqlite3.connect(db) as conn:
+        assert len(conn.execute("SELECT trigger FROM positions").fetchall()) == 1
+    # The client went away mid-stream: the server closed its tail without an error.
+    assert (await b.client.get(f"{b.base}/readyz")).status_code == 200
+    assert "Traceback" not in b.log_text()
+
+
+async def test_table_and_bad_filter(start_broker: StartBroker) -> None:
+    b = await start_broker({"b.yaml": YAML})
+    await b.wait_ready_object("Trigger", "paid")
+    proc = await open_tail(b, "--count", "1")
+    assert (await b.send(make_event("t1", "order.paid", subject="s-1"))).status_code == 202
+    code, lines = await finish(proc)
+    assert code == 0
+    assert lines[0].split() == ["TIME", "TYPE", "SOURCE", "SUBJECT", "ID", "MATCHED", "BY"]
+    assert lines[1].split()[1:] == ["order.paid", "/test", "s-1", "t1", "paid"]
+
+    bad = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kbroker",
+        "tail",
+        "default/default",
+        "--server",
+        b.base,
+        "--filter",
+        "type =",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(bad.communicate(), 30)
+    assert bad.returncode == 1 and err.decode().startswith("error: 400: filter:")
