@@ -27,9 +27,11 @@ from starlette.routing import BaseRoute, Route
 from kbroker.controller import compiler, files, status, transitions
 from kbroker.core.channel import Channel, broker_problem
 from kbroker.core.contract_source import ContractHolder
+from kbroker.core.outcome_merge import summary_doc
 from kbroker.filter.pool import WorkerPool
 
 API_VERSION = "eventing.knative.dev/v1"
+STATS_KEY = "kbroker.dev/stats"  # a Trigger's delivery counts in its status; no Knative field
 
 
 class _Watched(Protocol):
@@ -82,6 +84,9 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             lags[(worker.trigger.namespace, worker.trigger.name)] = await worker.subscription.lag()
         except Exception:  # lag is best effort: a backend hiccup must not break /status
             continue
+    recorder = src.pool.dispatcher.recorder
+    recorder.retain({(t.namespace, t.name) for t in src.holder.current.triggers})
+    stats = recorder.snapshot_all()
     problems = storage_problems(src)
     observe(src, problems)  # a problem found since the last update is a transition now
     brokers, triggers, policies, pings = [], [], [], []
@@ -101,6 +106,8 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             if (ns, name) in lags:
                 annotations = status_doc.setdefault("annotations", {})
                 annotations["kbroker.dev/lag"] = str(lags[(ns, name)])
+            if (ns, name) in stats:
+                status_doc[STATS_KEY] = summary_doc(stats[(ns, name)])
             triggers.append(obj)
     return {
         "brokers": brokers,
