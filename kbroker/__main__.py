@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "filter": "cluster mode data plane: channel -> subscribers",
     "tail": "follow a broker's events as they arrive (the console's live tail)",
     "trigger": "test a Trigger's filter on a broker's recent events or an event file",
+    "deadletters": "list a dead-letter broker's events, or redrive them to the Trigger that failed",
 }
 
 
@@ -69,6 +70,10 @@ def register_of(command: str) -> Register:
         from kbroker import cmd_trigger
 
         return cmd_trigger.register
+    if command == "deadletters":
+        from kbroker import cmd_deadletters
+
+        return cmd_deadletters.register
     if command in ("controller", "ingress", "filter"):
         from kbroker import cmd_cluster
 
