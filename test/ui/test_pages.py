@@ -182,3 +182,18 @@ def test_topology_labels_expressions_and_dashes_dead_letter_edges() -> None:
     assert [e.dashed for e in g.edges if e.b == "d:http://127.0.0.1:9/dls"] == [True]
     svg = topology.svg(g, "t")
     assert 'stroke-dasharray="6 4"' in svg and 'href="/-/ui/triggers/default/c"' in svg
+
+
+async def test_cluster_mode_refuses_loopback_and_link_local_subscribers() -> None:
+    from kbroker.ui.context import ConsoleSettings
+
+    base = _ctx()
+    for allowed, status in ((False, 422), (True, 303)):
+        settings = ConsoleSettings(cluster=True, allow_private_uris=allowed)
+        ctx = ConsoleContext(base.objects, base.events, base.deliveries, settings)
+        async with _client(ctx) as c:
+            for uri in ("http://127.0.0.1:9/x", "http://169.254.169.254/latest"):
+                r = await c.post("/-/ui/triggers/new", data={**FORM, "subscriber": uri})
+                assert r.status_code == status, (uri, allowed)
+                if status == 422:
+                    assert "link-local" in r.text

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from kbroker.core import explain
-from kbroker.ui import forms
+from kbroker.ui import forms, ssrf
 from kbroker.ui import objects_view as ov
 from kbroker.ui.context import ConsoleContext
 from kbroker.ui.ports import KObject
@@ -129,7 +129,9 @@ async def _preview_values(
         current = await ctx.objects.get("Trigger", *editing)
         if current is not None:
             changes = diff(to_yaml(written(current)), text)
-    errors = ctx.objects.validate(obj) if check else []
+    errors = (
+        [*ctx.objects.validate(obj), *ssrf.literal_problems(obj, ctx.settings)] if check else []
+    )
     brokers = await _brokers(ctx)
     broker = _broker_obj(brokers, f.namespace, f.broker)
     return {
@@ -228,7 +230,7 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         origin = ctx.objects.origin(obj)
         if not origin.editable:
             return await page(request, f, editing, 403, [origin.reason], origin.reason, origin.path)
-        errors = ctx.objects.validate(obj)
+        errors = [*ctx.objects.validate(obj), *await ssrf.problems(obj, ctx.settings)]
         if errors:
             return await page(request, f, editing, 422, errors)
         try:
