@@ -10,12 +10,13 @@ asyncio code.
 Every page is held to three rules checked after the test: no request leaves 127.0.0.1 (the
 console must work on a closed network and never load anything from a CDN), no console error or
 uncaught exception, and on failure a screenshot and a Playwright trace land in test-results/
-(open the trace with `playwright show-trace`).
+(open the trace with `.venv/bin/playwright show-trace`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 from collections.abc import AsyncIterator, Callable, Generator
@@ -43,6 +44,9 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 REPO = Path(__file__).resolve().parents[3]
+# The failure trace records actions, network and console; DOM snapshots and the screencast only
+# with KBROKER_UI_TRACE=full (a snapshot per assertion poll of a 500-row live tail took seconds).
+FULL_TRACE = os.environ.get("KBROKER_UI_TRACE") == "full"
 RESULTS = REPO / "test-results"
 
 # The files a module's broker starts with, unless the module defines `config(sinks)`.
@@ -166,7 +170,7 @@ async def tab(
 ) -> AsyncIterator[Page]:
     """A fresh context and page at 1280x800, guarded; artifacts kept when the test fails."""
     context = await chromium.new_context(viewport=VIEWPORT, base_url=console.base)  # type: ignore[arg-type]
-    await context.tracing.start(screenshots=True, snapshots=True)
+    await context.tracing.start(snapshots=FULL_TRACE, screenshots=FULL_TRACE)
     guard = PageGuard()
     await context.route("**/*", guard.route)
     pg = await context.new_page()
