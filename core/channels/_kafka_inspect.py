@@ -63,7 +63,7 @@ def _decode(msg: Message) -> Record | None:
             exc,
         )
         return None
-    return Record(msg.partition(), msg.offset(), records.key_of(msg.key()), env)
+    return Record(msg.partition() or 0, msg.offset() or 0, records.key_of(msg.key()), env)
 
 
 def read_recent(bootstrap: str, settings: KafkaSettings, topic: str, limit: int) -> list[Record]:
@@ -88,13 +88,13 @@ def read_recent(bootstrap: str, settings: KafkaSettings, topic: str, limit: int)
         while ends and time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.2):
                 err = msg.error()
-                p = msg.partition()
+                p = msg.partition() or 0
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
                         ends.pop(p, None)
                         continue
                     raise translate(err, "kafka recent")
-                if msg.offset() + 1 >= ends.get(p, 0):
+                if (msg.offset() or 0) + 1 >= ends.get(p, 0):
                     ends.pop(p, None)
                 record = _decode(msg)
                 if record is not None:

@@ -40,7 +40,13 @@ from collections.abc import Sequence
 
 from aiormq import spec
 from kbroker.core import contract
-from kbroker.core.channel import ChannelError, ChannelUnavailable, Envelope, EventTooLarge
+from kbroker.core.channel import (
+    ChannelError,
+    ChannelUnavailable,
+    Envelope,
+    EventTooLarge,
+    Record,
+)
 from kbroker.core.channels import _rabbitmq_records as records
 from kbroker.core.channels._rabbitmq_consumer import RabbitSubscription
 from kbroker.core.channels._rabbitmq_inspect import RabbitTail
@@ -207,7 +213,7 @@ class RabbitMQChannel:
         admin = await link.channel("admin")
         await link.call(f"delete queue {queue}", admin.queue_delete(queue))
 
-    async def recent(self, broker: contract.Broker, limit: int) -> None:
+    async def recent(self, broker: contract.Broker, limit: int) -> list[Record] | None:
         """Inspector: RabbitMQ keeps no log of a broker's events, so there is no history."""
         return None
 

@@ -27,7 +27,7 @@ async def test_inspector(check: inspect.InspectCheck, kafka_bootstrap: str) -> N
 
 def _groups(bootstrap: str) -> set[str]:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    result = admin.list_consumer_groups(request_timeout=10).result(15)  # type: ignore[no-untyped-call]
+    result = admin.list_consumer_groups(request_timeout=10).result(15)
     return {g.group_id for g in result.valid}
 
 
