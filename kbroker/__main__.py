@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "tail": "follow a broker's events as they arrive (the console's live tail)",
     "trigger": "test a Trigger's filter on a broker's recent events or an event file",
     "deadletters": "list a dead-letter broker's events, or redrive them to the Trigger that failed",
+    "ui": "cluster mode: the trigger console (pages under /-/ui/), behind a bearer token",
 }
 
 
@@ -70,6 +71,10 @@ def register_of(command: str) -> Register:
         from kbroker import cmd_trigger
 
         return cmd_trigger.register
+    if command == "ui":
+        from kbroker import cmd_ui
+
+        return cmd_ui.register
     if command == "deadletters":
         from kbroker import cmd_deadletters
 

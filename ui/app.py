@@ -83,7 +83,12 @@ def build(ctx: ConsoleContext) -> ASGIApp:
             return render(request, ctx, "not_found.html", status_code=404)
         return PlainTextResponse("not found\n", status_code=404)
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    async def failed(request: Request, exc: Exception) -> Response:
+        # The broker or API server behind a port failed: say so instead of a bare 500.
+        log.warning("console: %s %s failed: %r", request.method, request.url.path, exc)
+        return render(request, ctx, "error.html", status_code=503, error=str(exc))
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, Exception: failed})
     return security.Guard(app, token=ctx.settings.token, secure_cookies=False)
 
 
