@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 from starlette.requests import Request
@@ -29,6 +30,9 @@ from kbroker.core.events import CloudEvent
 from kbroker.core.outcome_merge import merge_all, records_doc, records_of
 from kbroker.core.outcomes import Outcome, TriggerRecords, Verdict
 from kbroker.filter.dispatch import Dispatcher
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +145,17 @@ class HttpDeliveries:
     """Records merged from every filter process (`refresh()` polls them); redrive is the
     in-process port's alone, since a filter process takes no writes on its operational port."""
 
-    def __init__(self, filter_urls: Sequence[str], token: str = "", timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        filter_urls: Sequence[str],
+        token: str = "",
+        timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.urls = list(filter_urls)
         self.token = token
         self.timeout = timeout
+        self.transport = transport
         self._merged: dict[tuple[str, str], TriggerRecords] = {}
         self.errors: dict[str, str] = {}  # url -> why its last poll failed
 
@@ -153,7 +164,7 @@ class HttpDeliveries:
 
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         parts = []
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
+        async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
             for url in self.urls:
                 try:
                     resp = await client.get(url.rstrip("/") + "/records", headers=headers)
