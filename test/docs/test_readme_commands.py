@@ -418,6 +418,18 @@ RULES: list[tuple[str, str, Check | str]] = [
         "json` and checks that every line it writes is one JSON object",
     ),
     (
+        "docs/console.md",
+        r"make run\b",
+        "the README's `make run`, checked there; test/kbroker/test_ui_wiring.py checks the console "
+        "`kbroker run` serves",
+    ),
+    (
+        "docs/console.md",
+        r"kubectl ",
+        "cluster: test/kbroker/test_cmd_ui.py runs `kbroker ui` against a real kube-apiserver and "
+        "checks config/optional/ui.yaml",
+    ),
+    (
         "docs/operations.md",
         r"kbroker log (check|salvage) ",
         "need a damaged log: test/faults/test_embedded_log_faults.py damages real logs and runs "
