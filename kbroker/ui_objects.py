@@ -18,6 +18,7 @@ import asyncio
 import builtins
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ _LISTS = {
     "PingSource": "pingsources",
 }
 EDITABLE_KINDS = ("Trigger",)
+LOAD_WAIT = 3.0  # seconds apply() waits for the folder watcher (it polls every half second)
 
 
 class _Folder(Protocol):
@@ -184,7 +186,21 @@ class StandaloneObjects:
         doc.setdefault("metadata", {})["namespace"] = key[1]
         path = self.config_dir / ui_file_name(*key)
         await asyncio.to_thread(write_atomically, path, to_yaml(doc).encode())
+        await self._until_loaded(key, doc)
         return doc
+
+    async def _until_loaded(self, key: tuple[str, str, str], doc: KObject) -> None:
+        """Wait (bounded) until the folder watcher has loaded what was just written, so the page
+        the user is sent to next shows the new object, not "not found" or the old spec."""
+        deadline = time.monotonic() + LOAD_WAIT
+        while time.monotonic() < deadline:
+            result = getattr(self.src, "result", None)  # None: nothing loaded, nothing to wait on
+            if result is None:
+                return
+            loaded = result.objects.get(key)
+            if loaded is not None and loaded.get("spec") == doc.get("spec"):
+                return
+            await asyncio.sleep(0.05)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         origin = self.origin({"kind": kind, "metadata": {"namespace": namespace, "name": name}})
