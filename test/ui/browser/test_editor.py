@@ -86,8 +86,9 @@ async def test_create_from_the_form_writes_yaml_becomes_ready_and_delivers(
     assert written["spec"] == shown["spec"]  # the file holds exactly what the preview showed
     assert written["spec"]["filter"] == {"attributes": {"type": "com.example.ui.order"}}
     assert written["spec"]["subscriber"] == {"uri": sink.url}
-    await expect(tab.get_by_role("heading", level=1)).to_contain_text("orders-ui")
-    await expect(tab.get_by_text("Ready", exact=True).first).to_be_visible(timeout=15_000)
+    await expect(tab.get_by_role("heading", level=1)).to_have_text("Trigger default/orders-ui")
+    # The page polls the conditions until Ready.
+    await expect(tab.get_by_test_id("trigger-ready")).to_have_text("Ready", timeout=15_000)
 
     await console.kbroker_send("--type", "com.example.ui.order", "--source", "/ui", "--id", "ui-1")
     await console.kbroker_send("--type", "com.example.other", "--source", "/ui", "--id", "ui-2")
@@ -180,6 +181,7 @@ async def test_edit_shows_a_diff_and_replaces_the_file_atomically(
     await tab.get_by_role("button", name="Save changes").click()
 
     await expect(tab).to_have_url(re.compile(r"/-/ui/triggers/default/editme$"))
+    await expect(tab.get_by_test_id("effective-filter")).to_contain_text("com.example.after")
     written = yaml.safe_load(path.read_text())
     assert written["spec"]["filter"] == {"attributes": {"type": "com.example.after"}}
     # Replaced by a rename (a new inode), not rewritten in place; no temporary file left over.
