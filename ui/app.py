@@ -17,11 +17,12 @@ from kbroker.ui import security
 from kbroker.ui.context import ConsoleContext
 from kbroker.ui.templating import STATIC, base_path, render
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,39 @@ def build(ctx: ConsoleContext) -> ASGIApp:
             return render(request, ctx, "not_found.html", status_code=404)
         return PlainTextResponse("not found\n", status_code=404)
 
-    async def failed(request: Request, exc: Exception) -> Response:
-        # The broker or API server behind a port failed: say so instead of a bare 500.
-        log.warning("console: %s %s failed: %r", request.method, request.url.path, exc)
-        return render(request, ctx, "error.html", status_code=503, error=str(exc))
-
-    app = Starlette(routes=routes, exception_handlers={404: not_found, Exception: failed})
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: not_found},
+        middleware=[Middleware(_Failsafe, ctx=ctx)],  # inside Starlette's own 500 handler
+    )
     return security.Guard(app, token=ctx.settings.token, secure_cookies=False)
+
+
+class _Failsafe:
+    """A page whose port fails (the API server or a channel unreachable) answers 503 with the
+    reason, instead of a bare 500; an error after the response started is re-raised."""
+
+    def __init__(self, app: ASGIApp, ctx: ConsoleContext) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started or scope["type"] != "http":
+                raise
+            request = Request(scope)
+            log.warning("console: %s %s failed: %r", request.method, request.url.path, exc)
+            response = render(request, self.ctx, "error.html", status_code=503, error=str(exc))
+            await response(scope, receive, send)
 
 
 def mount(ctx: ConsoleContext) -> list[BaseRoute]:

@@ -128,8 +128,11 @@ class Guard:
     def _admitted(self, scope: Scope, headers: dict[bytes, bytes], cookies: dict[str, str]) -> bool:
         if not self.token:
             return True
-        if scope["path"].rstrip("/").endswith("/login"):
-            return True  # the page that asks for the token
+        root = str(scope.get("root_path", ""))
+        path = str(scope["path"])
+        relative = path[len(root) :] if root and path.startswith(root) else path
+        if relative.rstrip("/") == "/login" or relative.startswith("/static/"):
+            return True  # the page that asks for the token, and its stylesheet and scripts
         scheme, _, given = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         if scheme.lower() == "bearer" and _same(given.strip(), self.token):
             return True

@@ -197,3 +197,32 @@ async def test_cluster_mode_refuses_loopback_and_link_local_subscribers() -> Non
                 assert r.status_code == status, (uri, allowed)
                 if status == 422:
                     assert "link-local" in r.text
+
+
+async def test_delete_removes_console_triggers_only() -> None:
+    deleted: list[tuple[str, str, str]] = []
+    ctx = _ctx()
+
+    async def record(kind: str, namespace: str, name: str) -> None:
+        deleted.append((kind, namespace, name))
+
+    ctx.objects.delete = record  # type: ignore[method-assign]
+    async with _client(ctx) as c:
+        assert (await c.post("/-/ui/triggers/default/hand/delete")).status_code == 403
+        r = await c.post("/-/ui/triggers/default/mine/delete")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/-/ui/brokers/default/default?tab=triggers"
+    assert deleted == [("Trigger", "default", "mine")]
+
+
+async def test_a_failing_port_is_a_503_page_not_a_crash() -> None:
+    ctx = _ctx()
+
+    async def broken(kind: str, namespace: str | None = None) -> list[object]:
+        raise ConnectionError("API server unreachable")
+
+    async with _client(ctx) as c:
+        ctx.objects.list = broken  # type: ignore[method-assign,assignment]
+        r = await c.get("/-/ui/brokers/default/default?tab=triggers")
+    assert r.status_code == 503
+    assert "API server unreachable" in r.text

@@ -79,6 +79,9 @@ async def test_login_sets_the_token_cookie_only_for_the_right_token() -> None:
     transport = httpx.ASGITransport(asgi)
     async with httpx.AsyncClient(transport=transport, base_url="http://10.0.0.5") as c:
         assert (await c.get("/-/ui/")).status_code == 401
+        # Only the login page itself is open, not a broker that happens to be called "login".
+        assert (await c.get("/-/ui/brokers/default/login")).status_code == 401
+        assert (await c.get("/-/ui/static/console.css")).status_code == 200
         page = await c.get("/-/ui/login")
         assert page.status_code == 200
         assert "aria-label" in page.text or '<label for="token">' in page.text

@@ -18,10 +18,10 @@ from kbroker.ui import filtertext, forms
 from kbroker.ui import objects_view as ov
 from kbroker.ui.context import ConsoleContext
 from kbroker.ui.ports import KObject
-from kbroker.ui.templating import render
+from kbroker.ui.templating import base_path, render
 from kbroker.ui.yamlview import to_yaml, written
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 WINDOWS = ("1m", "15m", "1h")
@@ -112,7 +112,20 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
             request, ctx, "_conditions.html", **found, conditions=ov.conditions(found["obj"])
         )
 
+    async def delete(request: Request) -> Response:
+        ns, name = request.path_params["ns"], request.path_params["name"]
+        found = await values(ns, name)
+        if found is None:
+            return render(request, ctx, "not_found.html", status_code=404)
+        origin = ctx.objects.origin(found["obj"])
+        if not origin.editable:
+            return PlainTextResponse(origin.reason + "\n", status_code=403)
+        await ctx.objects.delete("Trigger", ns, name)
+        target = f"{base_path(request)}/brokers/{ns}/{ov.broker_of(found['obj'])}?tab=triggers"
+        return RedirectResponse(target, status_code=303, headers={"HX-Redirect": target})
+
     return [
         Route("/triggers/{ns}/{name}", page, name="trigger"),
+        Route("/triggers/{ns}/{name}/delete", delete, methods=["POST"]),
         Route("/triggers/{ns}/{name}/conditions", conditions),
     ]
