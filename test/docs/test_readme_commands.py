@@ -429,6 +429,14 @@ RULES: list[tuple[str, str, Check | str]] = [
         "cluster: test/kbroker/test_cmd_ui.py runs `kbroker ui` against a real kube-apiserver and "
         "checks config/optional/ui.yaml",
     ),
+    ("docs/console.md", r"echo '[^']*' > [\w.]+$", check_output),
+    ("docs/console.md", r"\.venv/bin/kbroker trigger test ", check_output),
+    (
+        "docs/console.md",
+        r"\.venv/bin/kbroker tail ",
+        "follows a broker until stopped: test/kbroker/test_cmd_tail.py runs it (with --count) "
+        "against a real kbroker run on every backend",
+    ),
     (
         "docs/operations.md",
         r"kbroker log (check|salvage) ",
