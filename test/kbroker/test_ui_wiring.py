@@ -4,11 +4,16 @@ ingress path, guarded, and a Trigger created from the form becomes Ready and del
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 from fixtures.broker import StartBroker, make_event
 from fixtures.subscriber import SinkServer
 from kbroker.core import events
+
+from kbroker import ui_wiring
 
 BROKER = """\
 apiVersion: eventing.knative.dev/v1
@@ -61,3 +66,15 @@ async def test_console_lives_beside_the_ingress_and_creates_working_triggers(
         assert page.status_code == 200
         assert re.search(r'data-testid="trigger-ready">Ready<', page.text)
         assert sink.url in page.text
+
+
+def test_off_loopback_the_console_needs_a_token(tmp_path: Path) -> None:
+    src: Any = SimpleNamespace(channels={}, holder=None, pool=SimpleNamespace(dispatcher=None))
+    assert ui_wiring.console_routes(src, "0.0.0.0") == []
+    assert ui_wiring.console_routes(src, "127.0.0.1") != []
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    routes = ui_wiring.console_routes(src, "0.0.0.0", token)
+    assert routes != []
+    guard = routes[-1].app  # type: ignore[attr-defined]
+    assert guard.token == "s3cret"
