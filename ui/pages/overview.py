@@ -31,6 +31,7 @@ class BrokerCard:
     not_ready: list[str] = field(default_factory=list)
     dead_lettered: int = 0
     dropped: int = 0
+    lag: int = 0  # events stored but not yet finished, summed over the Triggers
 
     @property
     def problems(self) -> list[str]:
@@ -73,6 +74,9 @@ async def cards(ctx: ConsoleContext) -> list[BrokerCard]:
             card_of.without_dls.append(ov.name(t))
         if ov.readiness(t).ready is not True:
             card_of.not_ready.append(ov.name(t))
+        status = t.get("status") if isinstance(t.get("status"), dict) else {}
+        lag = str(((status or {}).get("annotations") or {}).get("kbroker.dev/lag", "0"))
+        card_of.lag += int(lag) if lag.isdigit() else 0
         rec = records.get((ov.namespace(t), ov.name(t)))
         hour = rec.windows.get("1h") if rec is not None else None
         if hour is not None:

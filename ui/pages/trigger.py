@@ -66,6 +66,15 @@ def delivery_rows(t: Trigger | None, obj: KObject, broker: KObject | None) -> li
     ]
 
 
+def _dls_broker(c: Contract, t: Trigger | None) -> str:
+    """ "ns/name" of the Broker that is this Trigger's dead-letter sink, if it is one."""
+    uri = (t.delivery.dead_letter_uri or "").rstrip("/") if t else ""
+    for b in c.brokers if uri else ():
+        if b.address.rstrip("/") == uri:
+            return f"{b.namespace}/{b.name}"
+    return ""
+
+
 def routes(ctx: ConsoleContext) -> list[BaseRoute]:
     async def values(ns: str, name: str) -> dict[str, Any] | None:
         obj = await ctx.objects.get("Trigger", ns, name)
@@ -100,6 +109,7 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
             outcomes=list(reversed(rec.recent[-SHOWN_OUTCOMES:])) if rec else [],
             yaml=to_yaml(written(obj)),
             origin=origin,
+            dls_broker=_dls_broker(c, t),
             now=time.time(),
         )
 
