@@ -17,6 +17,7 @@ processes merge by adding bins instead of keeping samples.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import math
 import time
@@ -41,10 +42,13 @@ _ZERO = (0,) * _ROW
 WINDOWS: dict[str, tuple[float, int]] = {"1m": (10.0, 6), "15m": (60.0, 15), "1h": (60.0, 60)}
 
 
+# Upper edges of bins 0..BINS-2 (the last bin takes everything above): a C-level bisect is
+# cheaper per event than a logarithm.
+_EDGES = [BIN_MIN * 2 ** (i / BINS_PER_DOUBLING) for i in range(BINS - 1)]
+
+
 def latency_bin(seconds: float) -> int:
-    if seconds <= BIN_MIN:
-        return 0
-    return min(BINS - 1, int(math.log2(seconds / BIN_MIN) * BINS_PER_DOUBLING) + 1)
+    return bisect.bisect_left(_EDGES, seconds)
 
 
 def bin_value(index: int) -> float:
@@ -68,12 +72,31 @@ def percentile(bins: Mapping[int, int], q: float) -> float | None:
     return bin_value(max(bins))
 
 
-def response_index(attempt: Attempt) -> int:
+# The hot path keeps plain tuples; `Outcome`/`Attempt` objects are built only when read.
+RawAttempt = tuple[float, int | None, float, str, str]  # at, status, latency, error, target
+# event id, type, source, verdict, finished, attempts, replied, latency
+RawOutcome = tuple[str, str, str, Verdict, float, tuple[RawAttempt, ...], bool, float]
+
+
+def response_index(status: int | None, error: str) -> int:
     """The index in RESPONSE_CLASSES of an attempt's answer; no status: timeout or error."""
-    status = attempt.status
     if status is None:
-        return 4 if "timeout" in attempt.error.lower() else 5
+        return 4 if "timeout" in error.lower() else 5
     return min(3, max(0, status // 100 - 2))
+
+
+def raw_of(o: Outcome) -> RawOutcome:
+    attempts = tuple((a.at, a.status, a.latency, a.error, a.target) for a in o.attempts)
+    return (o.event_id, o.event_type, o.event_source, o.verdict, o.finished, attempts,
+            o.replied, o.latency)  # fmt: skip
+
+
+def _verdict_field(verdict: Verdict) -> int:
+    if verdict is Verdict.DELIVERED:
+        return DELIVERED
+    if verdict is Verdict.DEAD_LETTERED:
+        return DEAD_LETTERED
+    return DROPPED if verdict is Verdict.DROPPED else DLS_FAILED
 
 
 class _Buckets:
@@ -132,12 +155,14 @@ class OutcomeRing:
 
     __slots__ = (
         "_coarse",
+        "_epoch",
         "_fine",
+        "_rows",
         "_waiting",
         "clock",
-        "last_failure",
+        "last_failure_raw",
         "namespace",
-        "recent",
+        "raw",
         "trigger",
     )
 
@@ -150,62 +175,79 @@ class OutcomeRing:
     ) -> None:
         self.namespace = namespace
         self.trigger = trigger
-        self.recent: collections.deque[Outcome] = collections.deque(maxlen=size)
-        self.last_failure: Outcome | None = None
+        self.raw: collections.deque[RawOutcome] = collections.deque(maxlen=size)
+        self.last_failure_raw: RawOutcome | None = None
         self.clock = clock
         self._fine = _Buckets(*WINDOWS["1m"])
         self._coarse = _Buckets(*WINDOWS["1h"])
+        self._epoch = -1  # the fine bucket `_rows` belong to
+        self._rows: tuple[list[int], list[int]] = ([], [])
         # Events waiting for a retry: a token the dispatcher holds -> when the retry is due.
         # Touched only on the failure path, bounded by the events in flight.
         self._waiting: dict[int, float] = {}
 
-    def matched(self) -> None:
-        now = self.clock()
-        self._fine.row(now)[MATCHED] += 1
-        self._coarse.row(now)[MATCHED] += 1
+    def _rows_at(self, now: float) -> tuple[list[int], list[int]]:
+        """The fine and coarse rows counting `now`; looked up once per 10-second bucket."""
+        epoch = int(now // self._fine.width)
+        if epoch != self._epoch:
+            self._rows = (self._fine.row(now), self._coarse.row(now))
+            self._epoch = epoch
+        return self._rows
+
+    def matched(self, count: int = 1) -> None:
+        fine, coarse = self._rows_at(self.clock())
+        fine[MATCHED] += count
+        coarse[MATCHED] += count
 
     def record(self, outcome: Outcome) -> None:
         """One event's final outcome; counted at `outcome.finished`."""
-        self.recent.append(outcome)
-        now = outcome.finished
-        verdict = outcome.verdict
+        self.record_raw(raw_of(outcome))
+
+    def record_raw(self, raw: RawOutcome) -> None:
+        """`record` for the dispatcher: the same outcome as a tuple (no objects built). Branches
+        rather than lookups: an Enum's hash is a Python-level call."""
+        self.raw.append(raw)
+        verdict = raw[3]
         if verdict is Verdict.DELIVERED:
             field = DELIVERED
-        elif verdict is Verdict.DEAD_LETTERED:
-            field = DEAD_LETTERED
-        elif verdict is Verdict.DROPPED:
-            field = DROPPED
         else:
-            field = DLS_FAILED
-        if verdict is not Verdict.DELIVERED:
-            self.last_failure = outcome
-        fine = self._fine.row(now)
-        coarse = self._coarse.row(now)
+            field = _verdict_field(verdict)
+            self.last_failure_raw = raw
+        fine, coarse = self._rows_at(raw[4])
         fine[field] += 1
         coarse[field] += 1
-        sent = 0
-        for attempt in outcome.attempts:
-            if attempt.target == "subscriber":
-                sent += 1
-                i = _R0 + response_index(attempt)
-                fine[i] += 1
-                coarse[i] += 1
-        if sent > 1:
-            fine[RETRIES] += sent - 1
-            coarse[RETRIES] += sent - 1
-        if outcome.replied:
+        attempts = raw[5]
+        if (
+            len(attempts) == 1
+            and attempts[0][4] == "subscriber"
+            and 200 <= (attempts[0][1] or 0) < 300
+        ):
+            fine[_R0] += 1  # the common case: one attempt, answered 2xx
+            coarse[_R0] += 1
+        else:
+            sent = 0
+            for _at, status, _took, error, target in attempts:
+                if target == "subscriber":
+                    sent += 1
+                    i = _R0 + response_index(status, error)
+                    fine[i] += 1
+                    coarse[i] += 1
+            if sent > 1:
+                fine[RETRIES] += sent - 1
+                coarse[RETRIES] += sent - 1
+        if raw[6]:
             fine[REPLIES] += 1
             coarse[REPLIES] += 1
-        if verdict is Verdict.DELIVERED and outcome.latency > 0:
-            i = _H0 + latency_bin(outcome.latency)
+        if field == DELIVERED and raw[7] > 0:
+            i = _H0 + latency_bin(raw[7])
             fine[i] += 1
             coarse[i] += 1
 
     def dls_failed(self) -> None:
         """A round of dead-letter attempts failed (the dispatcher keeps trying)."""
-        now = self.clock()
-        self._fine.row(now)[DLS_FAILED] += 1
-        self._coarse.row(now)[DLS_FAILED] += 1
+        fine, coarse = self._rows_at(self.clock())
+        fine[DLS_FAILED] += 1
+        coarse[DLS_FAILED] += 1
 
     def waiting(self, token: int, due: float) -> None:
         """An event will be retried at `due` (epoch seconds)."""
@@ -214,18 +256,28 @@ class OutcomeRing:
     def resumed(self, token: int) -> None:
         self._waiting.pop(token, None)
 
+    def outcome(self, raw: RawOutcome) -> Outcome:
+        attempts = tuple(Attempt(*a) for a in raw[5])
+        return Outcome(self.namespace, self.trigger, str(raw[0]), str(raw[1]), str(raw[2]),
+                       raw[3], raw[4], attempts, raw[6], raw[7])  # fmt: skip
+
+    @property
+    def recent(self) -> tuple[Outcome, ...]:
+        return tuple(self.outcome(r) for r in self.raw)
+
     def snapshot(self, now: float | None = None) -> TriggerRecords:
         at = self.clock() if now is None else now
         windows = {}
         for name, (width, buckets) in WINDOWS.items():
             source = self._fine if width == self._fine.width else self._coarse
             windows[name] = _counters(source.window(at, buckets))
+        last = self.last_failure_raw
         return TriggerRecords(
             namespace=self.namespace,
             trigger=self.trigger,
             windows=windows,
-            recent=tuple(self.recent),
-            last_failure=self.last_failure,
+            recent=self.recent,
+            last_failure=None if last is None else self.outcome(last),
             in_retry=len(self._waiting),
             next_retry=min(self._waiting.values()) if self._waiting else None,
         )

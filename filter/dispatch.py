@@ -31,7 +31,7 @@ from kbroker.core import contract, delivery, events, logs, telemetry
 from kbroker.core import ttl as loop_guard
 from kbroker.core.delivery import Outcome, Result
 from kbroker.core.events import CloudEvent
-from kbroker.core.outcomes import Attempt
+from kbroker.core.outcome_ring import RawAttempt
 from kbroker.core.reporters import DispatchReporter, Silent
 from kbroker.core.settings import DispatcherSettings
 from kbroker.filter import records
@@ -108,7 +108,7 @@ class Dispatcher:
         total = delivery.attempts(spec)
         attempts_made = 0
         ring = self.recorder.ring(trigger)
-        trail: list[Attempt] = []
+        trail: list[RawAttempt] = []
         while True:
             failure = await self._attempt(
                 trigger, broker, headers, body, timeout, ttl, span, attempts_made, trail
@@ -195,7 +195,7 @@ class Dispatcher:
         ttl: int | None,
         parent: Span | None = None,
         attempt: int = 0,
-        trail: list[Attempt] | None = None,
+        trail: list[RawAttempt] | None = None,
     ) -> Failure | None:
         send_span = None
         if parent is not None:
@@ -232,7 +232,7 @@ class Dispatcher:
         broker: contract.Broker,
         ttl: int | None,
         parent: Span | None = None,
-        trail: list[Attempt] | None = None,
+        trail: list[RawAttempt] | None = None,
     ) -> Failure | None:
         if not _claims_event(resp):
             return None
@@ -279,7 +279,7 @@ class Dispatcher:
         spec: contract.DeliverySpec,
         failure: Failure,
         parent: Span | None = None,
-        trail: list[Attempt] | None = None,
+        trail: list[RawAttempt] | None = None,
     ) -> None:
         assert spec.dead_letter_uri is not None
         if parent is None:
@@ -301,7 +301,7 @@ class Dispatcher:
         spec: contract.DeliverySpec,
         failure: Failure,
         trace_headers: list[tuple[str, str]],
-        trail: list[Attempt] | None = None,
+        trail: list[RawAttempt] | None = None,
     ) -> int:
         """Until the sink takes the event; its final status."""
         assert spec.dead_letter_uri is not None

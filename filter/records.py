@@ -16,20 +16,23 @@ from collections.abc import Callable, Collection
 
 from kbroker.core import contract, delivery
 from kbroker.core.events import CloudEvent
-from kbroker.core.outcome_ring import RECENT, OutcomeRing
-from kbroker.core.outcomes import Attempt, Outcome, TriggerRecords, Verdict
+from kbroker.core.outcome_ring import RECENT, OutcomeRing, RawAttempt
+from kbroker.core.outcomes import TriggerRecords, Verdict
 
 TRAIL_MAX = 64  # attempts kept per outcome (a dead-letter sink may fail for a long time)
 
-_VERDICTS = {
-    delivery.Outcome.DELIVERED: Verdict.DELIVERED,
-    delivery.Outcome.DEAD_LETTERED: Verdict.DEAD_LETTERED,
-    delivery.Outcome.DROPPED: Verdict.DROPPED,
-}
+
+def _verdict(outcome: delivery.Outcome) -> Verdict:
+    # Identity tests: a dict keyed by the enum would hash it with a Python-level call.
+    if outcome is delivery.Outcome.DELIVERED:
+        return Verdict.DELIVERED
+    if outcome is delivery.Outcome.DEAD_LETTERED:
+        return Verdict.DEAD_LETTERED
+    return Verdict.DROPPED
 
 
 def note(
-    trail: list[Attempt],
+    trail: list[RawAttempt],
     at: float,
     status: int | None,
     latency: float,
@@ -38,30 +41,28 @@ def note(
 ) -> None:
     """One attempt of an event in flight (kept up to TRAIL_MAX)."""
     if len(trail) < TRAIL_MAX:
-        trail.append(Attempt(at, status, latency, error, target))
+        trail.append((at, status, latency, error, target))
 
 
 def finish(
     ring: OutcomeRing,
     event: CloudEvent,
     result: delivery.Result,
-    trail: list[Attempt],
+    trail: list[RawAttempt],
     now: float,
     arrival: float,
 ) -> None:
     """Records the event's final outcome in its Trigger's ring."""
     attrs = event.attributes
-    ring.record(
-        Outcome(
-            ring.namespace,
-            ring.trigger,
-            str(attrs.get("id", "")),
-            str(attrs.get("type", "")),
-            str(attrs.get("source", "")),
-            _VERDICTS[result.outcome],
+    ring.record_raw(
+        (
+            attrs.get("id", ""),  # type: ignore[arg-type]  # strings by the spec; str()ed on read
+            attrs.get("type", ""),
+            attrs.get("source", ""),
+            _verdict(result.outcome),
             now,
             tuple(trail),
-            bool(trail) and trail[-1].target == "reply",  # a stored reply ends the trail
+            bool(trail) and trail[-1][4] == "reply",  # a stored reply ends the trail
             now - arrival if arrival > 0 else 0.0,
         )
     )

@@ -93,14 +93,17 @@ class TriggerWorker:
                     log.warning("trigger %s: read failed: %s", self.trigger.name, exc)
                     await asyncio.sleep(1.0)
                     continue
+                matched = 0
                 for record in records:
                     self.tracker.add(record)
                     if not self.predicate(record.envelope.event.attributes):
                         self.tracker.done(record)
                         continue
-                    self.records.matched()
+                    matched += 1
                     await self._slots.acquire()
                     self._start(record, self._slots)
+                if matched:
+                    self.records.matched(matched)
                 now = time.monotonic()
                 if now - last_commit >= self.commit_interval or not records:
                     await self.commit()

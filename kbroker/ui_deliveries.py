@@ -28,6 +28,7 @@ from kbroker.core import contract, logs
 from kbroker.core.contract_source import ContractHolder
 from kbroker.core.events import CloudEvent
 from kbroker.core.outcome_merge import merge_all, records_doc, records_of
+from kbroker.core.outcome_ring import OutcomeRing
 from kbroker.core.outcomes import Outcome, TriggerRecords, Verdict
 from kbroker.filter.dispatch import Dispatcher
 
@@ -82,7 +83,7 @@ class InProcessDeliveries:
         out = []
         for event in events:
             result = await self.dispatcher.dispatch(event, t, broker, (), 0.0)
-            out.append(_recorded(ring.recent, event, result.outcome.value))
+            out.append(_recorded(ring, event, result.outcome.value))
             logs.emit(
                 log,
                 self._limiter,
@@ -100,12 +101,12 @@ class InProcessDeliveries:
         return out
 
 
-def _recorded(recent: Sequence[Outcome], event: CloudEvent, verdict: str) -> Outcome:
+def _recorded(ring: OutcomeRing, event: CloudEvent, verdict: str) -> Outcome:
     """The outcome the dispatcher just recorded for `event` (the newest with its id)."""
     event_id = str(event.get("id") or "")
-    for outcome in reversed(recent):
-        if outcome.event_id == event_id:
-            return outcome
+    for raw in reversed(ring.raw):
+        if raw[0] == event_id:
+            return ring.outcome(raw)
     # Not in the ring (a ring of size 0): what dispatch() answered.
     kind, source = str(event.get("type") or ""), str(event.get("source") or "")
     return Outcome(

@@ -53,7 +53,7 @@ async def test_retries_then_dead_letter_are_recorded(sinks: SinkServer) -> None:
     w = got.windows["1m"]
     assert (w.delivered, w.dead_lettered, w.retries) == (1, 1, 2)
     assert w.responses == {"5xx": 3, "2xx": 1}
-    assert got.last_failure is first
+    assert got.last_failure == first
     assert got.in_retry == 0
 
 
