@@ -186,7 +186,7 @@ class Matchers:
 
 
 @dataclass(frozen=True, slots=True)
-class TestRow:
+class FilterRow:
     envelope: Envelope
     explain: Explain
     others: tuple[str, ...]  # other Triggers of the broker matching this event
@@ -197,8 +197,8 @@ class TestRow:
 
 
 @dataclass(frozen=True, slots=True)
-class TestResult:
-    rows: tuple[TestRow, ...]
+class FilterResult:
+    rows: tuple[FilterRow, ...]
     source: str  # "recent" | "pasted"
     history: bool = True  # False: the backend cannot read back stored events
     overlap: dict[str, int] = field(default_factory=dict)  # other trigger -> events it matches
@@ -228,7 +228,7 @@ async def test_filter(
     limit: int | None = None,
     skip: str = "",
     matchers: Matchers | None = None,
-) -> TestResult:
+) -> FilterResult:
     """`specs` against the broker's last `limit` events (or the `pasted` ones). `skip` names the
     Trigger under test, left out of the overlap."""
     contract = ctx.objects.contract()
@@ -246,18 +246,21 @@ async def test_filter(
         envelopes = list(found or ())
         source = "recent"
     m = matchers or Matchers()
-    rows: list[TestRow] = []
+    rows: list[FilterRow] = []
     overlap: dict[str, int] = {}
     for env in envelopes:
         attrs = env.event.attributes
         others = tuple(m.matching(contract, key, attrs, skip))
         for name in others:
             overlap[name] = overlap.get(name, 0) + 1
-        rows.append(TestRow(env, explain(specs, attrs), others))
-    return TestResult(tuple(rows), source, history, overlap)
+        rows.append(FilterRow(env, explain(specs, attrs), others))
+    return FilterResult(tuple(rows), source, history, overlap)
 
 
-def result_json(result: TestResult, settings_show_payloads: bool) -> dict[str, Any]:
+test_filter.__test__ = False  # type: ignore[attr-defined]  # not a pytest test function
+
+
+def result_json(result: FilterResult, settings_show_payloads: bool) -> dict[str, Any]:
     return {
         "source": result.source,
         "history": result.history,
