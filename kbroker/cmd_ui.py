@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import dataclasses
 import logging
-import os
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -28,7 +27,7 @@ from starlette.routing import Route
 from kbroker import ops_guard, ui_deliveries, ui_events, wiring, wiring_http
 from kbroker.core import logs
 from kbroker.core.contract_source import ContractHolder
-from kbroker.core.settings import RunSettings, ShutdownSettings, log_format_default
+from kbroker.core.settings import RunSettings, ShutdownSettings, env, log_format_default
 from kbroker.ui import app as console_app
 from kbroker.ui.context import ConsoleContext, ConsoleSettings
 
@@ -36,10 +35,6 @@ log = logging.getLogger("kbroker")
 
 HELP = "cluster mode: the trigger console (pages under /-/ui/), behind a bearer token"
 RECORDS_POLL = 2.0  # seconds between polls of the filter processes' delivery records
-
-
-def env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
