@@ -438,6 +438,12 @@ RULES: list[tuple[str, str, Check | str]] = [
         "against a real kbroker run on every backend",
     ),
     (
+        "docs/console.md",
+        r"\.venv/bin/kbroker deadletters ",
+        "need a failing subscriber and a dead-letter Broker: test/e2e/test_deadletters.py runs "
+        "`list` and `redrive` against a real kbroker run and checks the subscriber gets it once",
+    ),
+    (
         "docs/operations.md",
         r"kbroker log (check|salvage) ",
         "need a damaged log: test/faults/test_embedded_log_faults.py damages real logs and runs "
