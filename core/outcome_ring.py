@@ -2,9 +2,11 @@
 
 Why it exists: "why was my event not delivered?" is answered from what the dispatcher did, and the
 dispatcher must pay almost nothing for remembering it. So recording is O(1) and allocation-light:
-the ring is a `deque(maxlen=...)` of the `Outcome`s the dispatcher builds anyway, and the counters
-are rows of plain ints in time buckets that are zeroed in place when their slot is reused. No
-locks (one event loop writes and reads), no logging, no per-event dicts.
+the ring is a `deque(maxlen=...)` of plain tuples (one per event, one per attempt; the frozen
+`Outcome` and `Attempt` objects are built only when someone reads), and the counters are rows of
+plain ints in time buckets, zeroed in place when their slot is reused and looked up once per
+bucket. No locks (one event loop writes and reads), no logging, no per-event dicts. Measured: about
+as much CPU per event as the dispatcher's Prometheus hooks.
 
 Windows are bucket-granular: the 1-minute window sums six 10-second buckets, the 15-minute and
 1-hour windows sum 1-minute buckets. A window therefore covers between its length minus one
