@@ -8,7 +8,11 @@ import asyncio
 import json
 import sqlite3
 import sys
+import time
 
+import httpx
+import nats as nats_py
+import pytest
 from fixtures.broker import ON_EVERY_CHANNEL, BrokerProcess, StartBroker, make_event
 
 YAML = """\
@@ -101,3 +105,32 @@ async def test_table_and_bad_filter(start_broker: StartBroker) -> None:
     )
     _, err = await asyncio.wait_for(bad.communicate(), 30)
     assert bad.returncode == 1 and err.decode().startswith("error: 400: filter:")
+
+
+async def _consumers(nats_url: str) -> int:
+    nc = await nats_py.connect(nats_url)
+    try:
+        jsm = nc.jsm()
+        return sum(s.state.consumer_count for s in await jsm.streams_info())
+    finally:
+        await nc.close()
+
+
+@pytest.mark.nats
+@pytest.mark.parametrize("broker_channel", ["nats"])
+async def test_a_gone_client_closes_the_servers_reader(
+    start_broker: StartBroker, nats_url: str
+) -> None:
+    """The server notices a client that went away and closes its reader: the tail's ephemeral
+    JetStream consumer disappears at once, not after JetStream's inactivity timeout."""
+    b = await start_broker({"b.yaml": YAML})
+    await b.wait_ready_object("Trigger", "paid")
+    before = await _consumers(nats_url)
+    url = f"{b.base}/-/ui/api/brokers/default/default/tail"
+    async with httpx.AsyncClient(timeout=10) as client, client.stream("GET", url) as response:
+        assert response.status_code == 200
+        assert await _consumers(nats_url) == before + 1
+    deadline = time.monotonic() + 15  # well under the consumer's 30 s inactivity timeout
+    while await _consumers(nats_url) != before:
+        assert time.monotonic() < deadline, "the tail's consumer outlived its client"
+        await asyncio.sleep(0.1)
