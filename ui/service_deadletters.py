@@ -27,14 +27,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from kbroker.core import contract
+from kbroker.core import contract, logs
 from kbroker.core.events import CloudEvent
 from kbroker.core.outcomes import Outcome, TriggerRecords, Verdict
 from kbroker.ui.context import ConsoleContext
+
+log = logging.getLogger(__name__)
+_limiter = logs.RateLimiter()  # republish lines, per target broker
 
 ERROR_EXTENSIONS = ("knativeerrorcode", "knativeerrordest", "knativeerrordata")
 MAX_LIST = 1000  # dead letters read from the log at most per request
@@ -364,4 +368,12 @@ async def republish(
         await pace.wait()
         await ctx.events.publish(ns, name, stripped(letter.event), target.default_durability)
         report.published += 1
+        logs.emit(
+            log,
+            _limiter,
+            logging.INFO,
+            logs.key(kind="republish", namespace=ns, broker=name),
+            "dead letter republished to a broker",
+            {"namespace": ns, "broker": name, "from_broker": broker, "event_id": letter.id},
+        )
     return report

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from fixtures.subscriber import SinkServer
 from kbroker.core import events
-from kbroker.core.contract import Broker, DeliverySpec, Trigger, TriggerUid
+from kbroker.core.contract import Broker, Contract, DeliverySpec, Trigger, TriggerUid
+from kbroker.core.contract_source import ContractHolder
 from kbroker.core.outcomes import Verdict
+from kbroker.core.settings import DispatcherSettings
 from kbroker.filter.dispatch import Dispatcher
 from kbroker.filter.httpclient import HttpClient
 from kbroker.filter.records import Recorder
 from kbroker.filter.sender import AiohttpSender
+from kbroker.filter.service import FilterService
 
 
 async def _no_wait(_: float) -> None:
@@ -64,3 +67,16 @@ def test_recorder_retains_only_live_triggers() -> None:
     r.retain({("ns", "a")})
     assert r.get("ns", "a") is not None and r.get("ns", "b") is None
     assert set(r.snapshot_all()) == {("ns", "a")}
+
+
+async def test_records_of_removed_triggers_are_dropped_on_the_next_contract() -> None:
+    holder = ContractHolder()
+    service = FilterService({}, holder, DispatcherSettings())
+    kept = Trigger("ns", "kept", TriggerUid("k"), "b", "http://x")
+    service.dispatcher.recorder.ring(kept)
+    service.dispatcher.recorder.ring(Trigger("ns", "gone", TriggerUid("g"), "b", "http://x"))
+    try:
+        await holder.publish(Contract(generation=1, triggers=(kept,)))
+    finally:
+        await service.close(0.1)
+    assert set(service.dispatcher.recorder.snapshot_all()) == {("ns", "kept")}
