@@ -110,11 +110,7 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         ns, broker = request.path_params["ns"], request.path_params["broker"]
         try:
             limit = _int(request.query_params.get("limit"), "limit", ctx.settings.recent_limit)
-            if ctx.objects.contract().broker(f"{ns}/{broker}") is None:
-                raise svc.BadRequest(
-                    f"broker {ns}/{broker} is not in the running configuration", 404
-                )
-            found = await ctx.events.recent(ns, broker, limit)
+            found = await svc.recent(ctx, ns, broker, limit)
         except svc.BadRequest as exc:
             return _error(str(exc), exc.status)
         return JSONResponse(
@@ -179,8 +175,12 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         result = explain.check_cesql(expression).to_json()
         result["unseen"] = []
         if result["valid"] and ns and broker:
-            # Attributes never seen on this broker: a typo there silently matches nothing.
-            found = await ctx.events.recent(ns, broker, ctx.settings.recent_limit)
+            # Attributes never seen on this broker: a typo there silently matches nothing. Best
+            # effort: the check itself does not depend on the channel answering.
+            try:
+                found = await svc.recent(ctx, ns, broker, ctx.settings.recent_limit)
+            except svc.BadRequest:
+                found = None
             if found:
                 seen = {k for e in found for k in e.event.attributes}
                 result["unseen"] = [a for a in result["attributes"] if a not in seen]

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 from kbroker.core import cesql, events, filters
-from kbroker.core.channel import Envelope
+from kbroker.core.channel import ChannelError, Envelope
 from kbroker.core.contract import Contract, FilterSpec, Trigger
 from kbroker.core.events import CloudEvent
 from kbroker.core.explain import Explain, explain
@@ -34,7 +34,8 @@ _DIALECTS = ("exact", "prefix", "suffix", "all", "any", "not", "cesql")
 
 
 class BadRequest(ValueError):
-    """What the user sent cannot be used (unknown trigger, bad event, bad filter): a 4xx."""
+    """What the user asked cannot be answered: a 4xx (unknown trigger, bad event, bad filter), or
+    503 when the broker's channel cannot be read right now."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -161,6 +162,19 @@ def _decode(headers: list[tuple[bytes, bytes]], body: bytes) -> list[CloudEvent]
 # --- the filter tester ------------------------------------------------------------------------
 
 
+async def recent(
+    ctx: ConsoleContext, namespace: str, broker: str, limit: int
+) -> list[Envelope] | None:
+    """The broker's last `limit` events (None: the channel keeps no history); BadRequest 404 for
+    an unknown broker, 503 when the channel cannot be read now."""
+    if ctx.objects.contract().broker(f"{namespace}/{broker}") is None:
+        raise BadRequest(f"broker {namespace}/{broker} is not in the running configuration", 404)
+    try:
+        return await ctx.events.recent(namespace, broker, max(1, min(limit, MAX_RECENT)))
+    except ChannelError as exc:
+        raise BadRequest(f"cannot read broker {namespace}/{broker}: {exc}", 503) from None
+
+
 class Matchers:
     """The current contract's Triggers compiled once per contract, for "matched by" columns."""
 
@@ -241,7 +255,7 @@ async def test_filter(
         source = "pasted"
     else:
         n = max(1, min(limit or ctx.settings.recent_limit, MAX_RECENT))
-        found = await ctx.events.recent(namespace, broker, n)
+        found = await recent(ctx, namespace, broker, n)
         history = found is not None
         envelopes = list(found or ())
         source = "recent"

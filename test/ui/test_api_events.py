@@ -152,3 +152,14 @@ async def test_writes_need_csrf_or_token_through_the_console_guard() -> None:
     csrf = first.cookies[security.CSRF_COOKIE]
     ok = await c.post("/api/cesql/check", json=body, headers={**auth, "x-csrf-token": csrf})
     assert ok.status_code == 200 and ok.json()["valid"]
+
+
+async def test_a_channel_outage_is_503_and_the_check_still_answers() -> None:
+    events = FakeEvents(STORED)
+    events.down = True
+    c = client(events)
+    assert (await c.get("/api/brokers/ns/b/events")).status_code == 503
+    assert (await c.get("/api/triggers/ns/only-a/test")).status_code == 503
+    body = {"expression": "type = 'a'", "namespace": "ns", "broker": "b"}
+    check = await c.post("/api/cesql/check", json=body)
+    assert check.status_code == 200 and check.json()["valid"]
