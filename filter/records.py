@@ -44,6 +44,14 @@ def note(
         trail.append((at, status, latency, error, target))
 
 
+def _replied(trail: list[RawAttempt]) -> bool:
+    """A stored reply is the last step of a delivered event's trail."""
+    if not trail:
+        return False
+    last = trail[-1]
+    return last[4] == "reply" and last[1] is not None and 200 <= last[1] < 300
+
+
 def finish(
     ring: OutcomeRing,
     event: CloudEvent,
@@ -62,7 +70,7 @@ def finish(
             _verdict(result.outcome),
             now,
             tuple(trail),
-            bool(trail) and trail[-1][4] == "reply",  # a stored reply ends the trail
+            _replied(trail),
             now - arrival if arrival > 0 else 0.0,
         )
     )

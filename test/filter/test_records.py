@@ -80,3 +80,32 @@ async def test_records_of_removed_triggers_are_dropped_on_the_next_contract() ->
     finally:
         await service.close(0.1)
     assert set(service.dispatcher.recorder.snapshot_all()) == {("ns", "kept")}
+
+
+def _confirm(ev: events.CloudEvent) -> events.CloudEvent:
+    attrs: dict[str, events.AttrValue] = {
+        "specversion": "1.0",
+        "id": "r-" + ev.id,
+        "source": "/sub",
+        "type": "t.confirmed",
+    }
+    return events.CloudEvent(attrs, b"ok")
+
+
+async def test_a_stored_reply_is_counted(sinks: SinkServer) -> None:
+    sink = sinks.sink("s", reply=_confirm)
+    stored = sinks.sink("broker", status=202)
+    refused = sinks.sink("full", status=503)
+    d = Dispatcher(HttpClient(AiohttpSender()), sleep=_no_wait)
+    t = Trigger("ns", "t1", TriggerUid("u1"), "b", sink.url)
+    try:
+        await d.dispatch(event("e1"), t, Broker("ns", "b", "ub", stored.url))
+        await d.dispatch(event("e2"), t, Broker("ns", "b", "ub", refused.url))
+    finally:
+        await d.sender.close()
+    got = d.recorder.snapshot("ns", "t1")
+    assert got is not None
+    ok, dropped = got.recent
+    assert (ok.replied, ok.attempts[-1].target, ok.attempts[-1].status) == (True, "reply", 202)
+    assert (dropped.verdict, dropped.replied) == (Verdict.DROPPED, False)  # the reply was refused
+    assert got.windows["1m"].replies == 1
