@@ -14,12 +14,14 @@ line:col and a caret excerpt, the attributes it references, and lint warnings).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kbroker.core import cesql, filters
 from kbroker.core.cesql import ast
+from kbroker.core.cesql.compiler import Evaluator
 from kbroker.core.cesql.lint import walk
 from kbroker.core.contract import FilterSpec
 from kbroker.core.events import attr_string
@@ -155,10 +157,16 @@ def _string_dialect(spec: FilterSpec, attrs: filters.Attributes) -> Explain:
     return _group(d, d, children, all(c.matched for c in children))
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(expression: str) -> Evaluator:
+    """Compiled once per expression: a tester explains the same filter on many events."""
+    return cesql.compile(expression)
+
+
 def _cesql(expression: str, attrs: filters.Attributes) -> Explain:
     label = f"cesql: {expression}"
     try:
-        evaluate = cesql.compile(expression)
+        evaluate = _compiled(expression)
     except cesql.ParseError as exc:
         return Explain("cesql", label, False, f"not valid CESQL ({exc.message}): matches nothing")
     except Exception as exc:  # the dispatcher fails closed on anything; so do we
