@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 from kbroker.controller import compiler
-from kbroker.controller.kube.api import BROKERS, TRIGGERS, KubeClient, KubeError
+from kbroker.controller.kube.api import BROKERS, SERVICES, TRIGGERS, KubeClient, KubeError, Resource
 from kbroker.controller.kube.contract_map import ContractStore
 from kbroker.core.contract import Contract
 from kbroker.core.contract_source import ContractHolder
@@ -28,7 +28,10 @@ from kbroker.ui.yamlview import written
 
 log = logging.getLogger("kbroker")
 
-_RESOURCES = {"Broker": BROKERS, "Trigger": TRIGGERS}
+KSERVICES = Resource("serving.knative.dev", "v1", "services", "Service")
+# Kinds the console lists: its own, and the Addressables offered as subscribers ("ksvc" is a
+# Knative Service, which shares its kind name with the core Service).
+_RESOURCES = {"Broker": BROKERS, "Trigger": TRIGGERS, "Service": SERVICES, "ksvc": KSERVICES}
 CONTRACT_POLL = 2.0  # seconds between reloads of the contract ConfigMap
 
 
@@ -56,10 +59,15 @@ class KubeObjects:
         resource = _RESOURCES.get(kind)
         if resource is None:
             return []
-        doc = await self.client.request("GET", resource.path(namespace))
+        try:
+            doc = await self.client.request("GET", resource.path(namespace))
+        except KubeError as exc:
+            if kind in ("Service", "ksvc") and exc.status in (403, 404):
+                return []  # Knative Serving not installed, or not ours to read: no suggestions
+            raise
         items = doc.get("items") or []
         for item in items:  # list items carry no kind/apiVersion of their own
-            item.setdefault("kind", kind)
+            item.setdefault("kind", resource.kind)
             item.setdefault("apiVersion", resource.api_version)
         return sorted(
             items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])

@@ -226,3 +226,19 @@ async def test_a_failing_port_is_a_503_page_not_a_crash() -> None:
         r = await c.get("/-/ui/brokers/default/default?tab=triggers")
     assert r.status_code == 503
     assert "API server unreachable" in r.text
+
+
+async def test_cluster_mode_offers_the_namespaces_services_as_subscribers() -> None:
+    from kbroker.ui.context import ConsoleSettings
+
+    base = _ctx()
+    base.objects.objects.append(  # type: ignore[attr-defined]
+        {"kind": "Service", "metadata": {"namespace": "default", "name": "orders-api"}}
+    )
+    for cluster in (False, True):
+        ctx = ConsoleContext(
+            base.objects, base.events, base.deliveries, ConsoleSettings(cluster=cluster)
+        )
+        async with _client(ctx) as c:
+            page = await c.get("/-/ui/triggers/new?broker=default/default")
+        assert ('<option value="Service/orders-api">' in page.text) is cluster

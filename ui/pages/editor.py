@@ -57,6 +57,21 @@ async def seen(ctx: ConsoleContext, namespace: str, broker: str) -> dict[str, li
     return {k: list(v) for k, v in sorted(values.items())}
 
 
+async def addressables(ctx: ConsoleContext, namespace: str) -> list[str]:
+    """Cluster mode: `Kind/name` of the namespace's Services and Knative Services, offered in
+    the subscriber and dead-letter sink fields (standalone has no Services to offer)."""
+    if not ctx.settings.cluster:
+        return []
+    out = []
+    for kind, label in (("ksvc", "ksvc"), ("Service", "Service")):
+        try:
+            found = await ctx.objects.list(kind, namespace)
+        except Exception:  # suggestions are a help, never a reason for the page to fail
+            continue
+        out += [f"{label}/{ov.name(o)}" for o in found]
+    return out
+
+
 def _broker_obj(brokers: list[KObject], namespace: str, name: str) -> KObject | None:
     for b in brokers:
         if ov.namespace(b) == namespace and ov.name(b) == name:
@@ -180,6 +195,7 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
             broker=broker,
             broker_ready=ov.readiness(broker) if broker is not None else None,
             seen=await seen(ctx, f.namespace, f.broker),
+            addressables=await addressables(ctx, f.namespace),
             kept=forms.kept_yaml(f),
             read_only=read_only,
             origin_path=origin_path,
