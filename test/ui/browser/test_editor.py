@@ -16,6 +16,7 @@ import re
 import pytest
 import yaml
 from e2e import knative_yaml as ky
+from fixtures.broker import make_event
 from fixtures.subscriber import SinkServer
 from kbroker.core import explain
 from playwright.async_api import Locator, Page, expect
@@ -91,7 +92,7 @@ async def test_create_from_the_form_writes_yaml_becomes_ready_and_delivers(
     await expect(tab.get_by_test_id("trigger-ready")).to_have_text("Ready", timeout=15_000)
 
     await console.kbroker_send("--type", "com.example.ui.order", "--source", "/ui", "--id", "ui-1")
-    await console.kbroker_send("--type", "com.example.other", "--source", "/ui", "--id", "ui-2")
+    await console.broker.send(make_event("ui-2", type="com.example.other"))
     await sink.wait_for(1, timeout=15)
     assert sink.ids() == ["ui-1"]
 
@@ -161,7 +162,7 @@ async def test_create_with_the_keyboard_only(tab: Page, console: Console) -> Non
     await expect(tab).to_have_url(re.compile(r"/-/ui/triggers/default/by-keys$"))
     assert (console.config_dir / ui_file(console, "by-keys")).exists()
     await console.broker.wait_ready_object("Trigger", "by-keys")
-    await console.kbroker_send("--type", "com.example.keys", "--source", "/k", "--id", "k-1")
+    await console.broker.send(make_event("k-1", type="com.example.keys"))
     await sink.wait_for(1, timeout=15)
     assert sink.ids() == ["k-1"]
 

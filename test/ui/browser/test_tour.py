@@ -1,22 +1,31 @@
-"""Every console page at 1280x800, as a user first sees it, and the README's screenshots.
+"""Every console page at 1280x800, the README's screenshots, and the dead-letter flow.
 
     browser --GET /-/ui/...--> kbroker run (this module's) --> subscribers (loopback)
+    send --> default --> Trigger "doomed" --> subscriber (answers 500)
+                                 \--retries exhausted--> Broker "dead-letters" (the DLS)
 
 Each page must render without a console error, fit the 1280 px viewport without horizontal
 scrolling, name its main heading, and give every form control an accessible name (what screen
 readers announce, and what these tests find controls by). The tour test then saves PNGs into
 docs/, the pictures the README's console section shows: rerun this module to refresh them.
+
+Last, "why was my event not delivered, and getting it delivered": the Trigger page shows the
+retries, the dead-letter Broker (a plain Knative ref, so the console can list what it holds) shows
+the event with its knativeerrorcode, and a targeted redrive delivers it to that one Trigger's
+subscriber, exactly once, with the same id. (Tests run in file order: the tour's counts come
+before this test's events.)
 """
 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from e2e import knative_yaml as ky
 from fixtures.broker import make_event
 from fixtures.subscriber import SinkServer
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from .conftest import REPO, Console
 
@@ -60,6 +69,14 @@ WIDEST = """() => [...document.querySelectorAll("main *")]
 
 def config(sinks: SinkServer) -> dict[str, str]:
     shop, bank, flaky = sinks.sink("shop"), sinks.sink("bank"), sinks.sink("flaky", status=500)
+    doomed = sinks.sink("doomed", status=500)
+    # Linear backoff 1 s, 2 s: the page is looked at while the third attempt is still due.
+    slow = {
+        "retry": 2,
+        "backoffPolicy": "linear",
+        "backoffDelay": "PT1S",
+        "deadLetterSink": {"ref": DLS_REF},
+    }
     default = ky.broker(delivery={"deadLetterSink": {"ref": DLS_REF}})
     quick = {
         "retry": 1,
@@ -81,6 +98,9 @@ def config(sinks: SinkServer) -> dict[str, str]:
             ),
             ky.trigger(
                 "flaky", flaky.url, attributes={"type": "com.example.flaky"}, delivery=quick
+            ),
+            ky.trigger(
+                "doomed", doomed.url, attributes={"type": "com.example.doomed"}, delivery=slow
             ),
         ),
         # A second broker whose trigger has no dead-letter sink: a problem, shown first.
@@ -189,11 +209,77 @@ async def test_tour_writes_the_readme_screenshots(tab: Page, console: Console) -
     await tab.goto(f"{console.ui}brokers/default/default?tab=tail")
     await expect(tab.locator("#tail-state")).to_have_text("live")
     for i in range(1, 4):
-        await console.kbroker_send(
-            "--type", "com.example.order.created", "--source", "/shop", "--id", f"live-{i}",
-            "--data", f'{{"total": {i * 70}}}', "--ext", f"total={i * 70}",
-        )  # fmt: skip
+        ev = make_event(f"live-{i}", type="com.example.order.created", source="/shop")
+        ev.attributes["total"] = 70 * i
+        await console.broker.send(ev)
     rows = tab.get_by_role("table", name="Live events").get_by_test_id("tail-row")
     await expect(rows).to_have_count(3)
     await expect(rows.first).to_contain_text(re.compile("orders"))
     await shoot(tab, "console-tail.png")
+
+
+async def reload_until_visible(page: Page, target: Locator) -> None:
+    """Reload until `target` is there: these pages show records as of when they rendered."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            await expect(target).to_be_visible(timeout=500)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        await page.reload()
+
+
+async def test_failing_subscriber_dead_letter_then_targeted_redrive_received_once(
+    tab: Page, console: Console
+) -> None:
+    sink = console.sinks.sinks["doomed"]
+    await console.broker.send(make_event("doomed-1", type="com.example.doomed"))
+    await sink.wait_for(2, timeout=15)  # the first attempt and the first retry failed
+
+    await tab.goto(f"{console.ui}triggers/default/doomed")
+    await expect(tab.get_by_text(re.compile(r"1 event\(s\) waiting for a retry"))).to_be_visible()
+    counters = tab.get_by_role("table", name="Delivery counters")
+    await sink.wait_for(3, timeout=15)  # the last retry failed too: retries exhausted
+    # Window, Matched, Delivered, Retries, Dead-lettered: 1 matched, 0 delivered, 2 retries, 1 DL.
+    last_minute = counters.get_by_role("row", name=re.compile(r"^1m 1 0 2 1 "))
+    await reload_until_visible(tab, last_minute)
+    failure = tab.get_by_role("region", name="Last failure")
+    await expect(failure).to_contain_text("doomed-1")
+    await expect(failure).to_contain_text("Subscriber's last answer: 500")
+    await expect(failure).to_contain_text("Then the dead-letter sink answered 202")
+
+    await tab.goto(f"{console.ui}brokers/default/dead-letters?tab=deadletters")
+    letters = tab.get_by_role("table", name="Dead letters")
+    row = letters.get_by_role("row").filter(has_text="doomed-1")
+    await reload_until_visible(tab, row)
+    codes = await row.get_by_role("cell").all_inner_texts()
+    # Select, Stored, id, type, Failed trigger, Code (knativeerrorcode, decoded), Attempts, Answer
+    assert codes[2:6] == ["doomed-1", "com.example.doomed", "default/doomed", "500"], codes
+    assert codes[6] == "3", codes  # attempts, joined from the dispatcher's records
+    await row.get_by_role("link", name="doomed-1").click()
+    attrs = tab.get_by_role("table", name="Event attributes")
+    await expect(attrs.get_by_role("row", name=re.compile("^knativeerrorcode"))).to_contain_text(
+        "500"
+    )
+    await expect(attrs.get_by_role("row", name=re.compile("^knativeerrordest"))).to_contain_text(
+        sink.url
+    )
+
+    sink.status = 200  # the subscriber is fixed
+    await tab.go_back()
+    await tab.get_by_role("checkbox", name="Select dead letter doomed-1").check()
+    await tab.get_by_label("Redrive to the subscriber of trigger").select_option("default/doomed")
+    await tab.get_by_role("button", name="Redrive selected").click()
+    result = tab.locator("#redrive-result")
+    await expect(result).to_contain_text("Redriven: 1 event(s).")
+    await expect(result).to_contain_text("doomed-1")
+    await expect(result).to_contain_text("delivered")
+
+    # A later event through the Trigger marks the end: nothing else arrived before it.
+    await console.broker.send(make_event("after-1", type="com.example.doomed"))
+    await sink.wait_for(5, timeout=15)
+    assert sink.ids() == ["doomed-1"] * 4 + ["after-1"]
+    redriven = sink.received[3]
+    assert "ce-knativeerrorcode" not in redriven.headers  # delivered as the original event

@@ -1,11 +1,16 @@
-"""The filter tester on a broker's real recent events and on a pasted event.
+"""A broker's events in the console: the filter tester on real recent or pasted events, and the
+live tail.
 
     test --20 events--> kbroker run (log keeps them) <--recent events-- console tester
     console form --create, start from earliest--> Trigger --replays the log--> subscriber
+    kbroker send (second process) --> kbroker run --tail (ephemeral reader)--SSE--> browser
 
 "matches K of 20" is the console's promise that K is what the dispatcher delivers: the Trigger
 created from the same form with start position `earliest` replays those 20 events, and the
 subscriber must receive exactly those K. A pasted event that fails shows which attribute failed.
+The live tail shows events in the order they were appended (newest on top) with the Triggers
+matching each; a flood larger than the server's per-viewer buffer shows "N dropped" instead of a
+silently thinned stream.
 """
 
 from __future__ import annotations
@@ -26,7 +31,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 def config(sinks: SinkServer) -> dict[str, str]:
     sinks.sink("replay")
-    return {"brokers.yaml": ky.dump(ky.broker(), ky.broker("tester"))}
+    tailed = sinks.sink("tailed")
+    return {
+        "brokers.yaml": ky.dump(
+            ky.broker(),
+            ky.broker("tester"),
+            ky.trigger("tailed", tailed.url, attributes={"type": "com.example.tail"}),
+        )
+    }
 
 
 async def test_matches_k_of_20_is_what_the_dispatcher_then_delivers(
@@ -100,3 +112,34 @@ async def test_a_pasted_event_explains_which_attribute_failed(tab: Page, console
     await expect(leaf).to_contain_text("source = '/bank/eu' expected prefix '/shop'")
     passed = row.get_by_role("listitem").filter(has=tab.get_by_label("matched", exact=True))
     await expect(passed.filter(has_text="type = 'com.example.order'").last).to_be_visible()
+
+
+async def test_tail_shows_another_process_events_in_order_then_drops_under_a_flood(
+    tab: Page, console: Console
+) -> None:
+    await tab.goto(f"{console.ui}brokers/default/default?tab=tail")
+    await expect(tab.locator("#tail-state")).to_have_text("live")
+    live = tab.get_by_role("table", name="Live events")
+    rows = live.get_by_test_id("tail-row")
+    await expect(rows).to_have_count(0)
+
+    send = ("--type", "com.example.tail", "--source", "/second")
+    await console.kbroker_send(*send, "--mode", "batch", "--count", "5", "--id", "seq")
+    await console.kbroker_send(*send, "--id", "seq-5")
+    await expect(rows).to_have_count(6)
+    ids = [await rows.nth(i).locator("td").nth(4).inner_text() for i in range(6)]
+    # Newest first, in append order (`kbroker send` numbers a batch's events after the first).
+    assert ids == ["seq-5", "seq-4", "seq-3", "seq-2", "seq-1", "seq"]
+    await expect(rows.first).to_contain_text("tailed")  # matched by the Trigger
+    await expect(tab.get_by_test_id("tail-dropped")).to_have_text("0 dropped")
+
+    # One batch of 1,000 (the ingress limit per batch) against a 500-event viewer buffer.
+    await console.kbroker_send(
+        "--type", "com.example.flood", "--source", "/flood", "--mode", "batch",
+        "--count", "1000", "--id", "flood", "--durability", "leader",
+    )  # fmt: skip
+    await expect(tab.get_by_test_id("tail-dropped")).to_have_text(
+        re.compile(r"^[1-9]\d* dropped$"), timeout=15_000
+    )
+    await expect(rows.first.locator("td").nth(4)).to_have_text("flood-999")
+    await expect(tab.locator("#tail-state")).to_have_text("live")
