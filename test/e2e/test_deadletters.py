@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Any
 
+import pytest
 from fixtures.broker import BrokerProcess, StartBroker, make_event
 from fixtures.subscriber import SinkServer
 
@@ -49,6 +50,17 @@ spec:
 """
 
 ATTEMPTS = 3  # retry: 2
+
+# Every backend that keeps a log to read dead letters from (RabbitMQ keeps none: the service's
+# note for it is tested in test/ui/test_service_deadletters.py).
+pytestmark = pytest.mark.parametrize(
+    "broker_channel",
+    [
+        "embedded",
+        pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.slow]),
+        pytest.param("nats", marks=[pytest.mark.nats, pytest.mark.slow]),
+    ],
+)
 
 
 async def kbroker(*args: str) -> tuple[int, str, str]:
