@@ -129,6 +129,9 @@ function startTail(section) {
       if (!check.valid) { error.textContent = "Line " + check.error.line + ", column " + check.error.column + ": " + check.error.message; error.hidden = false; state.textContent = "stopped"; return; }
     }
     error.hidden = true;
+    const here = new URL(window.location.href);  // the filter stays in the URL, as a link
+    if (filter.value) here.searchParams.set("filter", filter.value); else here.searchParams.delete("filter");
+    history.replaceState(null, "", here);
     rows.replaceChildren();
     open();
   });
