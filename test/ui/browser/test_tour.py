@@ -6,8 +6,10 @@
 
 Each page must render without a console error, fit the 1280 px viewport without horizontal
 scrolling, name its main heading, and give every form control an accessible name (what screen
-readers announce, and what these tests find controls by). The tour test then saves PNGs into
-docs/, the pictures the README's console section shows: rerun this module to refresh them.
+readers announce, and what these tests find controls by). The tour test then saves a PNG of each
+page: into docs/, the pictures the README's console section shows, with KBROKER_UI_SCREENSHOTS=docs
+(ports and times differ on every run, so by default they go to test-results/screenshots/ and the
+checkout stays clean).
 
 Last, "why was my event not delivered, and getting it delivered": the Trigger page shows the
 retries, the dead-letter Broker (a plain Knative ref, so the console can list what it holds) shows
@@ -18,6 +20,7 @@ before this test's events.)
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -31,7 +34,9 @@ from .conftest import REPO, Console
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-DOCS = REPO / "docs"
+SHOTS = REPO / (
+    "docs" if os.environ.get("KBROKER_UI_SCREENSHOTS") == "docs" else "test-results/screenshots"
+)
 DLS_REF = {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "dead-letters"}
 
 # Every page and Broker tab, with its main heading.
@@ -166,11 +171,11 @@ async def test_every_page_fits_1280x800_and_names_its_controls(
         assert unnamed == [], f"{path}: controls without an accessible name: {unnamed}"
 
 
-async def shoot(page: Page, name: str) -> None:
+async def shoot(page: Page, name: str, full_page: bool = False) -> None:
     await fits_viewport(page)
     await page.evaluate("window.scrollTo(0, 0)")
-    await page.screenshot(path=str(DOCS / name))
-    assert (DOCS / name).stat().st_size > 10_000
+    await page.screenshot(path=str(SHOTS / name), full_page=full_page)
+    assert (SHOTS / name).stat().st_size > 10_000
 
 
 async def test_tour_writes_the_readme_screenshots(tab: Page, console: Console) -> None:
@@ -200,7 +205,7 @@ async def test_tour_writes_the_readme_screenshots(tab: Page, console: Console) -
 
     await tab.goto(f"{console.ui}events/default/default/flaky-1")
     await expect(tab.get_by_role("region", name="Trigger flaky")).to_contain_text("dead-lettered")
-    await shoot(tab, "console-inspector.png")
+    await shoot(tab, "console-inspector.png", full_page=True)
 
     await tab.goto(f"{console.ui}brokers/default/dead-letters?tab=deadletters")
     await expect(tab.get_by_role("table", name="Dead letters")).to_contain_text("flaky-1")
