@@ -242,3 +242,10 @@ async def test_cluster_mode_offers_the_namespaces_services_as_subscribers() -> N
         async with _client(ctx) as c:
             page = await c.get("/-/ui/triggers/new?broker=default/default")
         assert ('<option value="Service/orders-api">' in page.text) is cluster
+
+
+async def test_republish_needs_a_selection_and_a_target() -> None:
+    async with _client(_ctx()) as c:
+        r = await c.post("/-/ui/brokers/default/default/deadletters/republish", data={"to": ""})
+    assert r.status_code == 200
+    assert "select the dead letters to republish" in r.text

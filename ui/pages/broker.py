@@ -210,7 +210,14 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
                 )
             except svc.DeadLetterError as exc:
                 error = str(exc)
-        return {"sinks": sinks, "dl_notes": notes, "listing": listing, "dl_error": error}
+        origins = sorted({f"{t.namespace}/{t.broker}" for t in svc.feeding(c, ns, name)})
+        return {
+            "sinks": sinks,
+            "dl_notes": notes,
+            "listing": listing,
+            "dl_error": error,
+            "origins": origins,
+        }
 
     async def send(request: Request) -> Response:
         ns, name = request.path_params["ns"], request.path_params["name"]
@@ -257,8 +264,26 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
             )
         return render(request, ctx, "_redrive.html", error="", report=report)
 
+    async def republish(request: Request) -> Response:
+        ns, name = request.path_params["ns"], request.path_params["name"]
+        svc = service_deadletters
+        form = await request.form()
+        to = str(form.get("to") or "")
+        ids = [str(v) for v in form.getlist("id")]
+        if svc is None or not to or not ids:
+            error = "select the dead letters to republish, and the Broker to send them to"
+            return render(request, ctx, "_redrive.html", error=error, report=None)
+        try:
+            report = await svc.republish(ctx, ns, name, to, ids)
+        except svc.DeadLetterError as exc:
+            return render(
+                request, ctx, "_redrive.html", error=str(exc), report=None, status_code=exc.status
+            )
+        return render(request, ctx, "_redrive.html", error="", report=report)
+
     return [
         Route("/brokers/{ns}/{name}", page, name="broker"),
+        Route("/brokers/{ns}/{name}/deadletters/republish", republish, methods=["POST"]),
         Route("/brokers/{ns}/{name}/send", send, methods=["POST"]),
         Route("/brokers/{ns}/{name}/deadletters/redrive", redrive, methods=["POST"]),
     ]
