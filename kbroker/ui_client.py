@@ -9,12 +9,13 @@ commands call the very service layer the pages use.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
 import httpx
 import orjson
+
+from kbroker.core import settings
 
 CONSOLE = "/-/ui"
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -43,7 +44,7 @@ def split_ref(ref: str, what: str) -> tuple[str, str]:
 
 
 def client(args: argparse.Namespace, timeout: float | None = 30.0) -> httpx.Client:
-    token = args.token if args.token is not None else os.environ.get("KBROKER_UI_TOKEN", "")
+    token = args.token if args.token is not None else (settings.env("KBROKER_UI_TOKEN") or "")
     headers = {"authorization": f"Bearer {token}"} if token else {}
     base = args.server.rstrip("/") + CONSOLE
     return httpx.Client(base_url=base, headers=headers, timeout=timeout)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 from fixtures.broker import ON_EVERY_CHANNEL, BrokerProcess, StartBroker, make_event
@@ -39,7 +41,7 @@ spec:
 """
 
 
-async def kbroker(*args: str) -> tuple[int, str, str]:
+async def kbroker(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -47,6 +49,7 @@ async def kbroker(*args: str) -> tuple[int, str, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
@@ -117,3 +120,49 @@ async def test_an_event_file_and_errors(
         "trigger", "test", "default/orders", "--server", b.base, "--event", str(event)
     )
     assert code == 1 and err.startswith("error: 400")
+
+
+async def test_with_a_token(start_broker: StartBroker, sinks: SinkServer, tmp_path: Path) -> None:
+    """A console with a token: refused without it; with it (flag or KBROKER_UI_TOKEN) both the
+    read and the POST (bearer plus the CSRF echo) pass the console's guard."""
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    sink = sinks.sink("orders")
+    sinks.sink("orders-audit")
+    b = await start_broker(
+        {"b.yaml": YAML.format(sink=sink.url)}, extra_args=["--ops-token", str(token)]
+    )
+    code, _, err = await kbroker("trigger", "test", "default/orders", "--server", b.base)
+    assert code == 1 and err.startswith("error: 401"), err
+    deadline = time.monotonic() + 30  # /status needs the token too: poll the command instead
+    while True:
+        code, out, err = await kbroker(
+            "trigger",
+            "test",
+            "default/orders",
+            "--server",
+            b.base,
+            env={"KBROKER_UI_TOKEN": "s3cret"},
+        )
+        if code == 0 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert code == 0, err
+    assert out.startswith("trigger default/orders: matches 0 of 0")
+    event = tmp_path / "e.json"
+    event.write_text(
+        json.dumps({"specversion": "1.0", "id": "x", "source": "/s", "type": "order.created"})
+    )
+    code, out, err = await kbroker(
+        "trigger",
+        "test",
+        "default/orders",
+        "--server",
+        b.base,
+        "--token",
+        "s3cret",
+        "--event",
+        str(event),
+    )
+    assert code == 0, err
+    assert out.startswith("trigger default/orders: matches 1 of 1")
