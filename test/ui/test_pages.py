@@ -249,3 +249,35 @@ async def test_republish_needs_a_selection_and_a_target() -> None:
         r = await c.post("/-/ui/brokers/default/default/deadletters/republish", data={"to": ""})
     assert r.status_code == 200
     assert "select the dead letters to republish" in r.text
+
+
+async def test_the_inspector_explains_each_trigger_and_offers_curl() -> None:
+    from fixtures.console import FakeEvents
+    from kbroker.core.channel import Envelope
+    from kbroker.core.events import CloudEvent
+
+    event = CloudEvent(
+        {"specversion": "1.0", "id": "e1", "type": "order.paid", "source": "/shop"}, b"{}"
+    )
+    t = Trigger(
+        "default",
+        "orders",
+        "u1",  # type: ignore[arg-type]
+        "default",
+        "http://127.0.0.1:9/a",
+        filters=(FilterSpec("exact", attributes=(("type", "order.created"),)),),
+    )
+    base = _ctx(current=Contract(triggers=(t,)))
+    ctx = ConsoleContext(
+        base.objects, FakeEvents([Envelope(event, 1.0)]), base.deliveries, base.settings
+    )
+    async with _client(ctx) as c:
+        r = await c.get("/-/ui/events/default/default/e1")
+        missing = await c.get("/-/ui/events/default/default/nope")
+    assert r.status_code == 200
+    assert "does not match" in r.text
+    assert "order.created" in r.text and "order.paid" in r.text  # the failing attribute, named
+    assert "curl -i -X POST http://127.0.0.1:8080/default/default" in r.text
+    assert "ce-type: order.paid" in r.text
+    assert missing.status_code == 200  # the dispatcher's records are still shown
+    assert "not among the broker" in missing.text

@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from kbroker.core import explain
+from kbroker.ui import objects_view as ov
 from kbroker.ui.context import ConsoleContext
+from kbroker.ui.pages.broker import curl_of
 from kbroker.ui.templating import render
 from starlette.requests import Request
 from starlette.responses import Response
@@ -49,6 +51,8 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
             if str(env.event.attributes.get("id")) == event_id:
                 envelope = env
                 break
+        if envelope is None and not error:
+            error = f"not among the broker's last {SEARCHED} stored events"
         verdicts = []
         contract = ctx.objects.contract()
         for t in contract.triggers_of(f"{ns}/{broker}"):
@@ -61,6 +65,11 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         payload: dict[str, Any] = {}
         if envelope is not None and service_events is not None:
             payload = service_events.render_payload(envelope.event, ctx.settings.show_payloads)
+        curl = ""
+        if envelope is not None:
+            broker_obj = await ctx.objects.get("Broker", ns, broker)
+            address = ov.address(broker_obj) if broker_obj is not None else ""
+            curl = curl_of(address or f"http://BROKER/{ns}/{broker}", envelope.event, "")
         status = 200 if envelope is not None or verdicts else 404
         return render(
             request,
@@ -73,6 +82,7 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
             envelope=envelope,
             payload=payload,
             verdicts=verdicts,
+            curl=curl,
             error=error if envelope is None else "",
             trace=_trace_link(ctx.settings.trace_url, envelope.event.attributes)
             if envelope
