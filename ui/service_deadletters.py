@@ -338,6 +338,8 @@ async def redrive(
             )
         except LookupError as exc:
             raise DeadLetterError(str(exc), 404) from None
+        except RuntimeError as exc:  # a port that cannot redrive (cluster mode): say so
+            raise DeadLetterError(str(exc), 501) from None
     return report
 
 

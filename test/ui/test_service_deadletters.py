@@ -132,3 +132,15 @@ async def test_republish_goes_to_the_broker_with_a_warning() -> None:
         await svc.republish(ctx, "ns", "dlq", "dlq", ["b"])
     with pytest.raises(svc.DeadLetterError):
         await svc.republish(ctx, "ns", "dlq", "nope", ["b"])
+
+
+async def test_a_port_that_cannot_redrive_is_a_clear_501() -> None:
+    ctx, _, deliveries = context()
+
+    async def cannot(namespace: str, trigger: str, events: object) -> list[object]:
+        raise RuntimeError("redrive is served by `kbroker run` only")
+
+    deliveries.redrive = cannot  # type: ignore[method-assign,assignment]
+    with pytest.raises(svc.DeadLetterError) as e:
+        await svc.redrive(ctx, "ns", "dlq", "pay", ["a"])
+    assert e.value.status == 501 and "kbroker run" in str(e.value)
