@@ -242,9 +242,7 @@ class Standalone:
             extra_routes=[
                 *status_api.routes(self),
                 self.observability.metrics_route(self.filter.trigger_states),
-                *ui_wiring.console_routes(
-                    self, self.settings.host, self.settings.ops_token_file
-                ),
+                *ui_wiring.console_routes(self, self.settings.host, self.settings.ops_token_file),
             ],
             observer=self.metrics,
             tracing=self.tracing,
