@@ -33,6 +33,7 @@ PAGES = (
     "kbroker.ui.pages.broker",
     "kbroker.ui.pages.trigger",
     "kbroker.ui.pages.editor",
+    "kbroker.ui.pages.subscriber_test",
     "kbroker.ui.pages.inspector",
     "kbroker.ui.pages.playground",
 )

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fixtures.console import FakeObjects, broker, console, trigger
+from fixtures.subscriber import SinkServer
 from kbroker.core.contract import Contract, DeliverySpec, FilterSpec, Trigger
 from kbroker.ui import app, topology
 from kbroker.ui.context import ConsoleContext
@@ -281,3 +282,14 @@ async def test_the_inspector_explains_each_trigger_and_offers_curl() -> None:
     assert "ce-type: order.paid" in r.text
     assert missing.status_code == 200  # the dispatcher's records are still shown
     assert "not among the broker" in missing.text
+
+
+async def test_send_a_test_event_to_the_subscriber(sinks: SinkServer) -> None:
+    sink = sinks.sink("probe")
+    async with _client(_ctx()) as c:
+        r = await c.post("/-/ui/triggers/subscriber-test", data={**FORM, "subscriber": sink.url})
+        bad = await c.post("/-/ui/triggers/subscriber-test", data={**FORM, "subscriber": "x"})
+    assert f"{sink.url} answered 202" in r.text or f"{sink.url} answered 200" in r.text
+    [got] = await sink.wait_for(1)
+    assert got.type == "dev.kbroker.console.test"
+    assert "give an http(s) URI" in bad.text
