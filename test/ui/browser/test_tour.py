@@ -205,6 +205,10 @@ async def test_tour_writes_the_readme_screenshots(tab: Page, console: Console) -
 
     await tab.goto(f"{console.ui}events/default/default/flaky-1")
     await expect(tab.get_by_role("region", name="Trigger flaky")).to_contain_text("dead-lettered")
+    # A CESQL filter's value as CESQL writes it, not as Python prints it.
+    await expect(tab.get_by_role("region", name="Trigger big-orders")).to_contain_text(
+        "(value: false)"
+    )
     await shoot(tab, "console-inspector.png", full_page=True)
 
     await tab.goto(f"{console.ui}brokers/default/dead-letters?tab=deadletters")
