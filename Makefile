@@ -19,12 +19,14 @@ run: install
 
 # Real components the tests need: Kafka jars from Maven Central, nats-server and
 # kube-apiserver/etcd/kn from the Go module proxy, Debian's rabbitmq-server package (installed, its
-# system service never started). Each script caches or installs only what is missing.
+# system service never started), Debian's chromium for the console's browser tests. Each script
+# caches or installs only what is missing.
 test-deps: install
 	$(PY) hack/kafka.py fetch
 	$(PY) hack/nats.py build
 	$(PY) hack/rabbitmq.py fetch
 	bash hack/kube.sh build
+	bash hack/chromium.sh install
 
 kafka: install
 	$(PY) hack/kafka.py fetch

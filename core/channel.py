@@ -137,3 +137,30 @@ class ProblemReporter(Protocol):
 def broker_problem(channel: Channel, broker: contract.Broker) -> str | None:
     """The channel's standing problem with `broker`; None also for channels reporting none."""
     return channel.problem(broker) if isinstance(channel, ProblemReporter) else None
+
+
+class Tail(Protocol):
+    """An ephemeral reader from the log's end at the time it was opened: it commits nothing and
+    leaves no position, consumer group or queue behind once closed."""
+
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]:
+        """Records appended after the previous fetch (or the opening); [] after `timeout` s."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Inspector(Protocol):
+    """A channel that lets people look at a broker's events without being a Trigger (the
+    console's filter tester and live tail). Optional: a channel without it has no history and no
+    tail to show."""
+
+    async def recent(self, broker: contract.Broker, limit: int) -> list[Record] | None:
+        """The last `limit` stored events, oldest first; None when the backend keeps no history
+        it can read back."""
+        ...
+
+    async def tail(self, broker: contract.Broker) -> Tail:
+        """A reader positioned at the log's end now: only events appended later are returned."""
+        ...

@@ -37,13 +37,27 @@ def _never(_: Attributes) -> bool:
     return False
 
 
-def _lookup(attrs: Attributes, name: str) -> str | None:
+def lookup(attrs: Attributes, name: str) -> str | None:
+    """An attribute's string form as filters compare it; None when the event lacks it."""
     value = attrs.get(name)
     if value is None and name in _ALIASES:
         value = attrs.get(_ALIASES[name])
     if value is None:
         return None
     return value if isinstance(value, str) else attr_string(value)
+
+
+def legacy_matches(got: str | None, want: str) -> bool:
+    """One `filter.attributes` entry: equal, or for `""` present and non-empty."""
+    return got is not None and (got == want if want else got != "")
+
+
+# The string dialects' comparisons, shared with core/explain so both always agree.
+COMPARES: dict[str, Callable[[str, str], bool]] = {
+    "exact": lambda got, want: got == want,
+    "prefix": str.startswith,
+    "suffix": str.endswith,
+}
 
 
 def build(specs: Sequence[FilterSpec]) -> Predicate:
@@ -83,16 +97,12 @@ def _legacy_attributes(spec: FilterSpec) -> Predicate:
         name, want = checks[0]
 
         def match_one(attrs: Attributes) -> bool:
-            return _lookup(attrs, name) == want
+            return lookup(attrs, name) == want
 
         return match_one
 
     def match_attributes(attrs: Attributes) -> bool:
-        for name, want in checks:
-            got = _lookup(attrs, name)
-            if got is None or (got != want if want else got == ""):
-                return False
-        return True
+        return all(legacy_matches(lookup(attrs, name), want) for name, want in checks)
 
     return match_attributes
 
@@ -106,7 +116,7 @@ def _string_dialect(test: Callable[[str, str], bool]) -> Callable[[FilterSpec], 
 
         def match(attrs: Attributes) -> bool:
             for name, want in checks:
-                got = _lookup(attrs, name)
+                got = lookup(attrs, name)
                 if got is None or not test(got, want):
                     return False
             return True
@@ -152,9 +162,9 @@ def _cesql(spec: FilterSpec) -> Predicate:
 
 _BUILDERS: dict[str, Callable[[FilterSpec], Predicate]] = {
     "attributes": _legacy_attributes,
-    "exact": _string_dialect(lambda got, want: got == want),
-    "prefix": _string_dialect(str.startswith),
-    "suffix": _string_dialect(str.endswith),
+    "exact": _string_dialect(COMPARES["exact"]),
+    "prefix": _string_dialect(COMPARES["prefix"]),
+    "suffix": _string_dialect(COMPARES["suffix"]),
     "all": lambda spec: _all([_build_one(c) for c in spec.children]),
     "any": _any,
     "not": _not,

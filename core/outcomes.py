@@ -67,6 +67,9 @@ class Counters:
     p50: float | None = None  # seconds, end-to-end, of delivered events
     p95: float | None = None
     responses: dict[str, int] = field(default_factory=dict)  # "2xx"/"4xx"/"5xx"/"timeout"/...
+    # Delivered events' end-to-end latency as a log-scale histogram (core.outcome_ring's bins):
+    # what lets windows from several filter processes merge into exact-to-the-bin percentiles.
+    latency_bins: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,8 +31,10 @@ from kbroker.core import contract, delivery, events, logs, telemetry
 from kbroker.core import ttl as loop_guard
 from kbroker.core.delivery import Outcome, Result
 from kbroker.core.events import CloudEvent
+from kbroker.core.outcome_ring import RawAttempt
 from kbroker.core.reporters import DispatchReporter, Silent
 from kbroker.core.settings import DispatcherSettings
+from kbroker.filter import records
 from kbroker.filter.sender import Response, Sender, SendError
 from opentelemetry.trace import Span
 
@@ -66,6 +68,8 @@ class Dispatcher:
     # Retry / dead-letter / DLS-failure lines, limited per trigger and kind of line (None: the
     # limits in `settings`).
     log_limiter: logs.RateLimiter | None = None
+    # Each finished event's outcome and attempts, per trigger (the console's and /status's).
+    recorder: records.Recorder = field(default_factory=records.Recorder)
     _limiter: logs.RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -103,14 +107,17 @@ class Dispatcher:
         timeout = spec.timeout or self.settings.default_timeout
         total = delivery.attempts(spec)
         attempts_made = 0
+        ring = self.recorder.ring(trigger)
+        trail: list[RawAttempt] = []
         while True:
             failure = await self._attempt(
-                trigger, broker, headers, body, timeout, ttl, span, attempts_made
+                trigger, broker, headers, body, timeout, ttl, span, attempts_made, trail
             )
             attempts_made += 1
             if failure is None:
                 result = Result(Outcome.DELIVERED, attempts_made, 200)
                 self.hooks.finished(trigger, result, arrival)
+                records.finish(ring, event, result, trail, self.now(), arrival)
                 if span is not None:
                     telemetry.end_trigger(span, result.outcome.value, False)
                 return result
@@ -139,7 +146,11 @@ class Dispatcher:
                 next_delay=round(wait, 3),
             )
             if wait > 0:
-                await self.sleep(wait)
+                ring.waiting(id(trail), self.now() + wait)
+                try:
+                    await self.sleep(wait)
+                finally:
+                    ring.resumed(id(trail))
         if not spec.dead_letter_uri:
             self._log(
                 logging.WARNING,
@@ -154,7 +165,7 @@ class Dispatcher:
             )
             result = Result(Outcome.DROPPED, attempts_made, failure.status)
         else:
-            await self._dead_letter(event, trigger, spec, failure, span)
+            await self._dead_letter(event, trigger, spec, failure, span, trail)
             self._log(
                 logging.WARNING,
                 "dead_letter",
@@ -169,6 +180,7 @@ class Dispatcher:
             )
             result = Result(Outcome.DEAD_LETTERED, attempts_made, failure.status)
         self.hooks.finished(trigger, result, arrival)
+        records.finish(ring, event, result, trail, self.now(), arrival)
         if span is not None:
             telemetry.end_trigger(span, result.outcome.value, True)
         return result
@@ -183,26 +195,35 @@ class Dispatcher:
         ttl: int | None,
         parent: Span | None = None,
         attempt: int = 0,
+        trail: list[RawAttempt] | None = None,
     ) -> Failure | None:
         send_span = None
         if parent is not None:
             send_span = self.tracing.send(parent, trigger.subscriber_uri, attempt + 1)
             headers = _with_context(headers, send_span)
         started = time.perf_counter()
+        at = self.now()
         try:
             resp = await self.sender.send(trigger.subscriber_uri, headers, body, timeout)
         except SendError as exc:
-            self.hooks.attempt(trigger, None, time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.hooks.attempt(trigger, None, took)
             if send_span is not None:
                 telemetry.end(send_span, None)
             log.debug("delivery to %s failed: %s", trigger.subscriber_uri, exc)
-            return Failure(None, trigger.subscriber_uri, error=str(exc) or type(exc).__name__)
-        self.hooks.attempt(trigger, resp.status, time.perf_counter() - started)
+            error = str(exc) or type(exc).__name__
+            if trail is not None:
+                records.note(trail, at, None, took, error)
+            return Failure(None, trigger.subscriber_uri, error=error)
+        took = time.perf_counter() - started
+        self.hooks.attempt(trigger, resp.status, took)
+        if trail is not None:
+            records.note(trail, at, resp.status, took)
         if send_span is not None:
             telemetry.end(send_span, resp.status, not delivery.is_success(resp.status))
         if not delivery.is_success(resp.status):
             return Failure(resp.status, trigger.subscriber_uri, resp.body, resp.headers)
-        return await self._reply(resp, trigger, broker, ttl, send_span)
+        return await self._reply(resp, trigger, broker, ttl, send_span, trail)
 
     async def _reply(
         self,
@@ -211,6 +232,7 @@ class Dispatcher:
         broker: contract.Broker,
         ttl: int | None,
         parent: Span | None = None,
+        trail: list[RawAttempt] | None = None,
     ) -> Failure | None:
         target = trigger.reply_address(broker)  # a Subscription without a reply: ""
         if not target or not _claims_event(resp):
@@ -246,6 +268,8 @@ class Dispatcher:
                 return Failure(None, target, error=str(exc) or type(exc).__name__)
             if span is not None:
                 telemetry.end(span, stored.status, not delivery.is_success(stored.status))
+            if trail is not None:
+                records.note(trail, self.now(), stored.status, 0.0, target="reply")
             if not delivery.is_success(stored.status):
                 return Failure(stored.status, target, stored.body, stored.headers)
         return None
@@ -257,16 +281,17 @@ class Dispatcher:
         spec: contract.DeliverySpec,
         failure: Failure,
         parent: Span | None = None,
+        trail: list[RawAttempt] | None = None,
     ) -> None:
         assert spec.dead_letter_uri is not None
         if parent is None:
-            await self._dead_letter_rounds(event, trigger, spec, failure, [])
+            await self._dead_letter_rounds(event, trigger, spec, failure, [], trail)
             return
         span = self.tracing.dead_letter(parent, spec.dead_letter_uri)
         status: int | None = None
         try:
             status = await self._dead_letter_rounds(
-                event, trigger, spec, failure, _with_context([], span)
+                event, trigger, spec, failure, _with_context([], span), trail
             )
         finally:
             telemetry.end(span, status, status is None)
@@ -278,6 +303,7 @@ class Dispatcher:
         spec: contract.DeliverySpec,
         failure: Failure,
         trace_headers: list[tuple[str, str]],
+        trail: list[RawAttempt] | None = None,
     ) -> int:
         """Until the sink takes the event; its final status."""
         assert spec.dead_letter_uri is not None
@@ -295,19 +321,23 @@ class Dispatcher:
         while True:
             error = ""
             for attempt in range(delivery.attempts(spec)):
+                at = self.now()
                 try:
                     resp = await self.sender.send(spec.dead_letter_uri, headers, body, timeout)
-                    if delivery.is_success(resp.status):
-                        return resp.status
                     status: int | None = resp.status
                     error = ""
                 except SendError as exc:
                     status, error = None, str(exc) or type(exc).__name__
+                if trail is not None:
+                    records.note(trail, at, status, self.now() - at, error, "dead-letter")
+                if status is not None and delivery.is_success(status):
+                    return status
                 if attempt + 1 < delivery.attempts(spec):
                     wait = delivery.backoff(spec, attempt, self.settings.max_backoff)
                     if wait > 0:
                         await self.sleep(wait)
             rounds += 1
+            self.recorder.ring(trigger).dls_failed()
             pause = min(DLS_RETRY_CAP, DLS_RETRY_FLOOR * 2**rounds)
             self._log(
                 logging.ERROR,

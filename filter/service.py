@@ -66,11 +66,16 @@ class FilterService:
         )
         self.pool = WorkerPool(channels, self.dispatcher, settings, forget=forget)
         holder.subscribe(self.pool.apply)
+        holder.subscribe(self._retain_records)
         # Only a separate filter process needs it: in one process the contract is published to
         # the pool before anyone can ask which generation is served.
         self.pinned = PinnedGeneration(self.pool) if pin_generations else None
         if self.pinned is not None:
             holder.subscribe(self.pinned.settle)
+
+    async def _retain_records(self, c: contract.Contract) -> None:
+        """Delivery records of Triggers gone from the contract are dropped (bounded memory)."""
+        self.dispatcher.recorder.retain({(t.namespace, t.name) for t in c.triggers})
 
     @property
     def generation(self) -> int:

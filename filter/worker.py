@@ -78,6 +78,7 @@ class TriggerWorker:
     def update(self, trigger: contract.Trigger) -> None:
         self.trigger = trigger
         self.predicate = filters.build(trigger.filters)
+        self.records = self.dispatcher.recorder.ring(trigger)
         self._slots = asyncio.Semaphore(max(1, trigger.max_in_flight))
 
     async def run(self) -> None:
@@ -92,13 +93,17 @@ class TriggerWorker:
                     log.warning("trigger %s: read failed: %s", self.trigger.name, exc)
                     await asyncio.sleep(1.0)
                     continue
+                matched = 0
                 for record in records:
                     self.tracker.add(record)
                     if not self.predicate(record.envelope.event.attributes):
                         self.tracker.done(record)
                         continue
+                    matched += 1
                     await self._slots.acquire()
                     self._start(record, self._slots)
+                if matched:
+                    self.records.matched(matched)
                 now = time.monotonic()
                 if now - last_commit >= self.commit_interval or not records:
                     await self.commit()

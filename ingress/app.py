@@ -73,7 +73,8 @@ class IngressApp:
             if len(parts) == 3 and parts[0] == contract.CHANNEL_PATH:
                 # `/channels/<ns>/<name>`: a channel, keyed by its whole path (contract.Broker.key)
                 parts = [f"{parts[0]}/{parts[1]}", parts[2]]
-            if len(parts) == 2 and all(parts) and not path.endswith("//"):
+            # "/-/..." is never a Broker ("-" is no DNS-1123 namespace): the console lives there.
+            if len(parts) == 2 and all(parts) and not path.endswith("//") and parts[0] != "-":
                 if not self.ingress.holder.loaded:
                     self.ingress.observer.rejected(f"{parts[0]}/{parts[1]}", 503, 0.0)
                     await respond(

@@ -30,6 +30,10 @@ COMMANDS: dict[str, str] = {
     "controller": "cluster mode: reconcile Brokers/Triggers from Kubernetes into the contract",
     "ingress": "cluster mode data plane: HTTP -> channel",
     "filter": "cluster mode data plane: channel -> subscribers",
+    "tail": "follow a broker's events as they arrive (the console's live tail)",
+    "trigger": "test a Trigger's filter on a broker's recent events or an event file",
+    "deadletters": "list a dead-letter broker's events, or redrive them to the Trigger that failed",
+    "ui": "cluster mode: the trigger console (pages under /-/ui/), behind a bearer token",
 }
 
 
@@ -59,6 +63,22 @@ def register_of(command: str) -> Register:
         from kbroker import cmd_log
 
         return cmd_log.register
+    if command == "tail":
+        from kbroker import cmd_tail
+
+        return cmd_tail.register
+    if command == "trigger":
+        from kbroker import cmd_trigger
+
+        return cmd_trigger.register
+    if command == "ui":
+        from kbroker import cmd_ui
+
+        return cmd_ui.register
+    if command == "deadletters":
+        from kbroker import cmd_deadletters
+
+        return cmd_deadletters.register
     if command in ("controller", "ingress", "filter"):
         from kbroker import cmd_cluster
 

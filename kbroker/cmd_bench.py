@@ -55,6 +55,7 @@ scenarios (configuration in the name):
   triggers-N     N idle triggers: RSS per trigger, time to Ready (triggers = 0, 100, 1000)
   failing-P      a subscriber failing P%% with 503 next to a healthy one (failing = failing-10)
   otel-P         e2e with P%% of traces sampled via OTEL_* (otel = otel-0, otel-10, otel-100)
+  tail           e2e at each rate without, then with a console live tail (SSE) open: its cost
   cesql          CESQL filter cost from kbroker.bench_cesql, when installed
   targets        every row of the target table in docs/benchmarks.md, met / not met with the gap
 
@@ -302,14 +303,17 @@ def _renamed(result: ScenarioResult, name: str) -> ScenarioResult:
 
 def medians(results: list[ScenarioResult]) -> dict[str, dict[str, Any]]:
     """Per scenario and offered rate: the median of each headline figure over the repeats."""
-    groups: dict[tuple[str, float], list[StepResult]] = {}
+    groups: dict[tuple[str, float, str], list[StepResult]] = {}
     for r in results:
         base = r.name.split("#", 1)[0]
         for s in r.steps:
-            groups.setdefault((base, s.target_rate), []).append(s)
+            # The tail scenario has two steps per rate, without and with the tail open.
+            mode = f" (tail {s.extra['tail']})" if "tail" in s.extra else ""
+            groups.setdefault((base, s.target_rate, mode), []).append(s)
     out: dict[str, dict[str, Any]] = {}
-    for (base, rate), steps in groups.items():
-        out.setdefault(base, {})[f"{rate:g}"] = {
+    for (base, rate, mode), steps in groups.items():
+        key = f"{rate:g}{mode}"
+        out.setdefault(base, {})[key] = {
             "runs": len(steps),
             "accepted_per_s": statistics.median(s.accepted_per_s for s in steps),
             "delivered_per_s": statistics.median(s.delivered_per_s for s in steps),
@@ -321,7 +325,7 @@ def medians(results: list[ScenarioResult]) -> dict[str, dict[str, Any]]:
         for role in ("generator", "server", "receiver"):
             cpu = [u.per_1k_events for s in steps for u in s.usage if u.role == role]
             if cpu:
-                out[base][f"{rate:g}"][f"{role}_cpu_s_per_1k"] = statistics.median(cpu)
+                out[base][key][f"{role}_cpu_s_per_1k"] = statistics.median(cpu)
     return out
 
 

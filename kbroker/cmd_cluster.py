@@ -269,6 +269,7 @@ async def _ingress(args: argparse.Namespace) -> None:
 
 
 async def _filter(args: argparse.Namespace) -> None:
+    from kbroker import ui_deliveries
     from kbroker.filter.service import FilterService
 
     settings = _settings(args)
@@ -294,6 +295,7 @@ async def _filter(args: argparse.Namespace) -> None:
         *wiring.health_routes(ready),
         wiring.generation_route(lambda: service.generation),
         observability.metrics_route(service.trigger_states),
+        ui_deliveries.records_route(service.dispatcher, holder),
     ]
     try:
         await _serve("filter", Starlette(routes=routes), sock, settings, [source.run])

@@ -1,11 +1,12 @@
 """A bearer token in front of the operational endpoints that tell more than "alive" and "ready".
 
 /status (every Broker and Trigger, their subscribers and errors), /metrics (per-broker and
-per-trigger traffic) and /contract-generation are for operators; with `--ops-token FILE` they
-answer 401 unless the request carries `Authorization: Bearer <the file's content>`. /healthz and
-/readyz stay open because kubelet probes carry no credentials, and the event paths are not this
-module's business (Broker ingress has its own rules). The token is compared in constant time and
-re-read when the file changes (a rotated Secret), so rotating it needs no restart either.
+per-trigger traffic), /contract-generation and /records (a filter process's delivery records) are
+for operators; with `--ops-token FILE` they answer 401 unless the request carries
+`Authorization: Bearer <the file's content>`. /healthz and /readyz stay open because kubelet
+probes carry no credentials, and the event paths are not this module's business (Broker
+ingress has its own rules). The token is compared in constant time and re-read when the file
+changes (a rotated Secret), so rotating it needs no restart either.
 
 What it refuses: query-string tokens (they end up in access logs), and guarding anything when no
 token file is configured: then the wrapped app is returned untouched, at no cost per request.
@@ -21,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
-GUARDED = ("/status", "/metrics", "/contract-generation")
+GUARDED = ("/status", "/metrics", "/contract-generation", "/records")
 
 
 class TokenFile:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from kbroker import limit_flags, ops_guard, status_api, wiring, wiring_http
+from kbroker import limit_flags, ops_guard, status_api, ui_wiring, wiring, wiring_http
 from kbroker.controller import compiler, files, retirement, transitions
 from kbroker.core import logs, telemetry, tls
 from kbroker.core.channel import ChannelError
@@ -242,6 +242,7 @@ class Standalone:
             extra_routes=[
                 *status_api.routes(self),
                 self.observability.metrics_route(self.filter.trigger_states),
+                *ui_wiring.console_routes(self, self.settings.host, self.settings.ops_token_file),
             ],
             observer=self.metrics,
             tracing=self.tracing,

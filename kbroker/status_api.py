@@ -29,6 +29,7 @@ from kbroker.controller import compiler, files, status, transitions
 from kbroker.core import contract
 from kbroker.core.channel import Channel, broker_problem
 from kbroker.core.contract_source import ContractHolder
+from kbroker.core.outcome_merge import summary_doc
 from kbroker.filter.pool import WorkerPool
 
 API_VERSION = "eventing.knative.dev/v1"
@@ -42,6 +43,7 @@ FLOW_LISTS = {
     "Sequence": "sequences",
     "Parallel": "parallels",
 }
+STATS_KEY = "kbroker.dev/stats"  # a Trigger's delivery counts in its status; no Knative field
 
 
 class _Watched(Protocol):
@@ -95,6 +97,9 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             lags[(t.kind, t.namespace, t.name)] = await worker.subscription.lag()
         except Exception:  # lag is best effort: a backend hiccup must not break /status
             continue
+    recorder = src.pool.dispatcher.recorder
+    recorder.retain({(t.namespace, t.name) for t in src.holder.current.triggers})
+    stats = recorder.snapshot_all()
     problems = storage_problems(src)
     observe(src, problems)  # a problem found since the last update is a transition now
     brokers: list[dict[str, Any]] = []
@@ -121,6 +126,8 @@ async def snapshot(src: StatusSource) -> dict[str, Any]:
             if (kind, ns, name) in lags:
                 annotations = status_doc.setdefault("annotations", {})
                 annotations["kbroker.dev/lag"] = str(lags[(kind, ns, name)])
+            if kind == "Trigger" and (ns, name) in stats:
+                status_doc[STATS_KEY] = summary_doc(stats[(ns, name)])
             (triggers if kind == "Trigger" else flows[FLOW_LISTS[kind]]).append(obj)
     return {
         "brokers": brokers,

@@ -170,6 +170,7 @@ SOURCES = (
     "sources",
     "kbroker",
     "examples",
+    "ui",
 )
 
 
@@ -230,7 +231,12 @@ async def test_wheel_installs_one_namespace_and_serves_the_examples(tmp_path: Pa
         headers, body = events.encode_binary(make_event("wheel-1"))
         async with httpx.AsyncClient(timeout=30) as client:
             resp = await client.post(f"{base}/default/default", headers=headers, content=body)
+            # The console's templates and vendored script travel in the wheel.
+            page = await client.get(f"{base}/-/ui/")
+            script = await client.get(f"{base}/-/ui/static/vendor/htmx.min.js")
         assert resp.status_code == 202, resp.text
+        assert page.status_code == 200 and "kbroker console" in page.text
+        assert script.status_code == 200
     finally:
         proc.terminate()
         assert proc.wait(30) == 0

@@ -10,9 +10,10 @@ Objects are plain Knative-shaped dicts (apiVersion, kind, metadata, spec, status
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kbroker.core.channel import Envelope
 from kbroker.core.contract import Contract, Durability
@@ -46,7 +47,7 @@ class Objects(Protocol):
 
     def origin(self, obj: KObject) -> Origin: ...
 
-    def validate(self, obj: KObject) -> list[str]:
+    def validate(self, obj: KObject) -> builtins.list[str]:
         """The controller's own validation: field errors as 'spec.filter: message', [] if valid."""
         ...
 
@@ -89,3 +90,12 @@ class Deliveries(Protocol):
         """Deliver `events` to the Trigger's subscriber only (ids kept), with its delivery spec;
         each outcome is recorded like any other."""
         ...
+
+
+@runtime_checkable
+class OpenableTail(Protocol):
+    """Optional for what `Events.tail` returns: `opened()` returns once the reader is positioned
+    at the log's end, so a viewer told "tailing" misses nothing appended after that. A plain
+    async iterator positions itself at its first step instead."""
+
+    async def opened(self) -> None: ...

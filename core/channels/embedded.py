@@ -57,6 +57,7 @@ from typing import TypeVar
 
 from kbroker.core import contract
 from kbroker.core.channel import ChannelError, ChannelUnavailable, Envelope, EventTooLarge, Record
+from kbroker.core.channels import _sqlite_inspect as sqlite_inspect
 from kbroker.core.channels import _sqlite_log as sqlite_log
 from kbroker.core.channels import _sqlite_store as store
 from kbroker.core.channels._sqlite_reserve import Reserve
@@ -297,6 +298,14 @@ class EmbeddedChannel:
 
     async def delete_subscription(self, broker: contract.Broker, trigger: contract.Trigger) -> None:
         await self._log(broker).call(store.FORGET, trigger=trigger.uid)
+
+    async def recent(self, broker: contract.Broker, limit: int) -> list[Record]:
+        """Inspector: the last `limit` events (core/channels/_sqlite_inspect)."""
+        return await sqlite_inspect.recent(self._log(broker), limit, self._pool)
+
+    async def tail(self, broker: contract.Broker) -> sqlite_inspect.SqliteTail:
+        """Inspector: a reader from the log's end that writes nothing."""
+        return await sqlite_inspect.SqliteTail.open(self._log(broker), self._pool)
 
     async def healthy(self) -> bool:
         """Every open log takes a write (a probe transaction), or the data dir is writable."""

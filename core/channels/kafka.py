@@ -10,6 +10,7 @@ and group names); the work is done by its private modules, the only ones that im
     _kafka_producer  a cluster's producers: appends, delivery reports, durability -> acks
     _kafka_consumer  a trigger's consumer-group member on its own thread: fetch, commit, lag
     _kafka_admin     a cluster's admin client (topics, groups, end offsets, health), error mapping
+    _kafka_inspect   the console's group-less readers: a topic's last N records, a live tail
 
 Clients are per Kafka cluster (one per distinct `bootstrap.servers`, from each broker's
 `kafka-broker-config`), created on first use. docs/kafka.md has the configuration and the
@@ -26,7 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kbroker.core import contract
-from kbroker.core.channel import ChannelError, Envelope
+from kbroker.core.channel import ChannelError, Envelope, Record
+from kbroker.core.channels import _kafka_inspect as kafka_inspect
 from kbroker.core.channels._kafka_admin import Admin
 from kbroker.core.channels._kafka_consumer import KafkaSubscription, consumer_config
 from kbroker.core.channels._kafka_producer import Producers
@@ -175,6 +177,22 @@ class KafkaChannel:
             await sub.close()
         self._groups.get(topic_of(broker), set()).discard(group)
         await cluster.admin.delete_group(group)
+
+    async def recent(self, broker: contract.Broker, limit: int) -> list[Record]:
+        """Inspector: the last `limit` events, read without a consumer group."""
+        cluster, _ = self._cluster(broker)
+        if limit <= 0:
+            return []
+        return await asyncio.to_thread(
+            kafka_inspect.read_recent, cluster.bootstrap, self._settings, topic_of(broker), limit
+        )
+
+    async def tail(self, broker: contract.Broker) -> kafka_inspect.KafkaTail:
+        """Inspector: a group-less reader assigned at each partition's end."""
+        cluster, _ = self._cluster(broker)
+        return await kafka_inspect.KafkaTail.open(
+            cluster.bootstrap, self._settings, topic_of(broker)
+        )
 
     async def healthy(self) -> bool:
         if not self._clusters:

@@ -10,6 +10,7 @@ translate its exceptions into `core.channel` errors:
     _nats_producer  appends, and what a 202 means at each durability level
     _nats_consumer  a trigger's durable pull consumer: fetch, commit (acks), lag
     _nats_client    the connection (lazy, reconnecting), streams, consumers, error mapping
+    _nats_inspect   the console's readers: the last N messages (direct get), an ephemeral tail
 
 Names: stream `knative-broker-<ns>-<name>` (the Broker's storage name, from --topic-template),
 subject the same, consumer `knative-trigger-<ns>-<name>`; characters JetStream does not allow in
@@ -25,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kbroker.core import contract
-from kbroker.core.channel import ChannelError, Envelope
-from kbroker.core.channels import _nats_producer
+from kbroker.core.channel import ChannelError, Envelope, Record
+from kbroker.core.channels import _nats_inspect, _nats_producer
 from kbroker.core.channels._nats_client import Connection, jetstream_name
 from kbroker.core.channels._nats_consumer import NatsSubscription
 from kbroker.core.settings import NatsSettings
@@ -114,6 +115,14 @@ class NatsChannel:
         for sub in [s for s in self._subs if s.consumer == consumer and s.stream == stream]:
             await sub.close()
         await self._conn.delete_consumer(stream, consumer)
+
+    async def recent(self, broker: contract.Broker, limit: int) -> list[Record]:
+        """Inspector: the last `limit` messages, by direct get (no consumer)."""
+        return await _nats_inspect.recent(self._conn, stream_of(broker), limit)
+
+    async def tail(self, broker: contract.Broker) -> _nats_inspect.NatsTail:
+        """Inspector: an ephemeral pull consumer at the stream's end, deleted on close."""
+        return await _nats_inspect.NatsTail.open(self._conn, stream_of(broker))
 
     async def healthy(self) -> bool:
         if not self._conn.servers:

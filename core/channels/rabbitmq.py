@@ -7,6 +7,7 @@ queue. This module is the Channel API; its private modules are the only ones tha
     _rabbitmq_records   Envelope <-> AMQP message (CloudEvents AMQP binding, `cloudEvents_` headers)
     _rabbitmq_link      one server's connection, reopened after a loss; client errors -> ours
     _rabbitmq_consumer  a trigger's queue consumer: delivery tags as positions, lag
+    _rabbitmq_inspect   the console's tail: an exclusive auto-delete queue (no history to read)
 
 Topology: exchange `knative-broker-<ns>-<name>` (fanout, durable), created by `ensure_broker`;
 queue `knative-trigger-<ns>-<name>` (durable, `x-queue-type` quorum or classic from the broker's
@@ -39,9 +40,16 @@ from collections.abc import Sequence
 
 from aiormq import spec
 from kbroker.core import contract
-from kbroker.core.channel import ChannelError, ChannelUnavailable, Envelope, EventTooLarge
+from kbroker.core.channel import (
+    ChannelError,
+    ChannelUnavailable,
+    Envelope,
+    EventTooLarge,
+    Record,
+)
 from kbroker.core.channels import _rabbitmq_records as records
 from kbroker.core.channels._rabbitmq_consumer import RabbitSubscription
+from kbroker.core.channels._rabbitmq_inspect import RabbitTail
 from kbroker.core.channels._rabbitmq_link import Link
 from kbroker.core.settings import RabbitMQSettings
 
@@ -204,6 +212,15 @@ class RabbitMQChannel:
         self._queues.get(exchange_of(broker), set()).discard(queue)
         admin = await link.channel("admin")
         await link.call(f"delete queue {queue}", admin.queue_delete(queue))
+
+    async def recent(self, broker: contract.Broker, limit: int) -> list[Record] | None:
+        """Inspector: RabbitMQ keeps no log of a broker's events, so there is no history."""
+        return None
+
+    async def tail(self, broker: contract.Broker) -> RabbitTail:
+        """Inspector: an exclusive auto-delete queue bound to the exchange, deleted on close."""
+        link, _ = self._target(broker)
+        return await RabbitTail.open(link, exchange_of(broker))
 
     async def healthy(self) -> bool:
         if not self._links:

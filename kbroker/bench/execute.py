@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from kbroker.bench import brokerconfig, overload, procstat, runner, servers
+from kbroker.bench import brokerconfig, overload, procstat, runner, servers, sse
 from kbroker.bench.results import ScenarioResult, StepResult
 from kbroker.bench.scenarios import Scenario
 
@@ -73,6 +73,8 @@ async def run(
             result = await _triggers(sc, opts, stack)
         elif sc.kind == "overload":
             result = await _overload(sc, opts, stack, progress, step_done)
+        elif sc.kind == "tail":
+            result = await _tail(sc, opts, stack, progress, step_done)
         else:
             result = await _load(sc, opts, stack, progress, step_done)
     return result
@@ -373,6 +375,74 @@ async def _overload(
         over.append(step)
     facts.update(overload.verdict(rate, over))
     return ScenarioResult(sc.name, sc.description, tuple(steps), facts)
+
+
+async def _tail(
+    sc: Scenario,
+    opts: BenchOptions,
+    stack: contextlib.AsyncExitStack,
+    progress: runner.Progress | None,
+    step_done: StepDone | None,
+) -> ScenarioResult:
+    """e2e at each rate twice on the same processes: no console client, then one live tail (the
+    console's SSE stream, read as fast as it comes) open on the broker. The facts give the ratio
+    of delivered/s and the broker's CPU per event, with to without."""
+    rec = await _receiver(stack, sc)
+    target, _ = await _broker(sc, opts, stack, rec)
+    session = runner.Session(
+        brokerconfig.ingress_url(target.url), opts.load, sc.groups, rec, target.pids(), progress
+    )
+    stack.push_async_callback(session.stop)
+    await session.start()
+    facts: dict[str, Any] = {"ready_seconds": round(getattr(target, "ready_seconds", 0.0), 3)}
+    facts["first_delivery_seconds"] = round((await _warm_up(session, opts))[0], 3)
+    steps: list[StepResult] = []
+    compared: list[dict[str, Any]] = []
+    for rate in opts.rates:
+        pair: dict[str, StepResult] = {}
+        for mode in ("off", "on"):
+            client = sse.TailClient(target.url, brokerconfig.NAMESPACE, brokerconfig.BROKER)
+            if mode == "on":
+                await client.start()
+            try:
+                step = await session.step(rate, opts.duration, label=f"{sc.name} {mode}")
+            finally:
+                counts = await client.stop()
+            extra: dict[str, Any] = {"tail": mode}
+            if mode == "on":
+                extra["tail_messages"] = counts.by_event
+                extra["tail_bytes"] = counts.bytes
+            step = dataclasses.replace(step, extra={**step.extra, **extra})
+            pair[mode] = step
+            steps.append(step)
+            if step_done is not None:
+                step_done(f"{sc.name} {mode}", step)
+        compared.append(_tail_cost(rate, pair["off"], pair["on"]))
+    facts["compared"] = compared
+    return ScenarioResult(sc.name, sc.description, tuple(steps), facts)
+
+
+def _tail_cost(rate: float, off: StepResult, on: StepResult) -> dict[str, Any]:
+    """One rate's comparison: delivered/s and the broker's CPU-s per event, tail on / off."""
+
+    def server_cpu_per_event(step: StepResult) -> float | None:
+        per_1k = [u.per_1k_events for u in step.usage if u.role == "server"]
+        return per_1k[0] / 1000.0 if per_1k else None
+
+    cpu_off, cpu_on = server_cpu_per_event(off), server_cpu_per_event(on)
+    return {
+        "rate": rate,
+        "delivered_per_s_off": round(off.delivered_per_s, 1),
+        "delivered_per_s_on": round(on.delivered_per_s, 1),
+        "throughput_ratio": (
+            round(on.delivered_per_s / off.delivered_per_s, 4) if off.delivered_per_s else None
+        ),
+        "server_cpu_s_per_event_off": None if cpu_off is None else round(cpu_off, 7),
+        "server_cpu_s_per_event_on": None if cpu_on is None else round(cpu_on, 7),
+        "cpu_ratio": round(cpu_on / cpu_off, 4) if cpu_off and cpu_on is not None else None,
+        "missing_off": off.missing,
+        "missing_on": on.missing,
+    }
 
 
 async def _cesql(sc: Scenario, opts: BenchOptions) -> ScenarioResult:

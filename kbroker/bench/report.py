@@ -61,6 +61,8 @@ def step_row(name: str, step: dict[str, Any]) -> list[str]:
     has_delivery = step["expected"] > 0 or step["delivered"] > 0
     lat = step["e2e_latency_ms"] if has_delivery else step["ingress_latency_ms"]
     usage = step["usage"]
+    if "tail" in step.get("extra", {}):
+        name = f"{name} ({step['extra']['tail']})"  # the tail scenario's two steps per rate
     return [
         name,
         f"{step['target_rate']:,.0f}",

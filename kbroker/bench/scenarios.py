@@ -8,6 +8,8 @@
     triggers-N         idle trigger scale: RSS per trigger, time to Ready (`triggers`: 0,100,1000)
     failing-P          one subscriber failing P% of requests with 503, one healthy (default 10)
     otel-P             e2e with P% of traces sampled, exported to the receiver (`otel` = 0,10,100)
+    tail               e2e at each rate twice, without and then with a console live tail (SSE)
+                       open on the broker: what a browser tab watching events costs delivery
     overload           backlog, Trigger added live, e2e to the knee, then 1.5x and 2x the
                        sustainable rate: delivered/s must stay >= 0.95x it (kbroker.bench.overload)
     cesql              filter evaluation cost, from kbroker.bench_cesql when it is importable
@@ -26,7 +28,7 @@ from kbroker.bench.receiver import TriggerSpec
 
 KINDS = (
     "ceiling", "direct", "ingress", "e2e", "fanout", "triggers", "failing", "otel", "overload",
-    "cesql",
+    "tail", "cesql",
 )  # fmt: skip
 _DEFAULTS: dict[str, tuple[str, ...]] = {
     "fanout": ("fanout-100-10",),
@@ -50,7 +52,7 @@ class Scenario:
     @property
     def needs_broker(self) -> bool:
         return self.kind in (
-            "ingress", "e2e", "fanout", "triggers", "failing", "otel", "overload",
+            "ingress", "e2e", "fanout", "triggers", "failing", "otel", "overload", "tail",
         )  # fmt: skip
 
     @property
@@ -66,7 +68,7 @@ class Scenario:
         """The receiver's subscribers; one per trigger (direct: the generator's own target)."""
         if self.kind == "direct":
             return [TriggerSpec("direct")]
-        if self.kind in ("e2e", "otel", "overload"):
+        if self.kind in ("e2e", "otel", "overload", "tail"):
             return [TriggerSpec("t0")]
         if self.kind in ("fanout", "triggers"):
             g = self.groups
@@ -115,6 +117,7 @@ class Scenario:
             "failing": f"one subscriber failing {self.percent:g}% with 503, one healthy",
             "otel": f"1 trigger, {self.percent:g}% of traces sampled",
             "overload": "backlog, live Trigger, e2e past the knee: does delivered/s hold",
+            "tail": "1 trigger, each rate without and with a console live tail open",
             "cesql": "CESQL filter evaluation cost (kbroker.bench_cesql)",
         }[self.kind]
 

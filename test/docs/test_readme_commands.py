@@ -424,6 +424,32 @@ RULES: list[tuple[str, str, Check | str]] = [
         "json` and checks that every line it writes is one JSON object",
     ),
     (
+        "docs/console.md",
+        r"make run\b",
+        "the README's `make run`, checked there; test/kbroker/test_ui_wiring.py checks the console "
+        "`kbroker run` serves",
+    ),
+    (
+        "docs/console.md",
+        r"kubectl ",
+        "cluster: test/kbroker/test_cmd_ui.py runs `kbroker ui` against a real kube-apiserver and "
+        "checks config/optional/ui.yaml",
+    ),
+    ("docs/console.md", r"echo '[^']*' > [\w.]+$", check_output),
+    ("docs/console.md", r"\.venv/bin/kbroker trigger test ", check_output),
+    (
+        "docs/console.md",
+        r"\.venv/bin/kbroker tail ",
+        "follows a broker until stopped: test/kbroker/test_cmd_tail.py runs it (with --count) "
+        "against a real kbroker run on every backend",
+    ),
+    (
+        "docs/console.md",
+        r"\.venv/bin/kbroker deadletters ",
+        "need a failing subscriber and a dead-letter Broker: test/e2e/test_deadletters.py runs "
+        "`list` and `redrive` against a real kbroker run and checks the subscriber gets it once",
+    ),
+    (
         "docs/operations.md",
         r"kbroker log (check|salvage) ",
         "need a damaged log: test/faults/test_embedded_log_faults.py damages real logs and runs "
