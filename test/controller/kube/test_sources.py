@@ -388,6 +388,7 @@ async def test_apiserversource_both_modes_and_rbac(plane: Plane, sinks: SinkServ
     assert added["data"] == {"k": "one"}
 
 
+@pytest.mark.slow
 async def test_apiserversource_resumes_after_a_controller_restart(
     plane: Plane, sinks: SinkServer
 ) -> None:
@@ -746,3 +747,43 @@ spec:
     assert "immutable" in c["message"], c
     ready = await plane.condition(ns, "sinkbinding", "bind-job")
     assert ready["status"] == "False" and ready["reason"] == "BindingFailed"
+
+
+@pytest.mark.slow
+async def test_two_controllers_one_sender_and_takeover(plane: Plane, sinks: SinkServer) -> None:
+    """Two controllers (a rollout, a partitioned node): only the Lease holder fires; when it dies
+    without releasing, the other takes over once the Lease expires."""
+    sink = sinks.sink("kube-two-controllers")
+    ns = plane.kube.namespace("lease")
+    await broker_ready(plane, ns, sink)
+    args = [str(a) for a in plane.procs[2].popen.args]  # type: ignore[union-attr]
+    args[args.index("--contract-file") + 1] = str(plane.root / "contract-2.json")
+    second = spawn("controller", args, plane.root)
+    try:
+        await plane.apply(
+            ns,
+            """
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: every-second}
+spec:
+  schedule: "* * * * * *"
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+""",
+        )
+        await plane.ready(ns, "pingsource", "every-second")
+        await sink.wait_for(4, timeout=20)
+        ids = [e.id for e in sink.events]
+        assert len(set(ids)) == len(ids), "a tick was fired by both controllers"
+
+        plane.kill_controller()  # dies holding the Lease
+        before = len(sink.events)
+        await sink.wait_for(before + 3, timeout=35)  # the second takes over within ~15 s
+        ids = [e.id for e in sink.events]
+        assert len(set(ids)) == len(ids), "a tick was fired twice around the takeover"
+        assert "lease kbroker-sources acquired" in second.tail()
+        await plane.kubectl("delete", "-n", ns, "pingsource", "every-second")
+    finally:
+        stop(second)  # releases the Lease: the restarted first controller takes it at once
+        plane.restart_controller()
