@@ -605,6 +605,7 @@ async def test_kn_source_commands(plane: Plane, sinks: SinkServer) -> None:
     assert await plane.get(ns, "pingsource", "beat") is None
 
 
+@pytest.mark.slow
 async def test_controller_needs_no_more_than_the_shipped_rbac(
     plane: Plane, sinks: SinkServer
 ) -> None:
