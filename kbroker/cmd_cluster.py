@@ -320,6 +320,7 @@ async def _controller(args: argparse.Namespace) -> None:
     from kbroker import cluster_sources
     from kbroker.controller.kube import client as kube
     from kbroker.controller.kube.reconciler import KubeController, KubeSettings
+    from kbroker.controller.kube.sources_lease import Lease
 
     ns = args.system_namespace
     plane = args.data_plane
@@ -357,8 +358,14 @@ async def _controller(args: argparse.Namespace) -> None:
         lambda: controller.contract.generation if controller.contract else -1
     )
     routes = [*wiring.health_routes(ready), generation, observability.metrics_route()]
-    sources = cluster_sources.tasks(
-        controller, client, client.server, channels, args.data, min(args.resync, 5.0)
+    sources = cluster_sources.task(
+        controller,
+        client,
+        client.server,
+        channels,
+        args.data,
+        min(args.resync, 5.0),
+        Lease(client, ns),
     )
     try:
         await _serve(
@@ -366,7 +373,7 @@ async def _controller(args: argparse.Namespace) -> None:
             Starlette(routes=routes),
             sock,
             run_settings,
-            [controller.run, *sources],
+            [controller.run, sources],
         )
     finally:
         await client.close()

@@ -98,9 +98,13 @@ class Plane:
             controller.popen.send_signal(signal.SIGKILL)
             controller.popen.wait(10)
 
-    def restart_controller(self, kubeconfig: Path | None = None) -> None:
-        """Start the controller again with the same flags (and this kubeconfig, if given)."""
-        self.kill_controller()
+    def restart_controller(self, kubeconfig: Path | None = None, *, crash: bool = False) -> None:
+        """Start the controller again with the same flags (and this kubeconfig, if given). A
+        clean stop releases the sources Lease; after a crash the new one waits for it to expire."""
+        if crash:
+            self.kill_controller()
+        else:
+            stop(self.procs[2])
         args = [str(a) for a in self.procs[2].popen.args]  # type: ignore[union-attr]
         args[args.index("--kubeconfig") + 1] = str(kubeconfig or self.kube.kubeconfig)
         self.procs[2] = spawn("controller", args, self.root)
@@ -388,6 +392,7 @@ async def test_apiserversource_both_modes_and_rbac(plane: Plane, sinks: SinkServ
     assert added["data"] == {"k": "one"}
 
 
+@pytest.mark.slow
 async def test_apiserversource_resumes_after_a_controller_restart(
     plane: Plane, sinks: SinkServer
 ) -> None:
@@ -403,9 +408,9 @@ async def test_apiserversource_resumes_after_a_controller_restart(
 
     plane.kill_controller()
     await plane.apply(ns, cm.replace("NAME", "while-down"))  # made while nobody watches
-    plane.restart_controller()
+    plane.restart_controller(crash=True)
 
-    await sink.wait_for(2, timeout=30)
+    await sink.wait_for(2, timeout=45)  # after the dead controller's Lease expired (15 s)
     await asyncio.sleep(1.0)
     names = [json.loads(e.data or b"")["name"] for e in sink.events]
     assert names == ["before", "while-down"], names  # not lost, and no flood of existing ones
@@ -600,6 +605,7 @@ async def test_kn_source_commands(plane: Plane, sinks: SinkServer) -> None:
     assert await plane.get(ns, "pingsource", "beat") is None
 
 
+@pytest.mark.slow
 async def test_controller_needs_no_more_than_the_shipped_rbac(
     plane: Plane, sinks: SinkServer
 ) -> None:
@@ -746,3 +752,43 @@ spec:
     assert "immutable" in c["message"], c
     ready = await plane.condition(ns, "sinkbinding", "bind-job")
     assert ready["status"] == "False" and ready["reason"] == "BindingFailed"
+
+
+@pytest.mark.slow
+async def test_two_controllers_one_sender_and_takeover(plane: Plane, sinks: SinkServer) -> None:
+    """Two controllers (a rollout, a partitioned node): only the Lease holder fires; when it dies
+    without releasing, the other takes over once the Lease expires."""
+    sink = sinks.sink("kube-two-controllers")
+    ns = plane.kube.namespace("lease")
+    await broker_ready(plane, ns, sink)
+    args = [str(a) for a in plane.procs[2].popen.args]  # type: ignore[union-attr]
+    args[args.index("--contract-file") + 1] = str(plane.root / "contract-2.json")
+    second = spawn("controller", args, plane.root)
+    try:
+        await plane.apply(
+            ns,
+            """
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: every-second}
+spec:
+  schedule: "* * * * * *"
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+""",
+        )
+        await plane.ready(ns, "pingsource", "every-second")
+        await sink.wait_for(4, timeout=20)
+        ids = [e.id for e in sink.events]
+        assert len(set(ids)) == len(ids), "a tick was fired by both controllers"
+
+        plane.kill_controller()  # dies holding the Lease
+        before = len(sink.events)
+        await sink.wait_for(before + 3, timeout=35)  # the second takes over within ~15 s
+        ids = [e.id for e in sink.events]
+        assert len(set(ids)) == len(ids), "a tick was fired twice around the takeover"
+        assert "lease kbroker-sources acquired" in second.tail()
+        await plane.kubectl("delete", "-n", ns, "pingsource", "every-second")
+    finally:
+        stop(second)  # releases the Lease: the restarted first controller takes it at once
+        plane.restart_controller()
