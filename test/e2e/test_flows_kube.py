@@ -423,12 +423,29 @@ async def test_docs_parallel_routes_each_event_through_the_branches_whose_filter
     par = await plane.ready(ns, "parallel", "odd-even-parallel")
     st = par["status"]
     url = st["address"]["url"]
+    conditions = {c["type"]: c["status"] for c in st["conditions"]}
+    for ctype in ("Ready", "ChannelsReady", "SubscriptionsReady", "Addressable"):
+        assert conditions[ctype] == "True", st
     assert st["ingressChannelStatus"]["channel"]["name"] == "odd-even-parallel-kn-parallel"
+    assert st["ingressChannelStatus"]["ready"]["status"] == "True"
     branches = st["branchStatuses"]
     assert [b["filterSubscriptionStatus"]["subscription"]["name"] for b in branches] == [
         "odd-even-parallel-kn-parallel-filter-0",
         "odd-even-parallel-kn-parallel-filter-1",
     ]
+    assert [b["subscriberSubscriptionStatus"]["subscription"]["name"] for b in branches] == [
+        "odd-even-parallel-kn-parallel-0",
+        "odd-even-parallel-kn-parallel-1",
+    ]
+    assert all(
+        b[part]["ready"]["status"] == "True"
+        for b in branches
+        for part in (
+            "filterSubscriptionStatus",
+            "filterChannelStatus",
+            "subscriberSubscriptionStatus",
+        )
+    )
     listed = await plane.kubectl("get", "-n", ns, "parallels")
     assert re.search(rf"^odd-even-parallel\s+{re.escape(url)}\s+\S+\s+True", listed, re.M)
 
