@@ -705,3 +705,40 @@ async def test_the_controller_needs_no_more_than_the_shipped_rbac(
     finally:
         stop(plane.controller)
         plane.start_controller()
+
+
+async def test_a_step_without_an_address_keeps_the_sequence_not_ready_until_it_has_one(
+    plane: Plane, sinks: SinkServer
+) -> None:
+    ns = plane.kube.namespace("unresolved")
+    display = sinks.sink("late-display")
+    for name in ("first", "third"):
+        await plane.service(ns, name, sinks.sink(f"late-{name}", reply=appender(f" {name}")))
+    await plane.apply(ns, KSVC.format(name="second"))  # Serving has not published its URL yet
+    await plane.service(ns, "event-display", display)
+    await plane.apply(ns, DOCS_SEQUENCE)
+
+    deadline = time.monotonic() + 30
+    while True:
+        st = (await plane.get(ns, "sequence", "sequence")).get("status") or {}
+        ready = next((c for c in st.get("conditions", ()) if c["type"] == "Ready"), None)
+        if ready is not None and "second" in ready.get("message", ""):
+            break
+        assert time.monotonic() < deadline, st
+        await asyncio.sleep(0.1)
+    assert ready["status"] != "True"
+
+    await plane.service(ns, "second", sinks.sink("late-second", reply=appender(" second")))
+    seq = await plane.ready(ns, "sequence", "sequence")
+    await plane.send(seq["status"]["address"]["url"], {"message": "m"})
+    await display.wait_for(1, timeout=20)
+    assert json.loads(display.events[0].data or b"") == {"message": "m first second third"}
+
+    cm = json.loads(
+        await plane.kubectl(
+            "get", "-n", "kbroker-system", "configmap", "kbroker-contract", "-o", "json"
+        )
+    )
+    served = json.loads(cm["data"]["contract.json"])  # what the data plane deployables mount
+    channels = sorted(b["name"] for b in served["brokers"] if b["namespace"] == ns)
+    assert channels == [f"sequence-kn-sequence-{i}" for i in range(3)]
