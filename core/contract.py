@@ -1,9 +1,13 @@
 """The contract: the one interface between the control plane and the data plane.
 
 The controller (standalone file watcher or Kubernetes reconciler) compiles every Broker and Trigger
-into one `Contract`; ingress and dispatcher read nothing else. It is a plain, versioned value:
-frozen dataclasses with `to_json`/`from_json`, a monotonic `generation`, and changes that are
-additive only (new fields get defaults, so an older data plane reads a newer contract).
+into one `Contract`; ingress and dispatcher read nothing else. Workflows need no entries of their
+own: a channel is a `Broker` entry of kind CHANNEL and a Subscription a `Trigger` entry of kind
+SUBSCRIPTION (see controller/flows.py), so one ingress and one dispatcher serve them all.
+
+It is a plain, versioned value: frozen dataclasses with `to_json`/`from_json`, a monotonic
+`generation`, and changes that are additive only (new fields get defaults, so an older data plane
+reads a newer contract).
 
 What the contract refuses to hold: Kubernetes objects, unresolved references, anything that needs a
 lookup at dispatch time. Every URL in it is already resolved and every default already applied.

@@ -91,6 +91,7 @@ def _dls(spec: Mapping[str, Any]) -> Any:
 
 _SEQUENCE_CHANNEL = re.compile(r"(.+)-kn-sequence-\d+")
 _PARALLEL_CHANNEL = re.compile(r"(.+)-kn-parallel(?:-\d+)?")
+_PARALLEL_PART = re.compile(r"(.+)-kn-parallel(?:-filter)?(?:-\d+)?")
 
 Present = Mapping[str, Mapping[tuple[str, str], Any]]  # kind -> the informer's objects
 
@@ -143,3 +144,32 @@ def storage_error(kind: str, namespace: str, name: str, errors: Mapping[str, str
         ):
             mine.append(f"channel {channel}: {message}")
     return "; ".join(mine) or None
+
+
+def entries_of(kind: str, namespace: str, name: str, c: ct.Contract) -> tuple[object, ...]:
+    """The contract entries (channels, subscriptions) an object of `kind` stands for: Ready waits
+    until the data plane serves a contract with all of them as they are now."""
+
+    def mine(entry_name: str) -> bool:
+        if kind == SEQUENCES.kind:
+            m = _SEQUENCE_CHANNEL.fullmatch(entry_name)
+        elif kind == PARALLELS.kind:
+            m = _PARALLEL_PART.fullmatch(entry_name)
+        else:
+            return entry_name == name
+        return bool(m and m.group(1) == name)
+
+    channels = () if kind == SUBSCRIPTIONS.kind else c.brokers
+    subs = c.triggers if kind in _NOT_CHANNELS else ()
+    return (
+        *(
+            b
+            for b in channels
+            if b.kind == ct.CHANNEL and b.namespace == namespace and mine(b.name)
+        ),
+        *(
+            t
+            for t in subs
+            if t.kind == ct.SUBSCRIPTION and t.namespace == namespace and mine(t.name)
+        ),
+    )

@@ -422,9 +422,9 @@ class KubeController:
             waiting = None
             entry = entries.get(key)
             if entry is None and kind in self.flows:
-                # Its channels and subscriptions are contract entries of their own: Ready waits
-                # for the generation that first carried this version of the object.
-                entry = (st.generation, st.address_url, st.ready)
+                # Ready waits for the generation that first carried its channels and
+                # subscriptions as they are now (and this version of the object).
+                entry = (st.generation, st.ready, flows.entries_of(kind, ns, name, c))
             if entry is not None:
                 since = self._since.get(key)
                 if since is None or since[0] != entry:

@@ -423,12 +423,29 @@ async def test_docs_parallel_routes_each_event_through_the_branches_whose_filter
     par = await plane.ready(ns, "parallel", "odd-even-parallel")
     st = par["status"]
     url = st["address"]["url"]
+    conditions = {c["type"]: c["status"] for c in st["conditions"]}
+    for ctype in ("Ready", "ChannelsReady", "SubscriptionsReady", "Addressable"):
+        assert conditions[ctype] == "True", st
     assert st["ingressChannelStatus"]["channel"]["name"] == "odd-even-parallel-kn-parallel"
+    assert st["ingressChannelStatus"]["ready"]["status"] == "True"
     branches = st["branchStatuses"]
     assert [b["filterSubscriptionStatus"]["subscription"]["name"] for b in branches] == [
         "odd-even-parallel-kn-parallel-filter-0",
         "odd-even-parallel-kn-parallel-filter-1",
     ]
+    assert [b["subscriberSubscriptionStatus"]["subscription"]["name"] for b in branches] == [
+        "odd-even-parallel-kn-parallel-0",
+        "odd-even-parallel-kn-parallel-1",
+    ]
+    assert all(
+        b[part]["ready"]["status"] == "True"
+        for b in branches
+        for part in (
+            "filterSubscriptionStatus",
+            "filterChannelStatus",
+            "subscriberSubscriptionStatus",
+        )
+    )
     listed = await plane.kubectl("get", "-n", ns, "parallels")
     assert re.search(rf"^odd-even-parallel\s+{re.escape(url)}\s+\S+\s+True", listed, re.M)
 
@@ -688,3 +705,40 @@ async def test_the_controller_needs_no_more_than_the_shipped_rbac(
     finally:
         stop(plane.controller)
         plane.start_controller()
+
+
+async def test_a_step_without_an_address_keeps_the_sequence_not_ready_until_it_has_one(
+    plane: Plane, sinks: SinkServer
+) -> None:
+    ns = plane.kube.namespace("unresolved")
+    display = sinks.sink("late-display")
+    for name in ("first", "third"):
+        await plane.service(ns, name, sinks.sink(f"late-{name}", reply=appender(f" {name}")))
+    await plane.apply(ns, KSVC.format(name="second"))  # Serving has not published its URL yet
+    await plane.service(ns, "event-display", display)
+    await plane.apply(ns, DOCS_SEQUENCE)
+
+    deadline = time.monotonic() + 30
+    while True:
+        st = (await plane.get(ns, "sequence", "sequence")).get("status") or {}
+        ready = next((c for c in st.get("conditions", ()) if c["type"] == "Ready"), None)
+        if ready is not None and "second" in ready.get("message", ""):
+            break
+        assert time.monotonic() < deadline, st
+        await asyncio.sleep(0.1)
+    assert ready["status"] != "True"
+
+    await plane.service(ns, "second", sinks.sink("late-second", reply=appender(" second")))
+    seq = await plane.ready(ns, "sequence", "sequence")
+    await plane.send(seq["status"]["address"]["url"], {"message": "m"})
+    await display.wait_for(1, timeout=20)
+    assert json.loads(display.events[0].data or b"") == {"message": "m first second third"}
+
+    cm = json.loads(
+        await plane.kubectl(
+            "get", "-n", "kbroker-system", "configmap", "kbroker-contract", "-o", "json"
+        )
+    )
+    served = json.loads(cm["data"]["contract.json"])  # what the data plane deployables mount
+    channels = sorted(b["name"] for b in served["brokers"] if b["namespace"] == ns)
+    assert channels == [f"sequence-kn-sequence-{i}" for i in range(3)]

@@ -266,6 +266,16 @@ def test_schema_rejects_what_knatives_webhooks_reject(crds: Kube) -> None:
     )
     assert retemplated.returncode != 0
     assert "Immutable fields changed: spec.channelTemplate" in retemplated.stderr
+    for resource, name, patch, fld in (
+        ("kafkachannel", "my-kafka-channel", {"numPartitions": 6}, "numPartitions"),
+        ("kafkachannel", "my-kafka-channel", {"replicationFactor": None}, "replicationFactor"),
+        ("channels.messaging.knative.dev", "my-channel", {"delivery": {"retry": 1}}, "delivery"),
+    ):
+        changed = crds.run_kubectl(
+            "patch", "-n", ns, resource, name, "--type=merge", "-p", json.dumps({"spec": patch})
+        )
+        assert changed.returncode != 0, (resource, patch)
+        assert f"Immutable fields changed: spec.{fld}" in changed.stderr
     # The subscriber, reply and delivery stay editable, as in Knative.
     crds.kubectl(
         "patch",

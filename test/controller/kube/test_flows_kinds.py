@@ -245,3 +245,56 @@ def test_the_override_reaches_the_contract_for_plain_and_templated_channels() ->
         "ch": ("kafka", "knative-messaging-kafka.ns.ch"),
     }
     assert dict(entries["imc"].channel_config)["bootstrap.servers"] == "kafka:9092"
+
+
+def sub(ns: str, name: str, kind: str = contract.SUBSCRIPTION) -> contract.Trigger:
+    return contract.Trigger(
+        namespace=ns,
+        name=name,
+        uid=contract.TriggerUid(name),
+        broker="c",
+        subscriber_uri="http://s/",
+        kind=kind,
+    )
+
+
+def test_ready_waits_for_exactly_the_entries_an_object_stands_for() -> None:
+    c = contract.Contract(
+        generation=4,
+        brokers=(
+            channel("ns", "s-kn-sequence-0"),
+            channel("ns", "s-kn-sequence-1"),
+            channel("ns", "s-2-kn-sequence-0"),  # another Sequence, named s-2
+            channel("ns", "p-kn-parallel"),
+            channel("ns", "p-kn-parallel-0"),
+            channel("other", "s-kn-sequence-0"),
+            channel("ns", "imc"),
+            dataclasses.replace(channel("ns", "imc"), kind=contract.BROKER),  # a Broker "imc"
+        ),
+        triggers=(
+            sub("ns", "s-kn-sequence-0"),
+            sub("ns", "p-kn-parallel-filter-0"),
+            sub("ns", "p-kn-parallel-0"),
+            sub("ns", "mine"),
+            sub("ns", "imc", kind=contract.TRIGGER),  # a Trigger "imc"
+        ),
+    )
+
+    def names(kind: str, name: str) -> list[tuple[str, str]]:
+        found = flows.entries_of(kind, "ns", name, c)
+        return [(type(e).__name__, e.name) for e in found]  # type: ignore[attr-defined]
+
+    assert names("Sequence", "s") == [
+        ("Broker", "s-kn-sequence-0"),
+        ("Broker", "s-kn-sequence-1"),
+        ("Trigger", "s-kn-sequence-0"),
+    ]
+    assert names("Parallel", "p") == [
+        ("Broker", "p-kn-parallel"),
+        ("Broker", "p-kn-parallel-0"),
+        ("Trigger", "p-kn-parallel-filter-0"),
+        ("Trigger", "p-kn-parallel-0"),
+    ]
+    assert names("InMemoryChannel", "imc") == [("Broker", "imc")]
+    assert names("Subscription", "mine") == [("Trigger", "mine")]
+    assert names("Subscription", "imc") == []
