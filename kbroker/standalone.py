@@ -235,10 +235,11 @@ class Standalone:
         logs.log_shutdown(log, "stopped", "kbroker run")
 
     async def _serve(self) -> None:
-        # Ingress and dispatcher share this process: delivery first when it falls behind for
-        # want of CPU (ingress/priority.py). KBROKER_DELIVERY_PRIORITY=off for comparisons.
+        # Ingress and dispatcher share this process: KBROKER_DELIVERY_PRIORITY=on holds new
+        # events back while delivery falls behind for want of CPU (ingress/priority.py). Off by
+        # default: on a shared machine it measured worse (docs/benchmarks.md, Overload).
         priority = None
-        if (env("KBROKER_DELIVERY_PRIORITY") or "on").lower() != "off":
+        if (env("KBROKER_DELIVERY_PRIORITY") or "off").lower() == "on":
             priority = DeliveryPriority(self.pool.behind)
         app = build_app(
             self.settings.ingress,
