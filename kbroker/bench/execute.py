@@ -44,6 +44,7 @@ class BenchOptions:
     rabbitmq: str | None = None
     warmup_timeout: float = 30.0
     backend_pids: tuple[int, ...] = ()  # the messaging server's processes, CPU reported apart
+    deadline: float | None = None  # time.monotonic() after which a staircase starts no step
 
     @property
     def channel(self) -> str:
@@ -180,6 +181,8 @@ async def _load(
             step_done(sc.name, step)
         if opts.staircase and not step.passed:
             break  # past the knee: higher steps only queue more
+        if opts.deadline is not None and time.monotonic() > opts.deadline:
+            break  # a bounded run (`bench backends`): this row's time is up
     return ScenarioResult(sc.name, sc.description, tuple(steps), facts)
 
 
