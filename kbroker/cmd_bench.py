@@ -348,7 +348,7 @@ def medians(results: list[ScenarioResult]) -> dict[str, dict[str, Any]]:
             "p99.9_ms": statistics.median(s.latency_ms.get("p99.9", 0.0) for s in steps),
             "passed": sum(s.passed for s in steps),
         }
-        for role in ("generator", "server", "receiver"):
+        for role in ("generator", "server", "receiver", "backend"):
             cpu = [u.per_1k_events for s in steps for u in s.usage if u.role == role]
             if cpu:
                 out[base][f"{rate:g}"][f"{role}_cpu_s_per_1k"] = statistics.median(cpu)

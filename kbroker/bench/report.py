@@ -82,13 +82,14 @@ def step_row(name: str, step: dict[str, Any]) -> list[str]:
         _rss_mb(usage, "server"),
         f"{step.get('extra', {}).get('other_busy_cores', '-')}",
         "[green]yes[/]" if step["passed"] else "[red]no[/]",
+        _cpu(usage, "backend"),  # the messaging server's process (Kafka, nats-server, RabbitMQ)
     ]
 
 
 COLUMNS = (
     "scenario", "rate", "sent", "accepted", "errors", "delivered", "dup", "missing",
     "acc/s", "deliv/s", "p50 ms", "p90", "p99", "p99.9",
-    "gen cpu", "server cpu", "recv cpu", "server MB", "others", "pass",
+    "gen cpu", "server cpu", "recv cpu", "server MB", "others", "pass", "backend cpu",
 )  # fmt: skip
 
 
