@@ -11,6 +11,10 @@ event loop is starved (a periodic timer fires late on average), new requests for
 connection) and then get 503 with Retry-After. Delivery is judged per broker, so one broker's
 backlog never slows producers of another.
 
+Opt-in (`KBROKER_DELIVERY_PRIORITY=on` for `kbroker run`): on a machine shared with other busy
+processes it delivered less per second than no gate at all (docs/benchmarks.md, Overload), because
+a broker whose requests wait gives its CPU share away; it is kept for measuring on a quiet one.
+
 What it refuses: to hold ingress back for a slow or failing subscriber. Then the loop is idle
 (deliveries wait on the network or on backoff), so the starvation test fails and the broker keeps
 accepting events, as Knative promises: its storage is the buffer. And to engage on a single late
