@@ -55,6 +55,15 @@ class WorkerPool:
     def workers(self) -> dict[contract.TriggerUid, TriggerWorker]:
         return {uid: r.worker for uid, r in self._running.items()}
 
+    def behind(self) -> dict[str, float]:
+        """Per broker key, the most any of its triggers' delivery trails ingress, in seconds."""
+        out: dict[str, float] = {}
+        for r in self._running.values():
+            w = r.worker
+            if w.behind > out.get(w.broker.key, 0.0):
+                out[w.broker.key] = w.behind
+        return out
+
     def healthy(self) -> bool:
         return all(not r.task.done() for r in self._running.values())
 

@@ -70,6 +70,8 @@ class TriggerWorker:
         self.commit_interval = commit_interval
         self.tracker = OffsetTracker()
         self.delivered = 0
+        self.behind = 0.0  # seconds between the newest event just read and its reading
+        self._since = time.time()  # a replay of events older than the worker is not "behind"
         self._tasks: set[asyncio.Task[None]] = set()
         self._chains: dict[str, asyncio.Task[None]] = {}
         self.stopping = False
@@ -93,6 +95,9 @@ class TriggerWorker:
                     log.warning("trigger %s: read failed: %s", self.trigger.name, exc)
                     await asyncio.sleep(1.0)
                     continue
+                # How far delivery trails ingress, for ingress/priority.py (0: caught up).
+                newest = records[-1].envelope.arrival if records else 0.0
+                self.behind = time.time() - newest if newest > self._since else 0.0
                 matched = 0
                 for record in records:
                     self.tracker.add(record)

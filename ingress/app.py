@@ -20,6 +20,7 @@ from kbroker.core.channel import Channel
 from kbroker.core.contract_source import ContractHolder
 from kbroker.core.reporters import IngressReporter
 from kbroker.core.settings import IngressSettings
+from kbroker.ingress.priority import DeliveryPriority
 from kbroker.ingress.routes import BrokerIngress, respond
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -138,9 +139,10 @@ def build_app(
     observer: IngressReporter | None = None,
     tracing: telemetry.Tracing | None = None,
     fallback: ASGIApp | None = None,
+    priority: DeliveryPriority | None = None,
 ) -> IngressApp:
     """`fallback` answers what no route matches (an extra process's AdminProxy); else 404."""
-    ingress = BrokerIngress(settings, channels, holder, observer, tracing)
+    ingress = BrokerIngress(settings, channels, holder, observer, tracing, priority)
     routes = [*health_routes(ready), *extra_routes]
     if fallback is not None:
         routes.append(Mount("/", app=fallback))

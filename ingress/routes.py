@@ -27,6 +27,7 @@ from kbroker.core.settings import IngressSettings
 from kbroker.ingress import auth, quota
 from kbroker.ingress.deadlines import Deadlines
 from kbroker.ingress.limits import BodyBudget
+from kbroker.ingress.priority import DeliveryPriority
 from opentelemetry.trace import Span
 from starlette.types import Receive, Scope, Send
 
@@ -54,8 +55,10 @@ class BrokerIngress:
         holder: ContractHolder,
         observer: IngressReporter | None = None,
         tracing: telemetry.Tracing | None = None,
+        priority: DeliveryPriority | None = None,
     ) -> None:
         self.settings = settings
+        self.priority = priority  # delivery before ingress (one process running both)
         self.channels = channels
         self.holder = holder
         self.observer = observer or Silent()
@@ -102,6 +105,14 @@ class BrokerIngress:
             raise Reject(
                 503,
                 f"broker {ns}/{name}: channel {broker.channel!r} is not running here",
+                ((b"retry-after", self.retry_after),),
+            )
+        priority = self.priority
+        gate = priority.gates.get(broker.key) if priority is not None else None
+        if priority is not None and gate is not None and not await priority.admit(gate):
+            raise Reject(
+                503,
+                f"broker {ns}/{name}: delivery is behind; retry later",
                 ((b"retry-after", self.retry_after),),
             )
         headers: list[tuple[bytes, bytes]] = scope["headers"]

@@ -28,6 +28,7 @@ try:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from kbroker.bench import (
+        backends,
         brokerconfig,
         clients,
         execute,
@@ -58,6 +59,8 @@ scenarios (configuration in the name):
   tail           e2e at each rate without, then with a console live tail (SSE) open: its cost
   cesql          CESQL filter cost from kbroker.bench_cesql, when installed
   targets        every row of the target table in docs/benchmarks.md, met / not met with the gap
+  backends       ingress (all, none) and e2e on embedded, Kafka, NATS and RabbitMQ side by side,
+                 CPU per event of kbroker and of each server; ~5 minutes (--kafka/--nats/--rabbitmq)
 
 examples:
   kbroker bench ceiling direct --rate 4000 --duration 10
@@ -89,7 +92,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="START:STEP:MAX",
         help="step the rate up; each step held --hold s; stops at the first failing step",
     )
-    load.add_argument("--hold", type=float, default=30.0, help="seconds per staircase step (30)")
+    load.add_argument(
+        "--hold", type=float, default=None,
+        help=f"seconds per staircase step (30; backends: {backends.HOLD:g})",
+    )  # fmt: skip
     load.add_argument(
         "--p99", type=float, default=None, metavar="MS",
         help="p99 bound for a passing step (default 100 with --staircase)",
@@ -143,14 +149,20 @@ def canonical_argv(args: argparse.Namespace) -> list[str]:
     return out
 
 
+SUITES = (["targets"], ["backends"])  # names that run a fixed plan, not a list of scenarios
+
+
 def options(args: argparse.Namespace) -> execute.BenchOptions:
+    hold = args.hold
+    if hold is None:
+        hold = backends.HOLD if args.scenarios == ["backends"] else 30.0
     for channel, flag in (("kafka", "--kafka BOOTSTRAP"), ("nats", "--nats URL"),
                           ("rabbitmq", "--rabbitmq URL")):  # fmt: skip
         if args.channel == channel and not getattr(args, channel):
             raise scenarios.ScenarioError(f"--channel {channel} needs {flag}")
-    if args.staircase or args.scenarios == ["targets"]:
+    if args.staircase or args.scenarios in SUITES:
         rates = tuple(scenarios.parse_staircase(args.staircase or f"{args.rate:g}:1:{args.rate:g}"))
-        duration, bound = args.hold, (100.0 if args.p99 is None else args.p99)
+        duration, bound = hold, (100.0 if args.p99 is None else args.p99)
     else:
         rates, duration, bound = (args.rate,), args.duration, args.p99
     load = runner.LoadOptions(
@@ -194,14 +206,20 @@ def command(args: argparse.Namespace) -> int:
             plot.staircase(doc, args.plot)
         return 0
     try:
-        selected = [] if args.scenarios == ["targets"] else scenarios.parse_all(args.scenarios)
+        selected = [] if args.scenarios in SUITES else scenarios.parse_all(args.scenarios)
         opts = options(args)
     except scenarios.ScenarioError as exc:
         console.print(f"[red]kbroker bench: {exc}[/]")
         return 2
     facts = machine.facts()
     verdicts: list[targets.Verdict] | None = None
-    if args.scenarios == ["targets"]:
+    compared: list[dict[str, Any]] | None = None
+    if args.scenarios == ["backends"]:
+        addresses = {"kafka": args.kafka, "nats": args.nats, "rabbitmq": args.rabbitmq}
+        by_backend = asyncio.run(_run_backends(opts, addresses, console))
+        results = [r for rows in by_backend.values() for r in rows.values()]
+        compared = backends.table(by_backend)
+    elif args.scenarios == ["targets"]:
         per_row = asyncio.run(_run_targets(opts, max(1, args.repeat), args.kafka, console))
         results = [r for runs in per_row.values() for r in runs]
         verdicts = targets.evaluate(per_row)
@@ -212,13 +230,15 @@ def command(args: argparse.Namespace) -> int:
         doc["medians"] = medians(results)
     if verdicts is not None:
         doc["targets"] = [v.to_json() for v in verdicts]
+    if compared is not None:
+        doc["backends"] = compared
     report.render(doc, console)
     if args.json:
         report.write_json(args.json, doc)
     if args.plot:
         plot.staircase(doc, args.plot)
     failed = [r for r in results if r.skipped is None and r.steps and r.knee is None]
-    return 1 if failed and opts.staircase else 0
+    return 1 if failed and opts.staircase and compared is None else 0
 
 
 class _Live:
@@ -273,6 +293,16 @@ async def _run_targets(
         )
 
 
+async def _run_backends(
+    opts: execute.BenchOptions, addresses: dict[str, str | None], console: Console
+) -> dict[str, dict[str, ScenarioResult]]:
+    with _progress(console) as progress:
+        live = _Live(progress)
+        return await backends.run_all(
+            opts, addresses, live.on_result, live.on_progress, live.on_step
+        )
+
+
 async def _run_all(
     selected: list[scenarios.Scenario],
     opts: execute.BenchOptions,
@@ -322,7 +352,7 @@ def medians(results: list[ScenarioResult]) -> dict[str, dict[str, Any]]:
             "p99.9_ms": statistics.median(s.latency_ms.get("p99.9", 0.0) for s in steps),
             "passed": sum(s.passed for s in steps),
         }
-        for role in ("generator", "server", "receiver"):
+        for role in ("generator", "server", "receiver", "backend"):
             cpu = [u.per_1k_events for s in steps for u in s.usage if u.role == role]
             if cpu:
                 out[base][key][f"{role}_cpu_s_per_1k"] = statistics.median(cpu)

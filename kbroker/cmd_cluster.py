@@ -335,6 +335,7 @@ async def _controller(args: argparse.Namespace) -> None:
         data_plane=tuple(u for u in plane if u != "none"),
         kafka_bootstrap=args.kafka,
         nats_url=args.nats,
+        rabbitmq_url=args.rabbitmq,
         resync_interval=args.resync,
         finalize_timeout=args.finalize_timeout,
         ingress_ca_certs=_read_ca(args.ingress_ca),

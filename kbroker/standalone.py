@@ -25,9 +25,10 @@ from kbroker.controller import compiler, files, retirement, transitions
 from kbroker.core import logs, telemetry, tls
 from kbroker.core.channel import ChannelError
 from kbroker.core.contract_source import ContractHolder
-from kbroker.core.settings import RunSettings
+from kbroker.core.settings import RunSettings, env
 from kbroker.filter.service import FilterService
 from kbroker.ingress.app import build_app, ingress_ready
+from kbroker.ingress.priority import DeliveryPriority
 from kbroker.ingress.protocol import bounded_protocol
 from kbroker.sources.emit import SinkEmitter
 from kbroker.sources.ping import PingRunner
@@ -234,6 +235,12 @@ class Standalone:
         logs.log_shutdown(log, "stopped", "kbroker run")
 
     async def _serve(self) -> None:
+        # Ingress and dispatcher share this process: KBROKER_DELIVERY_PRIORITY=on holds new
+        # events back while delivery falls behind for want of CPU (ingress/priority.py). Off by
+        # default: on a shared machine it measured worse (docs/benchmarks.md, Overload).
+        priority = None
+        if (env("KBROKER_DELIVERY_PRIORITY") or "off").lower() == "on":
+            priority = DeliveryPriority(self.pool.behind)
         app = build_app(
             self.settings.ingress,
             self.channels,
@@ -246,10 +253,13 @@ class Standalone:
             ],
             observer=self.metrics,
             tracing=self.tracing,
+            priority=priority,
         )
         folder_task = asyncio.create_task(self.folder.run(), name="folder-source")
         background = [folder_task]
         background.append(asyncio.create_task(self.pings.run(self.stopping), name="pingsources"))
+        if priority is not None:
+            background.append(asyncio.create_task(priority.run(), name="delivery-priority"))
         if self.tls is not None:
             background.append(asyncio.create_task(self.tls.run(), name="tls-reload"))
         sockets = [self.sock]

@@ -32,7 +32,7 @@ from typing import Any
 
 from kbroker.controller import channel_template, compiler, features, readiness
 from kbroker.controller import defaults as br_defaults
-from kbroker.controller.kube import decisions, flows
+from kbroker.controller.kube import decisions, flows, rabbitmq
 from kbroker.controller.kube.api import (
     BROKERS,
     CONFIGMAPS,
@@ -66,6 +66,7 @@ class KubeSettings:
     data_plane: tuple[str, ...] = ()  # base URLs probed before Ready; () = Ready when written
     kafka_bootstrap: str | None = None  # default Kafka; makes MTChannelBasedBroker use Kafka
     nats_url: str | None = None  # the NATS server of NatsJetStreamChannel brokers
+    rabbitmq_url: str | None = None  # RabbitMQBroker's server when its config names none
     resync_interval: float = 30.0  # seconds between full reconciles (re-resolves references)
     watch_timeout: int = 300
     finalize_timeout: float = 60.0  # seconds a deleted Broker waits for a silent data plane
@@ -84,9 +85,6 @@ class KubeSettings:
             ingress_base_url=self.base_url(), ingress_ca_certs=self.ingress_ca_certs
         )
         classes = dict(env.class_channels)
-        # The controller does not read RabbitmqBrokerConfig objects or Secrets yet, so it leaves
-        # RabbitMQBroker Brokers to whoever else serves that class (eventing-rabbitmq).
-        classes.pop("RabbitMQBroker", None)
         kafka: tuple[tuple[str, str], ...] = ()
         channel_backends: dict[str, str] = {}
         if self.kafka_bootstrap:
@@ -103,6 +101,7 @@ class KubeSettings:
             default_kafka_config=kafka,
             nats_url=self.nats_url,
             channel_backends=channel_backends,
+            default_rabbitmq_url=self.rabbitmq_url or "",
         )
 
 
@@ -144,12 +143,16 @@ class KubeController:
             )
             for r in flows.KINDS
         }
+        self.rabbitmq_configs = rabbitmq.ConfigInformer(
+            client, rabbitmq.CONFIGS, self._changed, watch_timeout=settings.watch_timeout
+        )
         self._informers = (
             self.brokers,
             self.triggers,
             self.configmaps,
             self.eventpolicies,
             *self.flows.values(),
+            self.rabbitmq_configs,
         )
         # Not waited for before the first reconcile: without the sources CRDs installed it never
         # syncs, and Brokers must not wait for PingSources.
@@ -222,7 +225,7 @@ class KubeController:
             if isinstance(ref, Mapping) and ref.get("kind") == "ConfigMap" and ref.get("name"):
                 ns = ref.get("namespace") or decisions.meta(b).get("namespace")
                 out.add((str(ns), str(ref["name"])))
-        return out
+        return out | rabbitmq.connection_refs(self.rabbitmq_configs.items.values())
 
     # --- main loop ------------------------------------------------------------------------------
 
@@ -321,6 +324,7 @@ class KubeController:
         objects += [compiler.SourcedObject(o, SOURCE) for o in workflow]
         pings = [p for p in self.pingsources.items.values() if not decisions.deleting(p)]
         objects += [compiler.SourcedObject(p, SOURCE) for p in pings]
+        objects += [compiler.SourcedObject(r, SOURCE) for r in self.rabbitmq_configs.items.values()]
         alive = {_ident(t) for t in self.triggers.items.values()}
         self._trigger_brokers = {k: v for k, v in self._trigger_brokers.items() if k in alive}
 

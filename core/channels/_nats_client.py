@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -136,14 +137,22 @@ class Connection:
                 await asyncio.wait_for(nc.close(), 5.0)
 
     async def ensure_stream(self, name: str, subject: str, replicas: int) -> None:
-        """The stream exists (created when missing; an existing one is left as it is)."""
+        """The stream exists with `replicas` replicas: created when missing; an existing one
+        keeps its other settings (and its events) and only has its replica count changed, which
+        JetStream does in place (it adds or removes peers and copies the data to new ones)."""
         try:
             jsm = await self.jsm()
             try:
-                await jsm.stream_info(name)
-                return
+                info = await jsm.stream_info(name)
             except nats.js.errors.NotFoundError:
-                pass
+                info = None
+            if info is not None:
+                if (info.config.num_replicas or 1) != replicas:
+                    log.info(
+                        "stream %s: replicas %s -> %d", name, info.config.num_replicas, replicas
+                    )
+                    await jsm.update_stream(dataclasses.replace(info.config, num_replicas=replicas))
+                return
             config = api.StreamConfig(
                 name=name,
                 subjects=[subject],

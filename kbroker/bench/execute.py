@@ -43,6 +43,8 @@ class BenchOptions:
     nats: str | None = None
     rabbitmq: str | None = None
     warmup_timeout: float = 30.0
+    backend_pids: tuple[int, ...] = ()  # the messaging server's processes, CPU reported apart
+    deadline: float | None = None  # time.monotonic() after which a staircase starts no step
 
     @property
     def channel(self) -> str:
@@ -149,7 +151,13 @@ async def _load(
         url = brokerconfig.ingress_url(target.url)
         facts["ready_seconds"] = round(getattr(target, "ready_seconds", 0.0), 3)
     session = runner.Session(
-        url, opts.load, sc.groups, rec, target.pids() if target else [], progress
+        url,
+        opts.load,
+        sc.groups,
+        rec,
+        target.pids() if target else [],
+        progress,
+        backend_pids=opts.backend_pids if sc.needs_broker else (),
     )
     stack.push_async_callback(session.stop)
     await session.start()
@@ -175,6 +183,8 @@ async def _load(
             step_done(sc.name, step)
         if opts.staircase and not step.passed:
             break  # past the knee: higher steps only queue more
+        if opts.deadline is not None and time.monotonic() > opts.deadline:
+            break  # a bounded run (`bench backends`): this row's time is up
     return ScenarioResult(sc.name, sc.description, tuple(steps), facts)
 
 
@@ -336,7 +346,13 @@ async def _overload(
     await rec.configure([])  # the backlog is owed to nobody
     target, folder = await _broker(sc, opts, stack, rec, with_triggers=False)
     session = runner.Session(
-        brokerconfig.ingress_url(target.url), opts.load, sc.groups, rec, target.pids(), progress
+        brokerconfig.ingress_url(target.url),
+        opts.load,
+        sc.groups,
+        rec,
+        target.pids(),
+        progress,
+        backend_pids=opts.backend_pids,
     )
     stack.push_async_callback(session.stop)
     await session.start()

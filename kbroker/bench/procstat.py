@@ -100,6 +100,45 @@ def sample(pid: int, tree: bool = True) -> Sample | None:
     return Sample(cpu_seconds=cpu, rss_kb=rss, hwm_kb=hwm, pids=alive)
 
 
+def listener_pid(port: int) -> int | None:
+    """The process listening on TCP `port` (IPv4 or IPv6), or None when none of ours is.
+
+    How a run finds the backend server (Kafka's JVM, nats-server, RabbitMQ's beam) from the URL
+    it was given, so that the server's CPU per event is reported next to the broker's."""
+    inodes: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (_PROC / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local address "IP:PORT" in hex, state 0A = LISTEN, inode in column 10
+            if (
+                len(fields) > 9
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                inodes.add(fields[9])
+    if not inodes:
+        return None
+    wanted = {f"socket:[{i}]" for i in inodes}
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue  # another user's process, or gone
+        for fd in fds:
+            try:
+                if os.readlink(fd) in wanted:
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
 def machine_jiffies() -> tuple[int, int] | None:
     """(busy, total) CPU jiffies of the whole machine, from the first line of /proc/stat.
 

@@ -84,13 +84,14 @@ def step_row(name: str, step: dict[str, Any]) -> list[str]:
         _rss_mb(usage, "server"),
         f"{step.get('extra', {}).get('other_busy_cores', '-')}",
         "[green]yes[/]" if step["passed"] else "[red]no[/]",
+        _cpu(usage, "backend"),  # the messaging server's process (Kafka, nats-server, RabbitMQ)
     ]
 
 
 COLUMNS = (
     "scenario", "rate", "sent", "accepted", "errors", "delivered", "dup", "missing",
     "acc/s", "deliv/s", "p50 ms", "p90", "p99", "p99.9",
-    "gen cpu", "server cpu", "recv cpu", "server MB", "others", "pass",
+    "gen cpu", "server cpu", "recv cpu", "server MB", "others", "pass", "backend cpu",
 )  # fmt: skip
 
 
@@ -127,6 +128,8 @@ def render(doc: dict[str, Any], console: Console) -> None:
         console.print(medians_table(doc["medians"]))
     if doc.get("targets"):
         console.print(targets_table(doc["targets"]))
+    if doc.get("backends"):
+        console.print(backends_table(doc["backends"]))
     m = doc["machine"]
     console.print(
         f"[dim]{m['cores']} cores, {m['cpu_model']}, load {m.get('load_average')}, "
@@ -206,3 +209,33 @@ def targets_table(verdicts: Sequence[dict[str, Any]]) -> Table:
 
 def live_row(name: str, step: StepResult) -> list[str]:
     return step_row(name, step.to_json())
+
+
+def backends_table(rows: Sequence[dict[str, Any]]) -> Table:
+    """`kbroker bench backends`: one row per backend, knees and CPU per 1,000 events (kbroker's
+    process / the messaging server's process), and the per-backend targets."""
+    table = Table(title="backends side by side (one run)")
+    cols = ("backend", "ingress all knee (best)", "p99 ms", "cpu/1k kb/srv",
+            "ingress none knee (best)", "p99 ms", "cpu/1k kb/srv", "e2e knee (best)", "p99 ms",
+            "cpu/1k kb/srv", "ingress >= 0.8x Kafka", "e2e >= 3,000")  # fmt: skip
+    for col in cols:
+        table.add_column(col, justify="left" if col == "backend" else "right")
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:,.0f}"
+
+    def cpu(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    for r in rows:
+        cells = [r["backend"]]
+        for key in ("ingress-all", "ingress-none", "e2e"):
+            cells += [
+                f"{num(r.get(f'{key}_knee'))} ({num(r.get(f'{key}_best'))})",
+                _ms(r.get(f"{key}_p99_ms")),
+                f"{cpu(r.get(f'{key}_kbroker_cpu_s_per_1k'))}/"
+                f"{cpu(r.get(f'{key}_server_cpu_s_per_1k'))}",
+            ]
+        cells += [str(r.get("target_ingress")), str(r.get("target_e2e"))]
+        table.add_row(*cells)
+    return table

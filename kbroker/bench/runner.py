@@ -81,8 +81,10 @@ class Session:
         receiver: Receiver | None,
         server_pids: Sequence[int] = (),
         progress: Progress | None = None,
+        backend_pids: Sequence[int] = (),
     ) -> None:
         self.url = url
+        self.backend_pids = list(backend_pids)  # the messaging server's own process (Kafka...)
         self.load = load
         self.groups = groups
         self.receiver = receiver
@@ -114,6 +116,8 @@ class Session:
         roles = {"generator": [g.pid for g in self.generators], "server": self.server_pids}
         if self.receiver is not None:
             roles["receiver"] = [self.receiver.proc.pid]
+        if self.backend_pids:
+            roles["backend"] = self.backend_pids
         return roles
 
     async def step(
@@ -175,7 +179,7 @@ class Session:
         if rec is not None:
             result = _delivery_totals(await rec.proc.call("collect", rejected=rejected))
         # A process near one full core is the bottleneck whatever the others did: name it.
-        per_process = {"generator": len(self.generators), "receiver": 1, "server": 1}
+        per_process = {"generator": len(self.generators), "receiver": 1, "server": 1, "backend": 2}
         saturated = [u.role for u in usage if u.cores >= 0.9 * per_process.get(u.role, 1)]
         if saturated:
             result["extra"]["saturated"] = saturated

@@ -149,15 +149,15 @@ async def start_broker(
         sys.executable, "-m", "kbroker", "run",
         "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--data", str(data),
     ]  # fmt: skip
-    if kafka:
-        argv += ["--kafka", kafka]
-    for flag, url in (("--nats", nats), ("--rabbitmq", rabbitmq)):
+    for flag, url in (("--kafka", kafka), ("--nats", nats), ("--rabbitmq", rabbitmq)):
         if url:
-            # A stream or exchange left by an earlier run would hand this one its backlog (and
-            # its consumers' positions): names unique to the run keep runs apart.
-            tag = uuid.uuid4().hex[:8]
-            argv += [flag, url, f"--topic-template=kbroker-bench-{tag}-{{namespace}}-{{name}}",
-                     f"--group-template=kbroker-bench-{tag}-{{namespace}}-{{name}}"]  # fmt: skip
+            argv += [flag, url]
+    if kafka or nats or rabbitmq:
+        # A topic, stream or exchange left by an earlier run would hand this one its backlog
+        # (and its consumers' positions): names unique to the run keep runs apart.
+        tag = uuid.uuid4().hex[:8]
+        argv += [f"--topic-template=kbroker-bench-{tag}-{{namespace}}-{{name}}",
+                 f"--group-template=kbroker-bench-{tag}-{{namespace}}-{{name}}"]  # fmt: skip
     if processes > 1:
         # `kbroker run --processes N`: N ingress processes share the port, the first dispatches.
         argv += ["--processes", str(processes)]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kbroker.bench import execute, runner, scenarios
+from kbroker.bench.backends import backend_pids
 from kbroker.bench.results import ScenarioResult
 
 Figure = Callable[[ScenarioResult], float | None]
@@ -239,6 +240,8 @@ def _row_options(base: execute.BenchOptions, row: Row, kafka: str | None) -> exe
         base,
         load=load,
         kafka=kafka if row.kafka else None,
+        # Kafka's own CPU per event, reported apart from the broker's ("backend" in the usage)
+        backend_pids=backend_pids("kafka", kafka) if row.kafka else (),
         **{k: v for k, v in row.overrides.items() if k not in load_fields},
     )
     if row.staircase is None:

@@ -411,6 +411,13 @@ RULES: list[tuple[str, str, Check | str]] = [
         BENCH,
     ),
     (
+        "docs/benchmarks.md",
+        r"(NATS=\$\(|RABBITMQ=\$\(|\.venv/bin/kbroker bench backends "
+        r"|\.venv/bin/python hack/(nats|rabbitmq)\.py stop)",
+        "the four-backend comparison (five minutes, three servers); "
+        "test/kbroker/bench/test_backends.py runs it at tiny rates on the embedded log and NATS",
+    ),
+    (
         "docs/observability.md",
         r"OTEL_TRACES_EXPORTER=otlp ",
         "exports to an OTLP collector at "

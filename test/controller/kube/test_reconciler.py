@@ -728,7 +728,7 @@ apiVersion: eventing.knative.dev/v1
 kind: Broker
 metadata:
   name: theirs
-  annotations: {eventing.knative.dev/broker.class: RabbitMQBroker}
+  annotations: {eventing.knative.dev/broker.class: OtherVendorBroker}
 """
             + "---"
             + TRIGGER.format(
