@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
+from fixtures.knative_flows import DOCS_PARALLEL, DOCS_SEQUENCE
 from fixtures.kube import Kube
 from fixtures.subscriber import Sink, SinkServer
 from kbroker.core import events as ce
@@ -69,74 +70,7 @@ spec:
           x-kubernetes-preserve-unknown-fields: true
 """
 
-# Knative's docs, eventing/flows/sequence/sequence-reply-to-event-display: unchanged.
-DOCS_SEQUENCE = """
-apiVersion: flows.knative.dev/v1
-kind: Sequence
-metadata:
-  name: sequence
-spec:
-  channelTemplate:
-    apiVersion: messaging.knative.dev/v1
-    kind: InMemoryChannel
-  steps:
-    - ref:
-        apiVersion: serving.knative.dev/v1
-        kind: Service
-        name: first
-    - ref:
-        apiVersion: serving.knative.dev/v1
-        kind: Service
-        name: second
-    - ref:
-        apiVersion: serving.knative.dev/v1
-        kind: Service
-        name: third
-  reply:
-    ref:
-      kind: Service
-      apiVersion: serving.knative.dev/v1
-      name: event-display
-"""
-
-# Knative's docs, eventing/flows/parallel (the odd/even example): unchanged.
-DOCS_PARALLEL = """
-apiVersion: flows.knative.dev/v1
-kind: Parallel
-metadata:
-  name: odd-even-parallel
-spec:
-  channelTemplate:
-    apiVersion: messaging.knative.dev/v1
-    kind: InMemoryChannel
-  branches:
-    - filter:
-        ref:
-          apiVersion: serving.knative.dev/v1
-          kind: Service
-          name: even-filter
-      subscriber:
-        ref:
-          apiVersion: serving.knative.dev/v1
-          kind: Service
-          name: even-transformer
-    - filter:
-        ref:
-          apiVersion: serving.knative.dev/v1
-          kind: Service
-          name: odd-filter
-      subscriber:
-        ref:
-          apiVersion: serving.knative.dev/v1
-          kind: Service
-          name: odd-transformer
-  reply:
-    ref:
-      apiVersion: serving.knative.dev/v1
-      kind: Service
-      name: event-display
-"""
-
+# Knative's docs' Sequence and Parallel: fixtures.knative_flows, unchanged.
 # Knative's docs, eventing/channels: a Channel and a Subscription written by hand.
 DOCS_CHANNEL = """
 apiVersion: messaging.knative.dev/v1

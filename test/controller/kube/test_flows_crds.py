@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.knative_flows import DOCS_PARALLEL, DOCS_SEQUENCE
 from fixtures.kube import Kube
 
 CONFIG = Path(__file__).resolve().parents[3] / "config"
@@ -27,74 +28,7 @@ CRDS = (
     "parallels.flows.knative.dev",
 )
 
-# Knative's docs: eventing/flows/sequence (sequence-reply-to-event-display) and
-# eventing/flows/parallel, eventing/channels, and the KafkaChannel page.
-DOCS_SEQUENCE = """
-apiVersion: flows.knative.dev/v1
-kind: Sequence
-metadata:
-  name: sequence
-spec:
-  channelTemplate:
-    apiVersion: messaging.knative.dev/v1
-    kind: InMemoryChannel
-  steps:
-    - ref:
-        apiVersion: serving.knative.dev/v1
-        kind: Service
-        name: first
-    - ref:
-        apiVersion: serving.knative.dev/v1
-        kind: Service
-        name: second
-    - ref:
-        apiVersion: serving.knative.dev/v1
-        kind: Service
-        name: third
-  reply:
-    ref:
-      kind: Service
-      apiVersion: serving.knative.dev/v1
-      name: event-display
-"""
-
-DOCS_PARALLEL = """
-apiVersion: flows.knative.dev/v1
-kind: Parallel
-metadata:
-  name: odd-even-parallel
-spec:
-  channelTemplate:
-    apiVersion: messaging.knative.dev/v1
-    kind: InMemoryChannel
-  branches:
-    - filter:
-        ref:
-          apiVersion: serving.knative.dev/v1
-          kind: Service
-          name: even-filter
-      subscriber:
-        ref:
-          apiVersion: serving.knative.dev/v1
-          kind: Service
-          name: even-transformer
-    - filter:
-        ref:
-          apiVersion: serving.knative.dev/v1
-          kind: Service
-          name: odd-filter
-      subscriber:
-        ref:
-          apiVersion: serving.knative.dev/v1
-          kind: Service
-          name: odd-transformer
-  reply:
-    ref:
-      apiVersion: serving.knative.dev/v1
-      kind: Service
-      name: event-display
-"""
-
+# Knative's docs: eventing/channels and the KafkaChannel page (the flows: fixtures.knative_flows).
 DOCS_CHANNELS = """
 apiVersion: messaging.knative.dev/v1
 kind: Channel
