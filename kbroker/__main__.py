@@ -23,7 +23,10 @@ Register: TypeAlias = Callable[[Subparsers], None]
 COMMANDS: dict[str, str] = {
     "run": "run the standalone broker (ingress + dispatcher + folder controller)",
     "send": "send a CloudEvent to a broker URL",
-    "get": "show Brokers, Triggers, EventPolicies or PingSources and their status",
+    "get": (
+        "show Brokers, Triggers, EventPolicies, PingSources, Sequences, Parallels, "
+        "channels or Subscriptions and their status"
+    ),
     "cesql": "check a CESQL filter expression, or evaluate it on an event",
     "bench": "benchmark the broker: open-loop load, staircase knee, latency, CPU, RSS",
     "log": "check embedded broker logs for damage, or salvage a damaged one",
